@@ -1,0 +1,1 @@
+//! The load-test runner of hotdeal (in progress).

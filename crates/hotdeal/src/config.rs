@@ -1,0 +1,223 @@
+//! Configuration, layered: defaults → `hotdeal.toml` → `HOTDEAL_*`
+//! environment → command-line flags. Each layer is a [`ConfigLayer`] of
+//! optional values; later layers win. The environment is passed in as a
+//! list of pairs, so tests never touch the process environment.
+
+use crate::adapters::argon2::Argon2Params;
+use crate::adapters::sqlite::Durability;
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The resolved configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address of the HTTP listener.
+    pub listen: SocketAddr,
+    /// Where the embedded database and the generated JWT secret live.
+    pub data_dir: PathBuf,
+    /// Store URL; defaults to `sqlite://<data_dir>/hotdeal.db`.
+    pub database_url: String,
+    /// HS256 key for access tokens. When absent, one is generated once and
+    /// kept in `<data_dir>/jwt-secret`.
+    pub jwt_secret: Option<String>,
+    pub argon2: Argon2Params,
+    /// Hashes running at once (default: the number of cores).
+    pub hash_workers: usize,
+    /// Hashes allowed to wait for a worker before sign-ups are refused.
+    pub hash_queue: usize,
+    pub durability: Durability,
+    /// How often ended deals give their unsold units back.
+    pub deal_sweep_ms: u64,
+}
+
+/// One layer of settings; `None` means "not set here".
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigLayer {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub jwt_secret: Option<String>,
+    pub argon2_memory_kib: Option<u32>,
+    pub argon2_iterations: Option<u32>,
+    pub argon2_parallelism: Option<u32>,
+    pub hash_workers: Option<usize>,
+    pub hash_queue: Option<usize>,
+    pub durability: Option<Durability>,
+    pub deal_sweep_ms: Option<u64>,
+}
+
+impl ConfigLayer {
+    /// Reads a TOML file.
+    pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Reads the `HOTDEAL_*` variables among `vars`.
+    pub fn from_env(vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+        let mut l = Self::default();
+        for (k, v) in vars {
+            let Some(key) = k.strip_prefix("HOTDEAL_") else {
+                continue;
+            };
+            let bad = || format!("{k}={v} is not valid");
+            match key {
+                "LISTEN" => l.listen = Some(v.parse().with_context(bad)?),
+                "DATA_DIR" => l.data_dir = Some(v.into()),
+                "DATABASE_URL" => l.database_url = Some(v),
+                "JWT_SECRET" => l.jwt_secret = Some(v),
+                "ARGON2_MEMORY_KIB" => l.argon2_memory_kib = Some(v.parse().with_context(bad)?),
+                "ARGON2_ITERATIONS" => l.argon2_iterations = Some(v.parse().with_context(bad)?),
+                "ARGON2_PARALLELISM" => l.argon2_parallelism = Some(v.parse().with_context(bad)?),
+                "HASH_WORKERS" => l.hash_workers = Some(v.parse().with_context(bad)?),
+                "HASH_QUEUE" => l.hash_queue = Some(v.parse().with_context(bad)?),
+                "DURABILITY" => {
+                    l.durability = Some(match v.as_str() {
+                        "process" => Durability::Process,
+                        "power" => Durability::Power,
+                        _ => bail!("{k} must be `process` or `power`"),
+                    })
+                }
+                "DEAL_SWEEP_MS" => l.deal_sweep_ms = Some(v.parse().with_context(bad)?),
+                _ => {}
+            }
+        }
+        Ok(l)
+    }
+
+    /// `other`'s settings override ours.
+    pub fn merge(self, other: Self) -> Self {
+        Self {
+            listen: other.listen.or(self.listen),
+            data_dir: other.data_dir.or(self.data_dir),
+            database_url: other.database_url.or(self.database_url),
+            jwt_secret: other.jwt_secret.or(self.jwt_secret),
+            argon2_memory_kib: other.argon2_memory_kib.or(self.argon2_memory_kib),
+            argon2_iterations: other.argon2_iterations.or(self.argon2_iterations),
+            argon2_parallelism: other.argon2_parallelism.or(self.argon2_parallelism),
+            hash_workers: other.hash_workers.or(self.hash_workers),
+            hash_queue: other.hash_queue.or(self.hash_queue),
+            durability: other.durability.or(self.durability),
+            deal_sweep_ms: other.deal_sweep_ms.or(self.deal_sweep_ms),
+        }
+    }
+}
+
+impl Config {
+    /// Fills every unset value with its default.
+    pub fn resolve(l: ConfigLayer) -> Self {
+        let data_dir = l.data_dir.unwrap_or_else(|| PathBuf::from("data"));
+        let database_url = l
+            .database_url
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("hotdeal.db").display()));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let d = Argon2Params::default();
+        Self {
+            listen: l
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir,
+            database_url,
+            jwt_secret: l.jwt_secret,
+            argon2: Argon2Params {
+                memory_kib: l.argon2_memory_kib.unwrap_or(d.memory_kib),
+                iterations: l.argon2_iterations.unwrap_or(d.iterations),
+                parallelism: l.argon2_parallelism.unwrap_or(d.parallelism),
+            },
+            hash_workers: l.hash_workers.unwrap_or(cores),
+            hash_queue: l.hash_queue.unwrap_or(cores * 32),
+            durability: l.durability.unwrap_or(Durability::Process),
+            deal_sweep_ms: l.deal_sweep_ms.unwrap_or(1000),
+        }
+    }
+
+    /// The usual stack: `file` (if it exists), then `env`, then `flags`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: ConfigLayer,
+    ) -> anyhow::Result<Self> {
+        let mut layer = ConfigLayer::default();
+        if let Some(f) = file.filter(|f| f.exists()) {
+            layer = layer.merge(ConfigLayer::from_toml_file(f)?);
+        }
+        layer = layer.merge(ConfigLayer::from_env(env)?).merge(flags);
+        Ok(Self::resolve(layer))
+    }
+
+    /// For tests: a data dir, an ephemeral port and cheap password hashing.
+    pub fn for_tests(data_dir: &Path) -> Self {
+        Self::resolve(ConfigLayer {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            data_dir: Some(data_dir.to_owned()),
+            jwt_secret: Some("test-secret".into()),
+            argon2_memory_kib: Some(64),
+            argon2_iterations: Some(1),
+            // Tests sign up hundreds of users at once; refusing them is
+            // tested on the hasher itself.
+            hash_queue: Some(100_000),
+            ..Default::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let c = Config::load(None, env(&[]), ConfigLayer::default()).expect("config");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://data/hotdeal.db");
+        assert!(c.jwt_secret.is_none());
+        assert_eq!(c.argon2, Argon2Params::default());
+    }
+
+    #[test]
+    fn later_layers_win() {
+        let dir = std::env::temp_dir().join(format!("hotdeal-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("hotdeal.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from-file\"\nargon2_iterations = 3\n",
+        )
+        .expect("write");
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("HOTDEAL_DATA_DIR", "/from-env"),
+                ("HOTDEAL_LISTEN", "127.0.0.1:9001"),
+                ("OTHER", "x"),
+            ]),
+            ConfigLayer {
+                listen: Some("127.0.0.1:9002".parse().expect("addr")),
+                ..Default::default()
+            },
+        )
+        .expect("config");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9002");
+        assert_eq!(c.data_dir, PathBuf::from("/from-env"));
+        assert_eq!(c.argon2.iterations, 3);
+        assert_eq!(c.database_url, "sqlite:///from-env/hotdeal.db");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn bad_values_are_reported() {
+        assert!(ConfigLayer::from_env(env(&[("HOTDEAL_LISTEN", "nope")])).is_err());
+        assert!(ConfigLayer::from_env(env(&[("HOTDEAL_DURABILITY", "maybe")])).is_err());
+    }
+}

@@ -1,0 +1,159 @@
+//! The `hotdeal` command: `serve`, `seed demo`, `load <scenario>`.
+//! It only parses arguments and calls the library.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use hotdeal::config::{Config, ConfigLayer};
+use hotdeal::{app, seed, App};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "hotdeal", version, about = "Flash-sale commerce backend")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the storefront API (embedded SQLite by default).
+    Serve {
+        #[command(flatten)]
+        settings: Settings,
+        /// Load the demo catalogue first (skipped if already loaded).
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Load data into the store.
+    Seed {
+        #[command(subcommand)]
+        what: SeedWhat,
+    },
+    // LOAD-WIRING /// Replay a seed load-test scenario against a running hotdeal.
+    // LOAD-WIRING Load(hotdeal_load::LoadArgs),
+}
+
+#[derive(Subcommand)]
+enum SeedWhat {
+    /// A seller, ~50 products and 20 deals (password `hotdeal-demo`).
+    Demo {
+        #[command(flatten)]
+        settings: Settings,
+    },
+}
+
+/// Settings that can also come from `hotdeal.toml` and `HOTDEAL_*`.
+#[derive(Args)]
+struct Settings {
+    /// Configuration file (TOML); default `hotdeal.toml` if it exists.
+    #[arg(long, default_value = "hotdeal.toml")]
+    config: PathBuf,
+    /// Listen address [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory [default: ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Store URL [default: sqlite://<data-dir>/hotdeal.db].
+    #[arg(long)]
+    database_url: Option<String>,
+    /// HS256 secret for access tokens [default: generated, kept in the data dir].
+    #[arg(long)]
+    jwt_secret: Option<String>,
+    /// Argon2id memory in KiB [default: 19456].
+    #[arg(long)]
+    argon2_memory_kib: Option<u32>,
+    /// Argon2id passes [default: 2].
+    #[arg(long)]
+    argon2_iterations: Option<u32>,
+    /// Argon2id lanes [default: 1].
+    #[arg(long)]
+    argon2_parallelism: Option<u32>,
+}
+
+impl Settings {
+    fn resolve(self) -> anyhow::Result<Config> {
+        let flags = ConfigLayer {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            database_url: self.database_url,
+            jwt_secret: self.jwt_secret,
+            argon2_memory_kib: self.argon2_memory_kib,
+            argon2_iterations: self.argon2_iterations,
+            argon2_parallelism: self.argon2_parallelism,
+            ..Default::default()
+        };
+        Config::load(Some(&self.config), std::env::vars(), flags)
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(Cli::parse())) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { settings, demo } => {
+            let config = settings.resolve()?;
+            let app = App::build(&config).await?;
+            if demo && seed::demo(&app.storefront()).await? {
+                tracing::info!(
+                    "demo data loaded: log in as {} / {}",
+                    seed::BUYER_EMAIL,
+                    seed::DEMO_PASSWORD
+                );
+            }
+            tracing::info!(addr = %app.local_addr(), db = %config.database_url, "hotdeal listening");
+            app.serve(app::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Seed {
+            what: SeedWhat::Demo { settings },
+        } => {
+            let config = settings.resolve()?;
+            let store = app::open_store(&config).await?;
+            store.close().await;
+            let app = App::build(&Config {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                ..config
+            })
+            .await
+            .context("opening the store")?;
+            let loaded = seed::demo(&app.storefront()).await?;
+            println!(
+                "{}",
+                if loaded {
+                    "demo data loaded"
+                } else {
+                    "demo data already present"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        } // LOAD-WIRING Command::Load(args) => {
+          // LOAD-WIRING     let code = hotdeal_load::run(args).await?;
+          // LOAD-WIRING     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+          // LOAD-WIRING }
+    }
+}

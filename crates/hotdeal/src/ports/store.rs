@@ -1,0 +1,137 @@
+//! The durable store: the source of truth for users, the catalogue and
+//! orders. Every method that moves stock does it in one transaction with
+//! conditional updates, so the store alone never oversells, whatever runs in
+//! front of it.
+
+use crate::model::{Deal, DealView, Order, Page, Paged, Product, ProductPatch, User};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hotdeal_domain::{DealId, OrderId, OrderStatus, ProductId, StockKey, UserId};
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("email already registered")]
+    EmailExists,
+    #[error("storage backend failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Outcome of a stock adjustment on a product.
+#[derive(Debug)]
+pub enum StockChange {
+    Done(Product),
+    NotFound,
+    Insufficient { available: i64 },
+}
+
+/// Outcome of opening a deal.
+#[derive(Debug)]
+pub enum DealCreation {
+    Created(Deal),
+    ProductNotFound,
+    Insufficient { available: i64 },
+}
+
+/// Outcome of placing an order.
+#[derive(Debug)]
+pub enum Placement {
+    Placed(Order),
+    Insufficient {
+        key: StockKey,
+        requested: i64,
+        available: i64,
+    },
+    DealNotActive(DealId),
+    /// The user would hold more than the deal's per-user limit.
+    LimitExceeded {
+        deal: DealId,
+        limit: i64,
+        held: i64,
+    },
+}
+
+/// Outcome of cancelling an order.
+#[derive(Debug)]
+pub enum Cancellation {
+    Cancelled(Order),
+    NotFound,
+    InvalidState(OrderStatus),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- users and sessions
+    async fn insert_user(&self, user: &User) -> StoreResult<()>;
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>>;
+    async fn insert_refresh_token(
+        &self,
+        token_hash: &[u8; 32],
+        user: UserId,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Marks a refresh token used and returns its user, if it was unused and
+    /// unexpired. Exactly one of two concurrent calls can succeed.
+    async fn consume_refresh_token(
+        &self,
+        token_hash: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<UserId>>;
+
+    // --- catalogue
+    async fn insert_product(&self, product: &Product) -> StoreResult<()>;
+    async fn product(&self, id: ProductId) -> StoreResult<Option<Product>>;
+    async fn products(&self, category: Option<&str>, page: Page) -> StoreResult<Paged<Product>>;
+    async fn update_product(
+        &self,
+        id: ProductId,
+        patch: &ProductPatch,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Product>>;
+    /// Adds `delta` (negative removes) to a product's free stock, refusing to
+    /// go below zero.
+    async fn adjust_stock(
+        &self,
+        id: ProductId,
+        delta: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StockChange>;
+
+    // --- deals
+    /// Creates the deal and moves `deal_stock` units from the product to it.
+    async fn insert_deal(&self, deal: &Deal) -> StoreResult<DealCreation>;
+    async fn deal(&self, id: DealId) -> StoreResult<Option<DealView>>;
+    /// Deals whose window contains `now`, soonest-ending first.
+    async fn running_deals(&self, now: DateTime<Utc>, page: Page) -> StoreResult<Paged<DealView>>;
+    /// Returns the unsold units of every deal that ended at or before `now`
+    /// to its product; returns how many deals were settled.
+    async fn settle_ended_deals(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+
+    // --- orders
+    /// Takes the stock of every key in `demand` and inserts `order`, or
+    /// changes nothing. Deal stock is only taken while the deal runs and
+    /// within the deal's per-user limit.
+    async fn place_order(
+        &self,
+        order: &Order,
+        demand: &BTreeMap<StockKey, i64>,
+    ) -> StoreResult<Placement>;
+    async fn order(&self, id: OrderId) -> StoreResult<Option<Order>>;
+    async fn orders_of(
+        &self,
+        user: UserId,
+        status: Option<OrderStatus>,
+        page: Page,
+    ) -> StoreResult<Paged<Order>>;
+    /// Cancels an order that can still be cancelled and returns its units:
+    /// to the deal while it is unsettled, else to the product.
+    async fn cancel_order(
+        &self,
+        id: OrderId,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Cancellation>;
+}

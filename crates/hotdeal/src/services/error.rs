@@ -1,0 +1,59 @@
+//! What can go wrong in a use case, in the contract's vocabulary.
+
+use crate::ports::{HashError, StoreError};
+use hotdeal_domain::FieldErrors;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid fields")]
+    Validation(FieldErrors),
+    #[error("missing or non-bearer authorization")]
+    Unauthorized,
+    #[error("invalid or expired token")]
+    InvalidToken,
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error("email already registered")]
+    EmailExists,
+    #[error("not allowed")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    #[error("product not found")]
+    ProductNotFound,
+    #[error("deal not found")]
+    DealNotFound,
+    #[error("deal is not active")]
+    DealNotActive(Value),
+    #[error("insufficient stock")]
+    InsufficientStock(Value),
+    #[error("purchase limit exceeded")]
+    PurchaseLimitExceeded(Value),
+    #[error("invalid state: {0}")]
+    InvalidState(String),
+    #[error("overloaded")]
+    Overloaded,
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::EmailExists => Error::EmailExists,
+            StoreError::Backend(inner) => Error::Internal(inner),
+        }
+    }
+}
+
+impl From<HashError> for Error {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Saturated => Error::Overloaded,
+            HashError::Failed(msg) => Error::Internal(msg.into()),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! `/auth/*`: sign-up, login, refresh, verify, me.
+
+use super::dto::{LoginIn, RefreshIn, RegisterIn, TokensOut, UserOut, VerifyOut};
+use super::error::{ApiError, ApiResult};
+use super::extract::{AuthUser, JsonBody};
+use super::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+
+/// Sign up.
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterIn,
+    responses(
+        (status = 201, body = UserOut, description = "Registered"),
+        (status = 400, body = ErrorBody, description = "BAD_REQUEST: not JSON"),
+        (status = 409, body = ErrorBody, description = "EMAIL_EXISTS"),
+        (status = 422, body = ErrorBody, description = "VALIDATION_ERROR: email not an address, password shorter than 8, name not 2..50 chars"),
+        (status = 503, body = ErrorBody, description = "OVERLOADED: password hashing saturated; see Retry-After"),
+    ))]
+pub async fn register(
+    State(app): State<AppState>,
+    JsonBody(body): JsonBody<RegisterIn>,
+) -> ApiResult<(StatusCode, Json<UserOut>)> {
+    let reg = body.parse().map_err(ApiError::validation)?;
+    let user = app.register(reg).await?;
+    Ok((StatusCode::CREATED, Json(user.into())))
+}
+
+/// Log in.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginIn,
+    responses(
+        (status = 200, body = TokensOut, description = "Signed in"),
+        (status = 401, body = ErrorBody, description = "INVALID_CREDENTIALS: unknown email or wrong password"),
+        (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
+        (status = 503, body = ErrorBody, description = "OVERLOADED"),
+    ))]
+pub async fn login(
+    State(app): State<AppState>,
+    JsonBody(body): JsonBody<LoginIn>,
+) -> ApiResult<Json<TokensOut>> {
+    Ok(Json(app.login(&body.email, body.password).await?.into()))
+}
+
+/// Trade a refresh token (single-use) for a new pair.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshIn,
+    responses(
+        (status = 200, body = TokensOut, description = "A new token pair"),
+        (status = 401, body = ErrorBody, description = "INVALID_TOKEN: unknown, used or expired"),
+        (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
+    ))]
+pub async fn refresh(
+    State(app): State<AppState>,
+    JsonBody(body): JsonBody<RefreshIn>,
+) -> ApiResult<Json<TokensOut>> {
+    Ok(Json(app.refresh(&body.refresh_token).await?.into()))
+}
+
+/// Check an access token.
+#[utoipa::path(get, path = "/auth/verify", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, body = VerifyOut, description = "The token is valid"),
+        (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
+    ))]
+pub async fn verify(AuthUser(user): AuthUser) -> Json<VerifyOut> {
+    Json(VerifyOut {
+        valid: true,
+        user_id: user.0,
+    })
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/auth/users/me", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, body = UserOut, description = "The user"),
+        (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
+    ))]
+pub async fn me(State(app): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<UserOut>> {
+    Ok(Json(app.me(user).await?.into()))
+}
+
+use super::error::ErrorBody;

@@ -1,0 +1,234 @@
+//! `/products/*`: the catalogue, stock and deals.
+
+use super::dto::{
+    page_of, DealIn, DealOut, HotOut, ListOf, ProductIn, ProductOut, ProductPatchIn, StockDeltaIn,
+    StockOut,
+};
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{path_id, AuthUser, JsonBody, QueryMap};
+use super::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use hotdeal_domain::{DealId, ProductId};
+
+/// List products, newest first.
+#[utoipa::path(get, path = "/products", tag = "products",
+    params(
+        ("page" = Option<i64>, Query, description = "≥ 1, default 1"),
+        ("size" = Option<i64>, Query, description = "1..100, default 20"),
+        ("category" = Option<String>, Query, description = "exact category"),
+    ),
+    responses(
+        (status = 200, body = ListOf<ProductOut>, description = "A page of products"),
+        (status = 422, body = ErrorBody, description = "VALIDATION_ERROR: bad page or size"),
+    ))]
+pub async fn list_products(
+    State(app): State<AppState>,
+    QueryMap(q): QueryMap,
+) -> ApiResult<Json<ListOf<ProductOut>>> {
+    let page = page_of(&q).map_err(ApiError::validation)?;
+    let products = app
+        .products(q.get("category").map(String::as_str), page)
+        .await?;
+    Ok(Json(ListOf::from_paged(products, ProductOut::from)))
+}
+
+/// List a product for sale; the caller becomes its seller.
+#[utoipa::path(post, path = "/products", tag = "products", request_body = ProductIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = ProductOut, description = "Created"),
+        (status = 400, body = ErrorBody, description = "BAD_REQUEST"),
+        (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
+        (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
+    ))]
+pub async fn create_product(
+    State(app): State<AppState>,
+    AuthUser(seller): AuthUser,
+    JsonBody(body): JsonBody<ProductIn>,
+) -> ApiResult<(StatusCode, Json<ProductOut>)> {
+    let p = body.parse().map_err(ApiError::validation)?;
+    let product = app.create_product(seller, p).await?;
+    Ok((StatusCode::CREATED, Json(product.into())))
+}
+
+/// One product.
+#[utoipa::path(get, path = "/products/{product_id}", tag = "products",
+    params(("product_id" = String, Path)),
+    responses(
+        (status = 200, body = ProductOut, description = "The product"),
+        (status = 404, body = ErrorBody, description = "NOT_FOUND"),
+    ))]
+pub async fn get_product(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ProductOut>> {
+    let id = path_id(&id, ProductId::parse)?;
+    Ok(Json(app.product(id).await?.into()))
+}
+
+/// Change a product (its seller only).
+#[utoipa::path(patch, path = "/products/{product_id}", tag = "products",
+    params(("product_id" = String, Path)), request_body = ProductPatchIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = ProductOut, description = "Updated"),
+        (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
+        (status = 403, body = ErrorBody, description = "FORBIDDEN: not the seller"),
+        (status = 404, body = ErrorBody, description = "NOT_FOUND"),
+        (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
+    ))]
+pub async fn update_product(
+    State(app): State<AppState>,
+    AuthUser(seller): AuthUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ProductPatchIn>,
+) -> ApiResult<Json<ProductOut>> {
+    let id = path_id(&id, ProductId::parse)?;
+    let patch = body.parse().map_err(ApiError::validation)?;
+    Ok(Json(app.update_product(seller, id, patch).await?.into()))
+}
+
+/// A product's free stock.
+#[utoipa::path(get, path = "/products/{product_id}/stock", tag = "products",
+    params(("product_id" = String, Path)),
+    responses(
+        (status = 200, body = StockOut, description = "Units on hand (excluding units set aside for deals)"),
+        (status = 404, body = ErrorBody, description = "NOT_FOUND"),
+    ))]
+pub async fn get_stock(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<StockOut>> {
+    let id = path_id(&id, ProductId::parse)?;
+    Ok(Json(app.product(id).await?.into()))
+}
+
+/// Add or remove units (its seller only).
+#[utoipa::path(patch, path = "/products/{product_id}/stock", tag = "products",
+    params(("product_id" = String, Path)), request_body = StockDeltaIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = StockOut, description = "The new stock"),
+        (status = 400, body = ErrorBody, description = "INSUFFICIENT_STOCK: would go below 0"),
+        (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
+        (status = 403, body = ErrorBody, description = "FORBIDDEN"),
+        (status = 404, body = ErrorBody, description = "NOT_FOUND"),
+        (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
+    ))]
+pub async fn adjust_stock(
+    State(app): State<AppState>,
+    AuthUser(seller): AuthUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<StockDeltaIn>,
+) -> ApiResult<Json<StockOut>> {
+    let id = path_id(&id, ProductId::parse)?;
+    let delta = body.parse().map_err(ApiError::validation)?;
+    Ok(Json(app.adjust_stock(seller, id, delta).await?.into()))
+}
+
+/// Deals running now (`active` and `sold_out`), soonest-ending first.
+#[utoipa::path(get, path = "/products/deals", tag = "deals",
+    params(
+        ("page" = Option<i64>, Query, description = "≥ 1, default 1"),
+        ("size" = Option<i64>, Query, description = "1..100, default 20"),
+    ),
+    responses(
+        (status = 200, body = ListOf<DealOut>, description = "A page of running deals"),
+        (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
+    ))]
+pub async fn list_deals(
+    State(app): State<AppState>,
+    QueryMap(q): QueryMap,
+) -> ApiResult<Json<ListOf<DealOut>>> {
+    let page = page_of(&q).map_err(ApiError::validation)?;
+    let deals = app.running_deals(page).await?;
+    let now = app.now();
+    Ok(Json(ListOf::from_paged(deals, |d| DealOut::new(d, now))))
+}
+
+/// Open a deal on one of the caller's products; sets `deal_stock` units aside.
+#[utoipa::path(post, path = "/products/deals", tag = "deals", request_body = DealIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = DealOut, description = "Created"),
+        (status = 400, body = ErrorBody, description = "INSUFFICIENT_STOCK: the product has fewer free units than deal_stock"),
+        (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
+        (status = 403, body = ErrorBody, description = "FORBIDDEN: not the product's seller"),
+        (status = 404, body = ErrorBody, description = "PRODUCT_NOT_FOUND"),
+        (status = 422, body = ErrorBody, description = "VALIDATION_ERROR (e.g. ends_at not after starts_at)"),
+    ))]
+pub async fn create_deal(
+    State(app): State<AppState>,
+    AuthUser(seller): AuthUser,
+    JsonBody(body): JsonBody<DealIn>,
+) -> ApiResult<(StatusCode, Json<DealOut>)> {
+    let d = body.parse().map_err(ApiError::validation)?;
+    let deal = app.create_deal(seller, d).await?;
+    Ok((StatusCode::CREATED, Json(DealOut::new(deal, app.now()))))
+}
+
+/// One deal with its product.
+#[utoipa::path(get, path = "/products/deals/{deal_id}", tag = "deals",
+    params(("deal_id" = String, Path)),
+    responses(
+        (status = 200, body = DealOut, description = "The deal"),
+        (status = 404, body = ErrorBody, description = "NOT_FOUND"),
+    ))]
+pub async fn get_deal(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DealOut>> {
+    let id = path_id(&id, DealId::parse)?;
+    let deal = app.deal(id).await?;
+    Ok(Json(DealOut::new(deal, app.now())))
+}
+
+async fn set_hot(
+    app: AppState,
+    seller: AuthUser,
+    id: String,
+    hot: bool,
+) -> ApiResult<Json<HotOut>> {
+    let id = path_id(&id, ProductId::parse)?;
+    let hot = app.set_hot(seller.0, id, hot).await?;
+    Ok(Json(HotOut {
+        product_id: id.0,
+        hot,
+    }))
+}
+
+/// Hint: pre-warm the product's stock in the fast admission tier.
+#[utoipa::path(post, path = "/products/{product_id}/hotdeal/start", tag = "deals",
+    params(("product_id" = String, Path)), security(("bearer" = [])),
+    responses(
+        (status = 200, body = HotOut, description = "`hot: true`"),
+        (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
+        (status = 403, body = ErrorBody, description = "FORBIDDEN"),
+        (status = 404, body = ErrorBody, description = "NOT_FOUND"),
+    ))]
+pub async fn hot_start(
+    State(app): State<AppState>,
+    seller: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<HotOut>> {
+    set_hot(app, seller, id, true).await
+}
+
+/// Hint: release the product from the fast admission tier.
+#[utoipa::path(post, path = "/products/{product_id}/hotdeal/end", tag = "deals",
+    params(("product_id" = String, Path)), security(("bearer" = [])),
+    responses(
+        (status = 200, body = HotOut, description = "`hot: false`"),
+        (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
+        (status = 403, body = ErrorBody, description = "FORBIDDEN"),
+        (status = 404, body = ErrorBody, description = "NOT_FOUND"),
+    ))]
+pub async fn hot_end(
+    State(app): State<AppState>,
+    seller: AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<HotOut>> {
+    set_hot(app, seller, id, false).await
+}

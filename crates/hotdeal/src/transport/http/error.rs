@@ -1,0 +1,156 @@
+//! The one place where failures become HTTP answers:
+//! `{"error": CODE, "message": text, "details": {...}}`.
+//!
+//! Internal errors are logged here, once, with their cause chain; the client
+//! only ever sees a generic message.
+
+use crate::services::Error;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Seconds a refused client is told to wait.
+pub const RETRY_AFTER_SECS: &str = "1";
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// A stable UPPER_SNAKE code, e.g. `INSUFFICIENT_STOCK`.
+    #[schema(value_type = String)]
+    error: &'a str,
+    #[schema(value_type = String)]
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    details: Option<&'a Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such resource")
+    }
+
+    pub fn validation(fields: impl Serialize) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            "invalid fields",
+        )
+        .with_details(serde_json::to_value(fields).unwrap_or(Value::Null))
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        use StatusCode as S;
+        match e {
+            Error::Validation(fields) => ApiError::validation(fields),
+            Error::Unauthorized => ApiError::new(
+                S::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "a Bearer access token is required",
+            ),
+            Error::InvalidToken => ApiError::new(
+                S::UNAUTHORIZED,
+                "INVALID_TOKEN",
+                "the token is invalid or expired",
+            ),
+            Error::InvalidCredentials => ApiError::new(
+                S::UNAUTHORIZED,
+                "INVALID_CREDENTIALS",
+                "email or password is wrong",
+            ),
+            Error::EmailExists => ApiError::new(
+                S::CONFLICT,
+                "EMAIL_EXISTS",
+                "this email is already registered",
+            ),
+            Error::Forbidden => ApiError::new(
+                S::FORBIDDEN,
+                "FORBIDDEN",
+                "this resource belongs to someone else",
+            ),
+            Error::NotFound => ApiError::not_found(),
+            Error::ProductNotFound => {
+                ApiError::new(S::NOT_FOUND, "PRODUCT_NOT_FOUND", "no such product")
+            }
+            Error::DealNotFound => ApiError::new(
+                S::NOT_FOUND,
+                "DEAL_NOT_FOUND",
+                "no such deal for this product",
+            ),
+            Error::DealNotActive(d) => {
+                ApiError::new(S::BAD_REQUEST, "DEAL_NOT_ACTIVE", "the deal is not running")
+                    .with_details(d)
+            }
+            Error::InsufficientStock(d) => {
+                ApiError::new(S::BAD_REQUEST, "INSUFFICIENT_STOCK", "not enough stock")
+                    .with_details(d)
+            }
+            Error::PurchaseLimitExceeded(d) => ApiError::new(
+                S::CONFLICT,
+                "PURCHASE_LIMIT_EXCEEDED",
+                "the deal's per-user limit would be exceeded",
+            )
+            .with_details(d),
+            Error::InvalidState(msg) => ApiError::new(S::BAD_REQUEST, "INVALID_STATE", msg),
+            Error::Overloaded => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                "OVERLOADED",
+                "the server is busy; retry shortly",
+            ),
+            Error::Internal(cause) => {
+                tracing::error!(error = %cause, source = ?cause.source(), "internal error");
+                ApiError::new(S::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.code,
+            message: &self.message,
+            details: self.details.as_ref(),
+        };
+        let mut res = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE
+            || self.status == StatusCode::TOO_MANY_REQUESTS
+        {
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        res
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,184 @@
+//! Request extractors that answer bad input in the contract's words:
+//! not JSON → 400 `BAD_REQUEST`; JSON that breaks a field rule → 422
+//! `VALIDATION_ERROR` naming the field; no bearer → 401 `UNAUTHORIZED`;
+//! a bad token → 401 `INVALID_TOKEN`; a path id that is not a UUID → 404.
+
+use super::error::ApiError;
+use super::AppState;
+use crate::services::Error;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use hotdeal_domain::{FieldErrors, UserId};
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+
+/// A JSON body of type `T`.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json" || mime.ends_with("+json")
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::bad_request(
+                "Content-Type must be application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+fn body_rejection(r: BytesRejection) -> ApiError {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            "the body is too large",
+        )
+    } else {
+        ApiError::bad_request("the body could not be read")
+    }
+}
+
+/// Parses `bytes` as `T`, telling syntax errors (400) from field errors (422).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every body of this API is an object. serde would read a struct from
+    // an array positionally, so other shapes are refused up front.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() {
+            return Err(ApiError::bad_request("the body is not valid JSON"));
+        }
+        let mut fields = FieldErrors::new();
+        fields.insert("body".into(), "must be a JSON object".into());
+        return Err(ApiError::validation(fields));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(de).map_err(|e| {
+        let inner = e.inner();
+        // A field error can surface before a later syntax error (`[1,`), so
+        // a body only earns a 422 once it is known to be valid JSON.
+        let well_formed = || serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        match inner.classify() {
+            serde_json::error::Category::Data if well_formed() => {
+                let mut fields = FieldErrors::new();
+                fields.insert(field_of(&e), data_message(inner));
+                ApiError::validation(fields)
+            }
+            _ => ApiError::bad_request(format!("the body is not valid JSON: {inner}")),
+        }
+    })?;
+    Ok(value)
+}
+
+/// The dotted path of the offending field. serde reports a missing field
+/// at its parent, with the name only in the message.
+fn field_of(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let parent = e.path().to_string();
+    let msg = e.inner().to_string();
+    let named = msg
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match (parent.as_str(), named) {
+        (".", Some(name)) => name.to_owned(),
+        (_, Some(name)) => format!("{parent}.{name}"),
+        (".", None) => "body".to_owned(),
+        (_, None) => parent,
+    }
+}
+
+/// serde's message without the " at line 1 column 9" suffix.
+fn data_message(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg,
+    }
+}
+
+/// The query string as a map; lists parse their known keys from it so a
+/// bad value is a 422 naming the key.
+pub struct QueryMap(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map(|q| QueryMap(q.0))
+            .map_err(|_| ApiError::bad_request("the query string is malformed"))
+    }
+}
+
+/// The signed-in user, from `Authorization: Bearer <access_token>`.
+pub struct AuthUser(pub UserId);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .ok_or(Error::Unauthorized)?;
+        Ok(AuthUser(state.authenticate(token)?))
+    }
+}
+
+/// Parses a path id; anything that is not a UUID is answered like an
+/// unknown id.
+pub fn path_id<T>(raw: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, ApiError> {
+    parse(raw).ok_or_else(ApiError::not_found)
+}
+
+/// A JSON body that may be left out entirely (no body at all means
+/// `T::default()`); a body that is present must be valid JSON.
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let has_type = req.headers().contains_key(header::CONTENT_TYPE);
+        if has_type {
+            return JsonBody::from_request(req, state)
+                .await
+                .map(|b| OptionalJsonBody(b.0));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            Ok(OptionalJsonBody(T::default()))
+        } else {
+            Err(ApiError::bad_request(
+                "Content-Type must be application/json",
+            ))
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! `/orders/*`: place, list, read and cancel orders.
+
+use super::dto::{page_of, CancelIn, ListOf, OrderIn, OrderOut};
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{path_id, AuthUser, JsonBody, OptionalJsonBody, QueryMap};
+use super::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use hotdeal_domain::{OrderId, OrderStatus};
+
+/// Place an order. Prices are the server's; all lines succeed or none.
+#[utoipa::path(post, path = "/orders", tag = "orders", request_body = OrderIn,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = OrderOut, description = "Placed: `status: confirmed`, `payment_status: unpaid`"),
+        (status = 400, body = ErrorBody, description = "BAD_REQUEST / INSUFFICIENT_STOCK / DEAL_NOT_ACTIVE"),
+        (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
+        (status = 404, body = ErrorBody, description = "PRODUCT_NOT_FOUND / DEAL_NOT_FOUND"),
+        (status = 409, body = ErrorBody, description = "PURCHASE_LIMIT_EXCEEDED: the deal's per-user limit"),
+        (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
+        (status = 503, body = ErrorBody, description = "OVERLOADED; see Retry-After"),
+    ))]
+pub async fn place(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    JsonBody(body): JsonBody<OrderIn>,
+) -> ApiResult<(StatusCode, Json<OrderOut>)> {
+    let req = body.parse().map_err(ApiError::validation)?;
+    let order = app.place_order(user, req).await?;
+    Ok((StatusCode::CREATED, Json(order.into())))
+}
+
+/// The caller's orders, newest first.
+#[utoipa::path(get, path = "/orders", tag = "orders", security(("bearer" = [])),
+    params(
+        ("page" = Option<i64>, Query, description = "≥ 1, default 1"),
+        ("size" = Option<i64>, Query, description = "1..100, default 20"),
+        ("status" = Option<String>, Query, description = "pending | confirmed | shipped | delivered | cancelled"),
+    ),
+    responses(
+        (status = 200, body = ListOf<OrderOut>, description = "A page of orders"),
+        (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
+        (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
+    ))]
+pub async fn list(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    QueryMap(q): QueryMap,
+) -> ApiResult<Json<ListOf<OrderOut>>> {
+    let page = page_of(&q);
+    let status = q.get("status").map(|s| OrderStatus::parse(s).ok_or(s));
+    let (page, status) = match (page, status) {
+        (Ok(p), None) => (p, None),
+        (Ok(p), Some(Ok(s))) => (p, Some(s)),
+        (page, status) => {
+            let mut fields = page.err().unwrap_or_default();
+            if let Some(Err(_)) = status {
+                fields.insert(
+                    "status".into(),
+                    "must be pending, confirmed, shipped, delivered or cancelled".into(),
+                );
+            }
+            return Err(ApiError::validation(fields));
+        }
+    };
+    let orders = app.orders_of(user, status, page).await?;
+    Ok(Json(ListOf::from_paged(orders, OrderOut::from)))
+}
+
+/// One of the caller's orders.
+#[utoipa::path(get, path = "/orders/{order_id}", tag = "orders",
+    params(("order_id" = String, Path)), security(("bearer" = [])),
+    responses(
+        (status = 200, body = OrderOut, description = "The order"),
+        (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
+        (status = 403, body = ErrorBody, description = "FORBIDDEN: someone else's order"),
+        (status = 404, body = ErrorBody, description = "NOT_FOUND"),
+    ))]
+pub async fn get(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OrderOut>> {
+    let id = path_id(&id, OrderId::parse)?;
+    Ok(Json(app.order_of(user, id).await?.into()))
+}
+
+/// Cancel an order; its units go back.
+#[utoipa::path(post, path = "/orders/{order_id}/cancel", tag = "orders",
+    params(("order_id" = String, Path)), request_body(content = CancelIn, description = "Optional"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = OrderOut, description = "`status: cancelled`, with `cancel_reason` and `cancelled_at`"),
+        (status = 400, body = ErrorBody, description = "INVALID_STATE: already cancelled, shipped or delivered"),
+        (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
+        (status = 403, body = ErrorBody, description = "FORBIDDEN"),
+        (status = 404, body = ErrorBody, description = "NOT_FOUND"),
+        (status = 422, body = ErrorBody, description = "VALIDATION_ERROR: reason longer than 500"),
+    ))]
+pub async fn cancel(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+    OptionalJsonBody(body): OptionalJsonBody<CancelIn>,
+) -> ApiResult<Json<OrderOut>> {
+    let id = path_id(&id, OrderId::parse)?;
+    let reason = body.parse().map_err(ApiError::validation)?;
+    Ok(Json(app.cancel_order(user, id, reason).await?.into()))
+}

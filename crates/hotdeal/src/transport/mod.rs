@@ -1,0 +1,3 @@
+//! How the outside reaches the services: HTTP (axum) today.
+
+pub mod http;
