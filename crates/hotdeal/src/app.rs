@@ -6,6 +6,7 @@
 //! drains in-flight requests and closes the store.
 
 use crate::adapters::argon2::Argon2Hasher;
+use crate::adapters::memory_admission::MemoryAdmission;
 use crate::adapters::sqlite::SqliteStore;
 use crate::config::Config;
 use crate::ports::{Clock, SystemClock};
@@ -49,10 +50,16 @@ impl App {
             .context("configuring Argon2")?;
         let storefront = Arc::new(Storefront::new(
             store.clone(),
+            Arc::new(MemoryAdmission::new()),
             clock,
             Arc::new(hasher),
             TokenKeys::new(&secret),
         ));
+        let tracked = storefront
+            .load_admission()
+            .await
+            .context("loading the admission tier")?;
+        tracing::debug!(tracked, "admission tier loaded");
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -178,4 +185,40 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generated_secret_is_kept_and_private() {
+        let dir = std::env::temp_dir().join(format!("hotdeal-secret-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let first = load_or_create_secret(&dir).expect("create");
+        assert_eq!(first.len(), 48);
+        assert_eq!(
+            load_or_create_secret(&dir).expect("load"),
+            first,
+            "same secret after restart"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("jwt-secret"))
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let other = std::env::temp_dir().join(format!("hotdeal-secret-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&other).expect("dir");
+        assert_ne!(
+            load_or_create_secret(&other).expect("create"),
+            first,
+            "never a fixed secret"
+        );
+        std::fs::remove_dir_all(dir).ok();
+        std::fs::remove_dir_all(other).ok();
+    }
 }

@@ -133,8 +133,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             what: SeedWhat::Demo { settings },
         } => {
             let config = settings.resolve()?;
-            let store = app::open_store(&config).await?;
-            store.close().await;
+            // The same wiring as `serve` on a throwaway port, so seeding
+            // obeys every rule the API does.
             let app = App::build(&Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                 ..config

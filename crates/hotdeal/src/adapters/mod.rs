@@ -1,4 +1,6 @@
-//! Engines behind the ports: the SQLite store, the Argon2id hasher.
+//! Engines behind the ports: the SQLite store, the Argon2id hasher, the
+//! in-memory admission tier.
 
 pub mod argon2;
+pub mod memory_admission;
 pub mod sqlite;

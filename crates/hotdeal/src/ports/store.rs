@@ -38,7 +38,8 @@ pub enum DealCreation {
 /// Outcome of placing an order.
 #[derive(Debug)]
 pub enum Placement {
-    Placed(Order),
+    /// Stock taken and the order stored as given.
+    Placed,
     Insufficient {
         key: StockKey,
         requested: i64,
@@ -56,9 +57,22 @@ pub enum Placement {
 /// Outcome of cancelling an order.
 #[derive(Debug)]
 pub enum Cancellation {
-    Cancelled(Order),
+    /// Cancelled; `returned` says which stock got the units back (a deal's
+    /// line goes to the product once the deal is settled).
+    Cancelled {
+        order: Box<Order>,
+        returned: Vec<(StockKey, i64)>,
+    },
     NotFound,
     InvalidState(OrderStatus),
+}
+
+/// A deal that ended and gave its unsold units back to its product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    pub deal: DealId,
+    pub product: ProductId,
+    pub returned: i64,
 }
 
 #[async_trait]
@@ -107,8 +121,11 @@ pub trait Store: Send + Sync + 'static {
     /// Deals whose window contains `now`, soonest-ending first.
     async fn running_deals(&self, now: DateTime<Utc>, page: Page) -> StoreResult<Paged<DealView>>;
     /// Returns the unsold units of every deal that ended at or before `now`
-    /// to its product; returns how many deals were settled.
-    async fn settle_ended_deals(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// to its product.
+    async fn settle_ended_deals(&self, now: DateTime<Utc>) -> StoreResult<Vec<Settled>>;
+    /// Units available per stock key: every product's free stock and every
+    /// unsettled deal's remaining units (to load the admission tier).
+    async fn stock_levels(&self) -> StoreResult<Vec<(StockKey, i64)>>;
 
     // --- orders
     /// Takes the stock of every key in `demand` and inserts `order`, or

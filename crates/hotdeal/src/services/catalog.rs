@@ -2,10 +2,11 @@
 
 use super::{Error, Result, Storefront};
 use crate::model::{Deal, DealView, Page, Paged, Product, ProductPatch};
-use crate::ports::{DealCreation, StockChange};
+use crate::ports::{DealCreation, Refused, StockChange};
 use chrono::{DateTime, Utc};
-use hotdeal_domain::{DealId, DealWindow, ProductId, UserId};
+use hotdeal_domain::{DealId, DealWindow, ProductId, StockKey, UserId};
 use serde_json::json;
+use std::collections::BTreeMap;
 
 /// A validated new product.
 #[derive(Debug, Clone)]
@@ -44,6 +45,8 @@ impl Storefront {
             updated_at: now,
         };
         self.store.insert_product(&product).await?;
+        self.admission
+            .open(StockKey::Product(product.id), product.stock);
         Ok(product)
     }
 
@@ -79,12 +82,35 @@ impl Storefront {
 
     pub async fn adjust_stock(&self, seller: UserId, id: ProductId, delta: i64) -> Result<Product> {
         self.owned_product(seller, id).await?;
-        match self.store.adjust_stock(id, delta, self.clock.now()).await? {
-            StockChange::Done(p) => Ok(p),
-            StockChange::NotFound => Err(Error::NotFound),
-            StockChange::Insufficient { available } => Err(Error::InsufficientStock(json!({
-                "product_id": id, "available": available, "requested": -delta,
-            }))),
+        let key = StockKey::Product(id);
+        // Units removed are taken from the admission tier first, so no order
+        // can be admitted against them meanwhile.
+        let taken = if delta < 0 {
+            self.admission
+                .admit(&BTreeMap::from([(key, -delta)]))
+                .map_err(insufficient)?
+        } else {
+            Default::default()
+        };
+        let change = self.store.adjust_stock(id, delta, self.clock.now()).await;
+        match change {
+            Ok(StockChange::Done(p)) => {
+                if delta > 0 {
+                    self.admission.restock(key, delta);
+                }
+                Ok(p)
+            }
+            other => {
+                self.admission.release(&taken);
+                match other? {
+                    StockChange::Done(_) | StockChange::NotFound => Err(Error::NotFound),
+                    StockChange::Insufficient { available } => Err(insufficient(Refused {
+                        key,
+                        requested: -delta,
+                        available,
+                    })),
+                }
+            }
         }
     }
 
@@ -107,13 +133,31 @@ impl Storefront {
             settled_at: None,
             created_at: self.clock.now(),
         };
-        match self.store.insert_deal(&deal).await? {
-            DealCreation::Created(_) => {}
-            DealCreation::ProductNotFound => return Err(Error::ProductNotFound),
-            DealCreation::Insufficient { available } => {
-                return Err(Error::InsufficientStock(json!({
-                    "product_id": d.product_id, "available": available, "requested": d.deal_stock,
-                })))
+        let product_key = StockKey::Product(d.product_id);
+        let taken = self
+            .admission
+            .admit(&BTreeMap::from([(product_key, d.deal_stock)]))
+            .map_err(insufficient)?;
+        let created = self.store.insert_deal(&deal).await;
+        match created {
+            Ok(DealCreation::Created(_)) => {
+                self.admission
+                    .open(StockKey::Deal(deal.id), deal.deal_stock);
+            }
+            other => {
+                self.admission.release(&taken);
+                match other? {
+                    DealCreation::Created(_) | DealCreation::ProductNotFound => {
+                        return Err(Error::ProductNotFound)
+                    }
+                    DealCreation::Insufficient { available } => {
+                        return Err(insufficient(Refused {
+                            key: product_key,
+                            requested: d.deal_stock,
+                            available,
+                        }))
+                    }
+                }
             }
         }
         // Read back so `product.stock` shows the units set aside.
@@ -130,8 +174,14 @@ impl Storefront {
 
     /// Returns the unsold units of ended deals to their products. Run by a
     /// background task; safe to call at any time and from anywhere.
-    pub async fn settle_ended_deals(&self) -> Result<u64> {
-        Ok(self.store.settle_ended_deals(self.clock.now()).await?)
+    pub async fn settle_ended_deals(&self) -> Result<usize> {
+        let settled = self.store.settle_ended_deals(self.clock.now()).await?;
+        for s in &settled {
+            self.admission.close(StockKey::Deal(s.deal));
+            self.admission
+                .restock(StockKey::Product(s.product), s.returned);
+        }
+        Ok(settled.len())
     }
 
     /// Marks a product hot or not; answers whether it now is.
@@ -149,4 +199,14 @@ impl Storefront {
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
+}
+
+/// The contract's 400 `INSUFFICIENT_STOCK`, naming the stock that is short.
+pub(super) fn insufficient(r: Refused) -> Error {
+    let mut details = json!({ "requested": r.requested, "available": r.available });
+    match r.key {
+        StockKey::Product(p) => details["product_id"] = json!(p),
+        StockKey::Deal(d) => details["deal_id"] = json!(d),
+    }
+    Error::InsufficientStock(details)
 }

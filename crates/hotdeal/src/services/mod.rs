@@ -14,7 +14,7 @@ pub use catalog::{NewDeal, NewProduct};
 pub use error::{Error, Result};
 pub use orders::PlaceOrder;
 
-use crate::ports::{Clock, PasswordHasher, Store};
+use crate::ports::{Clock, PasswordHasher, StockAdmission, Store};
 use hotdeal_domain::ProductId;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -23,6 +23,8 @@ use tokens::TokenKeys;
 /// Everything the storefront's use cases need, shared by all requests.
 pub struct Storefront {
     pub store: Arc<dyn Store>,
+    /// Fast refusal of sold-out requests; mirrors the store's stock.
+    pub admission: Arc<dyn StockAdmission>,
     pub clock: Arc<dyn Clock>,
     pub hasher: Arc<dyn PasswordHasher>,
     pub tokens: TokenKeys,
@@ -35,16 +37,27 @@ pub struct Storefront {
 impl Storefront {
     pub fn new(
         store: Arc<dyn Store>,
+        admission: Arc<dyn StockAdmission>,
         clock: Arc<dyn Clock>,
         hasher: Arc<dyn PasswordHasher>,
         tokens: TokenKeys,
     ) -> Self {
         Self {
             store,
+            admission,
             clock,
             hasher,
             tokens,
             hot: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Loads the admission tier from the store (at start).
+    pub async fn load_admission(&self) -> Result<usize> {
+        let levels = self.store.stock_levels().await?;
+        for &(key, units) in &levels {
+            self.admission.open(key, units);
+        }
+        Ok(levels.len())
     }
 }

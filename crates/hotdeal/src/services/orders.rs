@@ -6,15 +6,15 @@
 //! move stock, and the store re-checks what can change in between inside
 //! its transaction.
 
+use super::catalog::insufficient;
 use super::{Error, Result, Storefront};
 use crate::model::{Order, OrderItem, Page, Paged, Product, ShippingAddress};
-use crate::ports::{Cancellation, Placement};
+use crate::ports::{Cancellation, Placement, Refused};
 use hotdeal_domain::{
-    sum_demands, DealStatus, LineDemand, OrderId, OrderStatus, PaymentStatus, ProductId, StockKey,
-    UserId,
+    sum_demands, DealStatus, LineDemand, OrderId, OrderStatus, PaymentStatus, ProductId, UserId,
 };
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use uuid::Uuid;
 
 /// A validated order request.
@@ -30,15 +30,13 @@ impl Storefront {
         let mut products: HashMap<ProductId, Product> = HashMap::new();
         let mut items = Vec::with_capacity(req.lines.len());
         for line in &req.lines {
-            if !products.contains_key(&line.product_id) {
-                let p = self
-                    .store
-                    .product(line.product_id)
-                    .await?
-                    .ok_or(Error::ProductNotFound)?;
-                products.insert(line.product_id, p);
-            }
-            let product = &products[&line.product_id];
+            let product = match products.entry(line.product_id) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let p = self.store.product(line.product_id).await?;
+                    e.insert(p.ok_or(Error::ProductNotFound)?)
+                }
+            };
             let unit_price = match line.deal_id {
                 None => product.price,
                 Some(deal_id) => {
@@ -83,24 +81,24 @@ impl Storefront {
             created_at: now,
             updated_at: now,
         };
-        match self
-            .store
-            .place_order(&order, &sum_demands(&req.lines))
-            .await?
-        {
-            Placement::Placed(o) => Ok(o),
+        let demand = sum_demands(&req.lines);
+        // Sold out? Refused here, before any write.
+        let admitted = self.admission.admit(&demand).map_err(insufficient)?;
+        let placed = self.store.place_order(&order, &demand).await;
+        if !matches!(placed, Ok(Placement::Placed)) {
+            self.admission.release(&admitted);
+        }
+        match placed? {
+            Placement::Placed => Ok(order),
             Placement::Insufficient {
                 key,
                 requested,
                 available,
-            } => {
-                let mut details = json!({ "requested": requested, "available": available });
-                match key {
-                    StockKey::Product(p) => details["product_id"] = json!(p),
-                    StockKey::Deal(d) => details["deal_id"] = json!(d),
-                }
-                Err(Error::InsufficientStock(details))
-            }
+            } => Err(insufficient(Refused {
+                key,
+                requested,
+                available,
+            })),
             Placement::DealNotActive(d) => Err(Error::DealNotActive(
                 json!({ "deal_id": d, "status": "ended" }),
             )),
@@ -142,7 +140,12 @@ impl Storefront {
             .cancel_order(id, reason.as_deref(), self.clock.now())
             .await?
         {
-            Cancellation::Cancelled(o) => Ok(o),
+            Cancellation::Cancelled { order, returned } => {
+                for (key, units) in returned {
+                    self.admission.restock(key, units);
+                }
+                Ok(*order)
+            }
             Cancellation::NotFound => Err(Error::NotFound),
             Cancellation::InvalidState(s) => Err(Error::InvalidState(format!(
                 "an order that is {} cannot be cancelled",

@@ -293,3 +293,62 @@ async fn openapi_document_covers_the_routes() {
         assert!(text.contains(code), "{code} undocumented");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturated_hashing_answers_503_quickly() {
+    // One hashing slot, no queue, a costly hash: of 12 simultaneous
+    // sign-ups some are refused at once with Retry-After.
+    let dir = std::env::temp_dir().join(format!("hotdeal-test-{}", uuid::Uuid::new_v4()));
+    let mut config = hotdeal::Config::for_tests(&dir);
+    config.hash_workers = 1;
+    config.hash_queue = 0;
+    config.argon2.memory_kib = 16 * 1024;
+    config.argon2.iterations = 4;
+    let app = hotdeal::App::build(&config).await.expect("build");
+    let base = format!("http://{}", app.local_addr());
+    let server = tokio::spawn(app.serve(std::future::pending()));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let calls: Vec<_> = (0..12)
+        .map(|i| {
+            let client = client.clone();
+            let req = hyper::Request::post(format!("{base}/auth/register"))
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(format!(
+                    r#"{{"email":"u{i}@x.co","password":"password123","name":"User"}}"#
+                ))))
+                .expect("request");
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let res = client.request(req).await.expect("send");
+                (
+                    res.status(),
+                    res.headers().get("retry-after").cloned(),
+                    started.elapsed(),
+                )
+            })
+        })
+        .collect();
+    let (mut created, mut refused) = (0, 0);
+    for c in calls {
+        let (status, retry_after, took) = c.await.expect("join");
+        match status {
+            StatusCode::CREATED => created += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                refused += 1;
+                assert!(retry_after.is_some(), "503 carries Retry-After");
+                assert!(
+                    took < std::time::Duration::from_millis(500),
+                    "refused fast, took {took:?}"
+                );
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        created >= 1 && refused >= 1,
+        "created {created}, refused {refused}"
+    );
+    server.abort();
+    std::fs::remove_dir_all(dir).ok();
+}

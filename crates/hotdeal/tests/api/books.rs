@@ -3,7 +3,7 @@
 
 use crate::support::{spawn_app, TestApp};
 use chrono::Duration;
-use hotdeal_domain::UserId;
+use hotdeal_domain::{StockKey, UserId};
 use hyper::StatusCode;
 use proptest::prelude::*;
 use serde_json::json;
@@ -229,6 +229,13 @@ async fn run_ops(ops: Vec<Op>) {
         let sold: i64 = m.orders.iter().filter(|o| !o.4).map(|o| o.2 + o.3).sum();
         assert_eq!(stock + remaining + sold, m.total, "units are conserved");
         assert!(stock >= 0 && remaining >= 0);
+        // The admission tier agrees with the store.
+        let tier = &app.storefront.admission;
+        let product_id = hotdeal_domain::ProductId::parse(&product).expect("id");
+        let deal_id = hotdeal_domain::DealId::parse(&deal).expect("id");
+        assert_eq!(tier.available(StockKey::Product(product_id)), Some(stock));
+        let expected_deal = if m.ended { None } else { Some(remaining) };
+        assert_eq!(tier.available(StockKey::Deal(deal_id)), expected_deal);
     }
     // Every order the model holds is as the server says.
     for (id, buyer, ..) in &m.orders {

@@ -11,7 +11,7 @@ mod rows;
 
 use crate::model::{Deal, DealView, Order, Page, Paged, Product, ProductPatch, User};
 use crate::ports::store::{
-    Cancellation, DealCreation, Placement, StockChange, Store, StoreError, StoreResult,
+    Cancellation, DealCreation, Placement, Settled, StockChange, Store, StoreError, StoreResult,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -217,14 +217,15 @@ impl SqliteStore {
         })
     }
 
-    /// Puts `qty` units back where an order line took them from.
+    /// Puts `qty` units back where an order line took them from; returns
+    /// the stock that got them.
     async fn return_stock(
         tx: &mut Transaction<'_, Sqlite>,
         product: ProductId,
         deal: Option<DealId>,
         qty: i64,
         now: i64,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<StockKey> {
         if let Some(d) = deal {
             let back_to_deal = sqlx::query(
                 "UPDATE deals SET remaining_stock = remaining_stock + ?1 WHERE id = ?2 AND settled_at IS NULL",
@@ -234,7 +235,7 @@ impl SqliteStore {
             .execute(&mut **tx)
             .await?;
             if back_to_deal.rows_affected() == 1 {
-                return Ok(());
+                return Ok(StockKey::Deal(d));
             }
             // The deal already gave its units back; these follow them to the
             // product, and are counted as returned so the deal's books stay
@@ -251,7 +252,7 @@ impl SqliteStore {
             .bind(product.0)
             .execute(&mut **tx)
             .await?;
-        Ok(())
+        Ok(StockKey::Product(product))
     }
 }
 
@@ -514,7 +515,7 @@ impl Store for SqliteStore {
         Ok(Paged { items, total, page })
     }
 
-    async fn settle_ended_deals(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+    async fn settle_ended_deals(&self, now: DateTime<Utc>) -> StoreResult<Vec<Settled>> {
         let now = micros(now);
         let mut tx = self.writer.begin().await?;
         let due = sqlx::query(
@@ -523,14 +524,15 @@ impl Store for SqliteStore {
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
+        let mut settled = Vec::with_capacity(due.len());
         for row in &due {
-            let id: uuid::Uuid = row.try_get("id")?;
-            let product: uuid::Uuid = row.try_get("product_id")?;
-            let remaining: i64 = row.try_get("remaining_stock")?;
+            let deal = DealId(row.try_get("id")?);
+            let product = ProductId(row.try_get("product_id")?);
+            let returned: i64 = row.try_get("remaining_stock")?;
             sqlx::query("UPDATE products SET stock = stock + ?1, updated_at = ?2 WHERE id = ?3")
-                .bind(remaining)
+                .bind(returned)
                 .bind(now)
-                .bind(product)
+                .bind(product.0)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(
@@ -538,12 +540,40 @@ impl Store for SqliteStore {
                  remaining_stock = 0, settled_at = ?1 WHERE id = ?2",
             )
             .bind(now)
-            .bind(id)
+            .bind(deal.0)
             .execute(&mut *tx)
             .await?;
+            settled.push(Settled {
+                deal,
+                product,
+                returned,
+            });
         }
         tx.commit().await?;
-        Ok(due.len() as u64)
+        Ok(settled)
+    }
+
+    async fn stock_levels(&self) -> StoreResult<Vec<(StockKey, i64)>> {
+        let mut levels = Vec::new();
+        let products = sqlx::query("SELECT id, stock FROM products")
+            .fetch_all(&self.reader)
+            .await?;
+        for r in &products {
+            levels.push((
+                StockKey::Product(ProductId(r.try_get("id")?)),
+                r.try_get("stock")?,
+            ));
+        }
+        let deals = sqlx::query("SELECT id, remaining_stock FROM deals WHERE settled_at IS NULL")
+            .fetch_all(&self.reader)
+            .await?;
+        for r in &deals {
+            levels.push((
+                StockKey::Deal(DealId(r.try_get("id")?)),
+                r.try_get("remaining_stock")?,
+            ));
+        }
+        Ok(levels)
     }
 
     async fn place_order(
@@ -605,7 +635,7 @@ impl Store for SqliteStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(Placement::Placed(order.clone()))
+        Ok(Placement::Placed)
     }
 
     async fn order(&self, id: OrderId) -> StoreResult<Option<Order>> {
@@ -670,8 +700,9 @@ impl Store for SqliteStore {
         .bind(id.0)
         .execute(&mut *tx)
         .await?;
+        let mut returned = Vec::with_capacity(order.items.len());
         for item in &order.items {
-            Self::return_stock(
+            let key = Self::return_stock(
                 &mut tx,
                 item.product_id,
                 item.deal_id,
@@ -679,6 +710,7 @@ impl Store for SqliteStore {
                 now_us,
             )
             .await?;
+            returned.push((key, item.quantity));
             if let Some(d) = item.deal_id {
                 sqlx::query(
                     "UPDATE deal_purchases SET quantity = quantity - ?1 WHERE deal_id = ?2 AND user_id = ?3",
@@ -692,6 +724,12 @@ impl Store for SqliteStore {
         }
         let cancelled = Self::load_order(&mut tx, id).await?;
         tx.commit().await?;
-        Ok(cancelled.map_or(Cancellation::NotFound, Cancellation::Cancelled))
+        Ok(match cancelled {
+            Some(order) => Cancellation::Cancelled {
+                order: Box::new(order),
+                returned,
+            },
+            None => Cancellation::NotFound,
+        })
     }
 }
