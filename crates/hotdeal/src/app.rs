@@ -11,7 +11,7 @@ use crate::adapters::sqlite::SqliteStore;
 use crate::config::Config;
 use crate::ports::{Clock, SystemClock};
 use crate::services::tokens::TokenKeys;
-use crate::services::Storefront;
+use crate::services::{OrderPath, Storefront};
 use crate::transport::http;
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -29,6 +29,7 @@ pub struct App {
     storefront: Arc<Storefront>,
     store: Arc<SqliteStore>,
     deal_sweep: Duration,
+    limits: http::HttpLimits,
 }
 
 impl App {
@@ -48,18 +49,20 @@ impl App {
         let store = Arc::new(open_store(config).await?);
         let hasher = Argon2Hasher::new(config.argon2, config.hash_workers, config.hash_queue)
             .context("configuring Argon2")?;
-        let storefront = Arc::new(Storefront::new(
+        let storefront = Storefront::start(
             store.clone(),
             Arc::new(MemoryAdmission::new()),
             clock,
             Arc::new(hasher),
             TokenKeys::new(&secret),
-        ));
-        let tracked = storefront
-            .load_admission()
-            .await
-            .context("loading the admission tier")?;
-        tracing::debug!(tracked, "admission tier loaded");
+            OrderPath {
+                queue: config.order_queue,
+                max_batch: config.max_batch,
+            },
+        )
+        .await
+        .context("loading the catalogue")?;
+        let storefront = Arc::new(storefront);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -68,6 +71,10 @@ impl App {
             storefront,
             store,
             deal_sweep: Duration::from_millis(config.deal_sweep_ms.max(10)),
+            limits: http::HttpLimits {
+                max_in_flight: config.max_in_flight,
+                read_cache_max_age: Duration::from_millis(config.read_cache_ms),
+            },
         })
     }
 
@@ -92,7 +99,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let sweeper = tokio::spawn(sweep_deals(self.storefront.clone(), self.deal_sweep));
-        let router = http::router(self.storefront.clone());
+        let router = http::router(self.storefront.clone(), self.limits);
         let result = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await;

@@ -30,6 +30,14 @@ pub struct Config {
     pub durability: Durability,
     /// How often ended deals give their unsold units back.
     pub deal_sweep_ms: u64,
+    /// Orders waiting for the writer before new ones get 503.
+    pub order_queue: usize,
+    /// Most orders committed in one transaction.
+    pub max_batch: usize,
+    /// Requests in flight before new ones get 503.
+    pub max_in_flight: usize,
+    /// How long cached pages may show stale stock counts (ms).
+    pub read_cache_ms: u64,
 }
 
 /// One layer of settings; `None` means "not set here".
@@ -47,6 +55,10 @@ pub struct ConfigLayer {
     pub hash_queue: Option<usize>,
     pub durability: Option<Durability>,
     pub deal_sweep_ms: Option<u64>,
+    pub order_queue: Option<usize>,
+    pub max_batch: Option<usize>,
+    pub max_in_flight: Option<usize>,
+    pub read_cache_ms: Option<u64>,
 }
 
 impl ConfigLayer {
@@ -83,6 +95,10 @@ impl ConfigLayer {
                     })
                 }
                 "DEAL_SWEEP_MS" => l.deal_sweep_ms = Some(v.parse().with_context(bad)?),
+                "ORDER_QUEUE" => l.order_queue = Some(v.parse().with_context(bad)?),
+                "MAX_BATCH" => l.max_batch = Some(v.parse().with_context(bad)?),
+                "MAX_IN_FLIGHT" => l.max_in_flight = Some(v.parse().with_context(bad)?),
+                "READ_CACHE_MS" => l.read_cache_ms = Some(v.parse().with_context(bad)?),
                 _ => {}
             }
         }
@@ -103,6 +119,10 @@ impl ConfigLayer {
             hash_queue: other.hash_queue.or(self.hash_queue),
             durability: other.durability.or(self.durability),
             deal_sweep_ms: other.deal_sweep_ms.or(self.deal_sweep_ms),
+            order_queue: other.order_queue.or(self.order_queue),
+            max_batch: other.max_batch.or(self.max_batch),
+            max_in_flight: other.max_in_flight.or(self.max_in_flight),
+            read_cache_ms: other.read_cache_ms.or(self.read_cache_ms),
         }
     }
 }
@@ -132,6 +152,10 @@ impl Config {
             hash_queue: l.hash_queue.unwrap_or(cores * 32),
             durability: l.durability.unwrap_or(Durability::Process),
             deal_sweep_ms: l.deal_sweep_ms.unwrap_or(1000),
+            order_queue: l.order_queue.unwrap_or(8192),
+            max_batch: l.max_batch.unwrap_or(512),
+            max_in_flight: l.max_in_flight.unwrap_or(4096),
+            read_cache_ms: l.read_cache_ms.unwrap_or(100),
         }
     }
 
@@ -160,6 +184,8 @@ impl Config {
             // Tests sign up hundreds of users at once; refusing them is
             // tested on the hasher itself.
             hash_queue: Some(100_000),
+            // Tests read right after writing; no staleness allowed.
+            read_cache_ms: Some(0),
             ..Default::default()
         })
     }

@@ -6,9 +6,10 @@ pub mod clock;
 pub mod hasher;
 pub mod store;
 
-pub use admission::{Admitted, Refused, StockAdmission};
+pub use admission::{Admitted, LimitClaim, Refused, StockAdmission};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use hasher::{HashError, PasswordHasher};
 pub use store::{
-    Cancellation, DealCreation, Placement, Settled, StockChange, Store, StoreError, StoreResult,
+    Cancellation, DealCreation, OrderWrite, Placement, Settled, Snapshot, StockChange, Store,
+    StoreError, StoreResult,
 };

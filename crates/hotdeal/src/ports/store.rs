@@ -3,7 +3,7 @@
 //! conditional updates, so the store alone never oversells, whatever runs in
 //! front of it.
 
-use crate::model::{Deal, DealView, Order, Page, Paged, Product, ProductPatch, User};
+use crate::model::{Deal, Order, Page, Paged, Product, ProductPatch, User};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealId, OrderId, OrderStatus, ProductId, StockKey, UserId};
@@ -36,7 +36,7 @@ pub enum DealCreation {
 }
 
 /// Outcome of placing an order.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
     /// Stock taken and the order stored as given.
     Placed,
@@ -65,6 +65,22 @@ pub enum Cancellation {
     },
     NotFound,
     InvalidState(OrderStatus),
+}
+
+/// An admitted order on its way to the store, with the units it takes.
+#[derive(Debug, Clone)]
+pub struct OrderWrite {
+    pub order: Order,
+    pub demand: BTreeMap<StockKey, i64>,
+}
+
+/// The catalogue as stored: every product and deal, and the units each
+/// user holds of unsettled deals with a per-user limit.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub products: Vec<Product>,
+    pub deals: Vec<Deal>,
+    pub held: Vec<(DealId, UserId, i64)>,
 }
 
 /// A deal that ended and gave its unsold units back to its product.
@@ -117,25 +133,18 @@ pub trait Store: Send + Sync + 'static {
     // --- deals
     /// Creates the deal and moves `deal_stock` units from the product to it.
     async fn insert_deal(&self, deal: &Deal) -> StoreResult<DealCreation>;
-    async fn deal(&self, id: DealId) -> StoreResult<Option<DealView>>;
-    /// Deals whose window contains `now`, soonest-ending first.
-    async fn running_deals(&self, now: DateTime<Utc>, page: Page) -> StoreResult<Paged<DealView>>;
     /// Returns the unsold units of every deal that ended at or before `now`
     /// to its product.
     async fn settle_ended_deals(&self, now: DateTime<Utc>) -> StoreResult<Vec<Settled>>;
-    /// Units available per stock key: every product's free stock and every
-    /// unsettled deal's remaining units (to load the admission tier).
-    async fn stock_levels(&self) -> StoreResult<Vec<(StockKey, i64)>>;
+    /// Everything the in-memory catalogue and admission tier start from.
+    async fn snapshot(&self) -> StoreResult<Snapshot>;
 
     // --- orders
-    /// Takes the stock of every key in `demand` and inserts `order`, or
-    /// changes nothing. Deal stock is only taken while the deal runs and
-    /// within the deal's per-user limit.
-    async fn place_order(
-        &self,
-        order: &Order,
-        demand: &BTreeMap<StockKey, i64>,
-    ) -> StoreResult<Placement>;
+    /// Commits a batch of admitted orders: takes their stock and inserts
+    /// them. One answer per order, in order; a refusal or failure of one
+    /// order never affects another. Deal stock is only taken from unsettled
+    /// deals, within the deal's per-user limit.
+    async fn place_orders(&self, batch: &[OrderWrite]) -> Vec<StoreResult<Placement>>;
     async fn order(&self, id: OrderId) -> StoreResult<Option<Order>>;
     async fn orders_of(
         &self,

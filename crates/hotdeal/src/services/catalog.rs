@@ -1,10 +1,13 @@
 //! Products, stock and deals.
+//!
+//! Reads come from the in-memory catalogue with live stock from the
+//! admission tier; writes go to the store first and then update both.
 
 use super::{Error, Result, Storefront};
 use crate::model::{Deal, DealView, Page, Paged, Product, ProductPatch};
 use crate::ports::{DealCreation, Refused, StockChange};
 use chrono::{DateTime, Utc};
-use hotdeal_domain::{DealId, DealWindow, ProductId, StockKey, UserId};
+use hotdeal_domain::{DealId, DealStatus, DealWindow, ProductId, StockKey, UserId};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -47,20 +50,46 @@ impl Storefront {
         self.store.insert_product(&product).await?;
         self.admission
             .open(StockKey::Product(product.id), product.stock);
+        self.catalog.put_product(product.clone());
         Ok(product)
     }
 
-    pub async fn product(&self, id: ProductId) -> Result<Product> {
-        self.store.product(id).await?.ok_or(Error::NotFound)
+    /// A product with its live stock.
+    pub fn product(&self, id: ProductId) -> Result<Product> {
+        let cached = self.catalog.product(id).ok_or(Error::NotFound)?;
+        Ok(self.live_product(&cached))
+    }
+
+    fn live_product(&self, p: &Product) -> Product {
+        let mut p = p.clone();
+        if let Some((units, changed_at)) = self.admission.available(StockKey::Product(p.id)) {
+            p.stock = units;
+            p.updated_at = p.updated_at.max(changed_at);
+        }
+        p
+    }
+
+    /// A deal with its live remaining units (0 once settled).
+    fn live_deal(&self, d: &Deal) -> Deal {
+        let mut d = d.clone();
+        d.remaining_stock = match self.admission.available(StockKey::Deal(d.id)) {
+            Some((units, _)) => units,
+            None => 0,
+        };
+        d
     }
 
     pub async fn products(&self, category: Option<&str>, page: Page) -> Result<Paged<Product>> {
-        Ok(self.store.products(category, page).await?)
+        let mut listed = self.store.products(category, page).await?;
+        for p in &mut listed.items {
+            *p = self.live_product(p);
+        }
+        Ok(listed)
     }
 
     /// The product, if `seller` owns it.
-    async fn owned_product(&self, seller: UserId, id: ProductId) -> Result<Product> {
-        let product = self.product(id).await?;
+    fn owned_product(&self, seller: UserId, id: ProductId) -> Result<Product> {
+        let product = self.product(id)?;
         if product.seller_id != seller {
             return Err(Error::Forbidden);
         }
@@ -73,22 +102,26 @@ impl Storefront {
         id: ProductId,
         patch: ProductPatch,
     ) -> Result<Product> {
-        self.owned_product(seller, id).await?;
-        self.store
+        self.owned_product(seller, id)?;
+        let updated = self
+            .store
             .update_product(id, &patch, self.clock.now())
-            .await?
-            .ok_or(Error::NotFound)
+            .await?;
+        let updated = updated.ok_or(Error::NotFound)?;
+        self.catalog.put_product(updated.clone());
+        Ok(self.live_product(&updated))
     }
 
     pub async fn adjust_stock(&self, seller: UserId, id: ProductId, delta: i64) -> Result<Product> {
-        self.owned_product(seller, id).await?;
+        self.owned_product(seller, id)?;
         let key = StockKey::Product(id);
-        // Units removed are taken from the admission tier first, so no order
-        // can be admitted against them meanwhile.
+        // Units removed are taken from the tier first, so no order can be
+        // admitted against them meanwhile.
         let taken = if delta < 0 {
+            let demand = BTreeMap::from([(key, -delta)]);
             self.admission
-                .admit(&BTreeMap::from([(key, -delta)]))
-                .map_err(insufficient)?
+                .admit(seller, &demand, &[])
+                .map_err(refused)?
         } else {
             Default::default()
         };
@@ -98,13 +131,13 @@ impl Storefront {
                 if delta > 0 {
                     self.admission.restock(key, delta);
                 }
-                Ok(p)
+                Ok(self.live_product(&p))
             }
             other => {
                 self.admission.release(&taken);
                 match other? {
                     StockChange::Done(_) | StockChange::NotFound => Err(Error::NotFound),
-                    StockChange::Insufficient { available } => Err(insufficient(Refused {
+                    StockChange::Insufficient { available } => Err(refused(Refused::Stock {
                         key,
                         requested: -delta,
                         available,
@@ -115,10 +148,10 @@ impl Storefront {
     }
 
     pub async fn create_deal(&self, seller: UserId, d: NewDeal) -> Result<DealView> {
-        let product = match self.store.product(d.product_id).await? {
-            Some(p) => p,
-            None => return Err(Error::ProductNotFound),
-        };
+        let product = self
+            .catalog
+            .product(d.product_id)
+            .ok_or(Error::ProductNotFound)?;
         if product.seller_id != seller {
             return Err(Error::Forbidden);
         }
@@ -134,59 +167,89 @@ impl Storefront {
             created_at: self.clock.now(),
         };
         let product_key = StockKey::Product(d.product_id);
+        let demand = BTreeMap::from([(product_key, d.deal_stock)]);
         let taken = self
             .admission
-            .admit(&BTreeMap::from([(product_key, d.deal_stock)]))
-            .map_err(insufficient)?;
-        let created = self.store.insert_deal(&deal).await;
-        match created {
+            .admit(seller, &demand, &[])
+            .map_err(refused)?;
+        match self.store.insert_deal(&deal).await {
             Ok(DealCreation::Created(_)) => {
                 self.admission
                     .open(StockKey::Deal(deal.id), deal.deal_stock);
+                self.catalog.put_deal(deal.clone());
+                Ok(DealView {
+                    deal,
+                    product: self.live_product(&product),
+                })
             }
             other => {
                 self.admission.release(&taken);
-                match other? {
+                Err(match other? {
                     DealCreation::Created(_) | DealCreation::ProductNotFound => {
-                        return Err(Error::ProductNotFound)
+                        Error::ProductNotFound
                     }
-                    DealCreation::Insufficient { available } => {
-                        return Err(insufficient(Refused {
-                            key: product_key,
-                            requested: d.deal_stock,
-                            available,
-                        }))
-                    }
-                }
+                    DealCreation::Insufficient { available } => refused(Refused::Stock {
+                        key: product_key,
+                        requested: d.deal_stock,
+                        available,
+                    }),
+                })
             }
         }
-        // Read back so `product.stock` shows the units set aside.
-        self.store.deal(deal.id).await?.ok_or(Error::NotFound)
     }
 
-    pub async fn deal(&self, id: DealId) -> Result<DealView> {
-        self.store.deal(id).await?.ok_or(Error::NotFound)
+    pub fn deal(&self, id: DealId) -> Result<DealView> {
+        let deal = self.catalog.deal(id).ok_or(Error::NotFound)?;
+        let product = self
+            .catalog
+            .product(deal.product_id)
+            .ok_or(Error::NotFound)?;
+        Ok(DealView {
+            deal: self.live_deal(&deal),
+            product: self.live_product(&product),
+        })
     }
 
-    pub async fn running_deals(&self, page: Page) -> Result<Paged<DealView>> {
-        Ok(self.store.running_deals(self.clock.now(), page).await?)
+    /// Deals running now (`active` or `sold_out`), soonest-ending first.
+    pub fn running_deals(&self, page: Page) -> Paged<DealView> {
+        let now = self.clock.now();
+        let mut running = self.catalog.deals_where(|d| d.window.is_running(now));
+        running.sort_by_key(|(d, _)| (d.window.ends_at, d.id));
+        let total = running.len() as i64;
+        let items = running
+            .into_iter()
+            .skip(usize::try_from(page.offset()).unwrap_or(usize::MAX))
+            .take(usize::try_from(page.size).unwrap_or(0))
+            .map(|(d, p)| DealView {
+                deal: self.live_deal(&d),
+                product: self.live_product(&p),
+            })
+            .collect();
+        Paged { items, total, page }
     }
 
     /// Returns the unsold units of ended deals to their products. Run by a
     /// background task; safe to call at any time and from anywhere.
     pub async fn settle_ended_deals(&self) -> Result<usize> {
-        let settled = self.store.settle_ended_deals(self.clock.now()).await?;
+        let now = self.clock.now();
+        let settled = self.store.settle_ended_deals(now).await?;
         for s in &settled {
             self.admission.close(StockKey::Deal(s.deal));
             self.admission
                 .restock(StockKey::Product(s.product), s.returned);
+            if let Some(d) = self.catalog.deal(s.deal) {
+                self.catalog.put_deal(Deal {
+                    settled_at: Some(now),
+                    ..(*d).clone()
+                });
+            }
         }
         Ok(settled.len())
     }
 
     /// Marks a product hot or not; answers whether it now is.
-    pub async fn set_hot(&self, seller: UserId, id: ProductId, hot: bool) -> Result<bool> {
-        self.owned_product(seller, id).await?;
+    pub fn set_hot(&self, seller: UserId, id: ProductId, hot: bool) -> Result<bool> {
+        self.owned_product(seller, id)?;
         let mut set = self.hot.lock().unwrap_or_else(|e| e.into_inner());
         if hot {
             set.insert(id);
@@ -199,14 +262,43 @@ impl Storefront {
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
+
+    /// Whether a deal takes orders now (scheduled and ended ones do not).
+    pub(super) fn deal_is_open(&self, deal: &Deal, now: DateTime<Utc>) -> Result<()> {
+        let status = deal.window.status(now, 1);
+        if matches!(status, DealStatus::Scheduled | DealStatus::Ended) || deal.settled_at.is_some()
+        {
+            let shown = if deal.settled_at.is_some() {
+                DealStatus::Ended
+            } else {
+                status
+            };
+            return Err(Error::DealNotActive(json!({
+                "deal_id": deal.id, "status": shown.as_str(),
+            })));
+        }
+        Ok(())
+    }
 }
 
-/// The contract's 400 `INSUFFICIENT_STOCK`, naming the stock that is short.
-pub(super) fn insufficient(r: Refused) -> Error {
-    let mut details = json!({ "requested": r.requested, "available": r.available });
-    match r.key {
-        StockKey::Product(p) => details["product_id"] = json!(p),
-        StockKey::Deal(d) => details["deal_id"] = json!(d),
+/// The contract's answer to a refusal of the admission tier:
+/// 400 `INSUFFICIENT_STOCK` or 409 `PURCHASE_LIMIT_EXCEEDED`.
+pub(super) fn refused(r: Refused) -> Error {
+    match r {
+        Refused::Stock {
+            key,
+            requested,
+            available,
+        } => {
+            let mut details = json!({ "requested": requested, "available": available });
+            match key {
+                StockKey::Product(p) => details["product_id"] = json!(p),
+                StockKey::Deal(d) => details["deal_id"] = json!(d),
+            }
+            Error::InsufficientStock(details)
+        }
+        Refused::Limit { deal, limit, held } => Error::PurchaseLimitExceeded(json!({
+            "deal_id": deal, "per_user_limit": limit, "already_bought": held,
+        })),
     }
-    Error::InsufficientStock(details)
 }

@@ -6,15 +6,12 @@
 //! move stock, and the store re-checks what can change in between inside
 //! its transaction.
 
-use super::catalog::insufficient;
+use super::catalog::refused;
 use super::{Error, Result, Storefront};
-use crate::model::{Order, OrderItem, Page, Paged, Product, ShippingAddress};
-use crate::ports::{Cancellation, Placement, Refused};
-use hotdeal_domain::{
-    sum_demands, DealStatus, LineDemand, OrderId, OrderStatus, PaymentStatus, ProductId, UserId,
-};
+use crate::model::{Order, OrderItem, Page, Paged, ShippingAddress};
+use crate::ports::{Cancellation, LimitClaim, OrderWrite, Placement, Refused};
+use hotdeal_domain::{sum_demands, LineDemand, OrderId, OrderStatus, PaymentStatus, UserId};
 use serde_json::json;
-use std::collections::hash_map::{Entry, HashMap};
 use uuid::Uuid;
 
 /// A validated order request.
@@ -27,30 +24,32 @@ pub struct PlaceOrder {
 impl Storefront {
     pub async fn place_order(&self, user: UserId, req: PlaceOrder) -> Result<Order> {
         let now = self.clock.now();
-        let mut products: HashMap<ProductId, Product> = HashMap::new();
         let mut items = Vec::with_capacity(req.lines.len());
+        let mut limits: Vec<LimitClaim> = Vec::new();
         for line in &req.lines {
-            let product = match products.entry(line.product_id) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => {
-                    let p = self.store.product(line.product_id).await?;
-                    e.insert(p.ok_or(Error::ProductNotFound)?)
-                }
-            };
+            let product = self
+                .catalog
+                .product(line.product_id)
+                .ok_or(Error::ProductNotFound)?;
             let unit_price = match line.deal_id {
                 None => product.price,
                 Some(deal_id) => {
-                    let view = self.store.deal(deal_id).await?.ok_or(Error::DealNotFound)?;
-                    if view.deal.product_id != line.product_id {
+                    let deal = self.catalog.deal(deal_id).ok_or(Error::DealNotFound)?;
+                    if deal.product_id != line.product_id {
                         return Err(Error::DealNotFound);
                     }
-                    let status = view.deal.status(now);
-                    if matches!(status, DealStatus::Scheduled | DealStatus::Ended) {
-                        return Err(Error::DealNotActive(json!({
-                            "deal_id": deal_id, "status": status.as_str(),
-                        })));
+                    self.deal_is_open(&deal, now)?;
+                    if let Some(limit) = deal.per_user_limit {
+                        match limits.iter_mut().find(|c| c.deal == deal_id) {
+                            Some(c) => c.units += line.quantity,
+                            None => limits.push(LimitClaim {
+                                deal: deal_id,
+                                units: line.quantity,
+                                limit,
+                            }),
+                        }
                     }
-                    view.deal.deal_price
+                    deal.deal_price
                 }
             };
             items.push(OrderItem {
@@ -82,19 +81,29 @@ impl Storefront {
             updated_at: now,
         };
         let demand = sum_demands(&req.lines);
-        // Sold out? Refused here, before any write.
-        let admitted = self.admission.admit(&demand).map_err(insufficient)?;
-        let placed = self.store.place_order(&order, &demand).await;
-        if !matches!(placed, Ok(Placement::Placed)) {
-            self.admission.release(&admitted);
-        }
-        match placed? {
+        // Sold out or over the limit? Refused here, in microseconds.
+        let admitted = self
+            .admission
+            .admit(user, &demand, &limits)
+            .map_err(refused)?;
+        let committed = self
+            .committer
+            .submit(
+                OrderWrite { order, demand },
+                admitted,
+                self.admission.as_ref(),
+            )
+            .map_err(|_| Error::Overloaded)?;
+        let (placement, order) = committed
+            .await
+            .map_err(|_| Error::Internal("the order writer stopped".into()))?;
+        match placement? {
             Placement::Placed => Ok(order),
             Placement::Insufficient {
                 key,
                 requested,
                 available,
-            } => Err(insufficient(Refused {
+            } => Err(refused(Refused::Stock {
                 key,
                 requested,
                 available,
@@ -103,9 +112,7 @@ impl Storefront {
                 json!({ "deal_id": d, "status": "ended" }),
             )),
             Placement::LimitExceeded { deal, limit, held } => {
-                Err(Error::PurchaseLimitExceeded(json!({
-                    "deal_id": deal, "per_user_limit": limit, "already_bought": held,
-                })))
+                Err(refused(Refused::Limit { deal, limit, held }))
             }
         }
     }
@@ -143,6 +150,11 @@ impl Storefront {
             Cancellation::Cancelled { order, returned } => {
                 for (key, units) in returned {
                     self.admission.restock(key, units);
+                }
+                for item in &order.items {
+                    if let Some(deal) = item.deal_id {
+                        self.admission.unclaim(deal, order.user_id, item.quantity);
+                    }
                 }
                 Ok(*order)
             }

@@ -9,18 +9,19 @@
 
 mod rows;
 
-use crate::model::{Deal, DealView, Order, Page, Paged, Product, ProductPatch, User};
+use crate::model::{Deal, Order, Page, Paged, Product, ProductPatch, User};
 use crate::ports::store::{
-    Cancellation, DealCreation, Placement, Settled, StockChange, Store, StoreError, StoreResult,
+    Cancellation, DealCreation, OrderWrite, Placement, Settled, Snapshot, StockChange, Store,
+    StoreError, StoreResult,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealId, OrderId, OrderStatus, ProductId, StockKey, UserId};
-use rows::{deal_view_from_row, micros, order_from_rows, product_from_row, user_from_row};
+use rows::{deal_from_row, micros, order_from_rows, product_from_row, user_from_row};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
@@ -54,12 +55,8 @@ pub struct SqliteStore {
 
 const PRODUCT_COLS: &str =
     "id, seller_id, name, description, price, stock, category, image_url, created_at, updated_at";
-const DEAL_VIEW_SELECT: &str =
-    "SELECT d.id, d.product_id, d.deal_price, d.deal_stock, d.remaining_stock, \
-     d.per_user_limit, d.starts_at, d.ends_at, d.settled_at, d.created_at AS d_created_at, \
-     p.seller_id, p.name, p.description, p.price, p.stock, p.category, p.image_url, \
-     p.created_at, p.updated_at \
-     FROM deals d JOIN products p ON p.id = d.product_id";
+const DEAL_COLS: &str = "id, product_id, deal_price, deal_stock, remaining_stock, per_user_limit, \
+     starts_at, ends_at, settled_at, created_at";
 const ORDER_COLS: &str = "id, user_id, total_amount, discount_amount, status, payment_status, shipping_address, coupon_id, cancel_reason, cancelled_at, created_at, updated_at";
 const ITEM_COLS: &str =
     "id, order_id, product_id, deal_id, product_name, quantity, unit_price, subtotal";
@@ -117,6 +114,90 @@ impl SqliteStore {
         .fetch_all(&mut *conn)
         .await?;
         Ok(Some(order_from_rows(&row, &items)?))
+    }
+
+    /// The fast path: the whole batch in one transaction with one
+    /// conditional update per stock key and multi-row inserts. The
+    /// admission tier admitted every order already, so the conditions hold;
+    /// if one does not, nothing is written and `Ok(false)` sends the batch
+    /// down the slow path.
+    async fn place_batch(&self, batch: &[OrderWrite]) -> StoreResult<bool> {
+        let mut demand: BTreeMap<StockKey, i64> = BTreeMap::new();
+        let mut held: BTreeMap<(DealId, UserId), i64> = BTreeMap::new();
+        for w in batch {
+            for (&key, &qty) in &w.demand {
+                *demand.entry(key).or_insert(0) += qty;
+                if let StockKey::Deal(d) = key {
+                    *held.entry((d, w.order.user_id)).or_insert(0) += qty;
+                }
+            }
+        }
+        let now = batch
+            .iter()
+            .map(|w| micros(w.order.created_at))
+            .max()
+            .unwrap_or(0);
+        let mut tx = self.writer.begin().await?;
+        for (&key, &qty) in &demand {
+            let taken = match key {
+                StockKey::Product(p) => sqlx::query(
+                    "UPDATE products SET stock = stock - ?1, updated_at = ?2 WHERE id = ?3 AND stock >= ?1",
+                )
+                .bind(qty)
+                .bind(now)
+                .bind(p.0),
+                StockKey::Deal(d) => sqlx::query(
+                    "UPDATE deals SET remaining_stock = remaining_stock - ?1 \
+                     WHERE id = ?3 AND remaining_stock >= ?1 AND settled_at IS NULL AND ?2 IS NOT NULL",
+                )
+                .bind(qty)
+                .bind(now)
+                .bind(d.0),
+            }
+            .execute(&mut *tx)
+            .await?;
+            if taken.rows_affected() != 1 {
+                return Ok(false);
+            }
+        }
+        for chunk in held.iter().collect::<Vec<_>>().chunks(300) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO deal_purchases (deal_id, user_id, quantity) ",
+            );
+            q.push_values(chunk, |mut b, ((deal, user), qty)| {
+                b.push_bind(deal.0).push_bind(user.0).push_bind(**qty);
+            });
+            q.push(" ON CONFLICT (deal_id, user_id) DO UPDATE SET quantity = quantity + excluded.quantity");
+            q.build().execute(&mut *tx).await?;
+        }
+        let orders: Vec<&Order> = batch.iter().map(|w| &w.order).collect();
+        insert_orders(&mut tx, &orders).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// One order in its own transaction, every condition checked by SQL.
+    async fn place_one(
+        &self,
+        order: &Order,
+        demand: &BTreeMap<StockKey, i64>,
+    ) -> StoreResult<Placement> {
+        let now = micros(order.created_at);
+        let mut tx = self.writer.begin().await?;
+        for (&key, &qty) in demand {
+            if let Some(refusal) = Self::take_stock(&mut tx, key, qty, now).await? {
+                // Dropping `tx` rolls back the units already taken.
+                return Ok(refusal);
+            }
+            if let StockKey::Deal(d) = key {
+                if let Some(refusal) = Self::count_purchase(&mut tx, d, order.user_id, qty).await? {
+                    return Ok(refusal);
+                }
+            }
+        }
+        insert_orders(&mut tx, &[order]).await?;
+        tx.commit().await?;
+        Ok(Placement::Placed)
     }
 
     /// Takes `qty` units of `key`, or says why not.
@@ -254,6 +335,67 @@ impl SqliteStore {
             .await?;
         Ok(StockKey::Product(product))
     }
+}
+
+/// Inserts orders and their items with multi-row statements, in chunks that
+/// stay far below SQLite's limit on bound parameters.
+async fn insert_orders(tx: &mut Transaction<'_, Sqlite>, orders: &[&Order]) -> StoreResult<()> {
+    for chunk in orders.chunks(500) {
+        let mut addresses = Vec::with_capacity(chunk.len());
+        for o in chunk {
+            addresses.push(
+                o.shipping_address
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(|e| StoreError::Backend(Box::new(e)))?,
+            );
+        }
+        let mut q = QueryBuilder::<Sqlite>::new(format!("INSERT INTO orders ({ORDER_COLS}) "));
+        q.push_values(chunk.iter().zip(addresses), |mut b, (o, address)| {
+            b.push_bind(o.id.0)
+                .push_bind(o.user_id.0)
+                .push_bind(o.total_amount)
+                .push_bind(o.discount_amount)
+                .push_bind(o.status.as_str())
+                .push_bind(o.payment_status.as_str())
+                .push_bind(address)
+                .push_bind(o.coupon_id)
+                .push_bind(o.cancel_reason.clone())
+                .push_bind(o.cancelled_at.map(micros))
+                .push_bind(micros(o.created_at))
+                .push_bind(micros(o.updated_at));
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    let items: Vec<_> = orders
+        .iter()
+        .flat_map(|o| {
+            o.items
+                .iter()
+                .enumerate()
+                .map(move |(n, i)| (o.id, n as i64, i))
+        })
+        .collect();
+    for chunk in items.chunks(1000) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO order_items (id, order_id, line_no, product_id, deal_id, product_name, \
+             quantity, unit_price, subtotal) ",
+        );
+        q.push_values(chunk, |mut b, (order, line_no, i)| {
+            b.push_bind(i.id)
+                .push_bind(order.0)
+                .push_bind(*line_no)
+                .push_bind(i.product_id.0)
+                .push_bind(i.deal_id.map(|d| d.0))
+                .push_bind(i.product_name.clone())
+                .push_bind(i.quantity)
+                .push_bind(i.unit_price)
+                .push_bind(i.subtotal);
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -484,37 +626,6 @@ impl Store for SqliteStore {
         Ok(DealCreation::Created(d.clone()))
     }
 
-    async fn deal(&self, id: DealId) -> StoreResult<Option<DealView>> {
-        let row = sqlx::query(&format!("{DEAL_VIEW_SELECT} WHERE d.id = ?"))
-            .bind(id.0)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| deal_view_from_row(&r)).transpose()
-    }
-
-    async fn running_deals(&self, now: DateTime<Utc>, page: Page) -> StoreResult<Paged<DealView>> {
-        let now = micros(now);
-        let rows = sqlx::query(&format!(
-            "{DEAL_VIEW_SELECT} WHERE d.starts_at <= ?1 AND d.ends_at > ?1 \
-             ORDER BY d.ends_at, d.id LIMIT ?2 OFFSET ?3"
-        ))
-        .bind(now)
-        .bind(page.size)
-        .bind(page.offset())
-        .fetch_all(&self.reader)
-        .await?;
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM deals WHERE starts_at <= ?1 AND ends_at > ?1")
-                .bind(now)
-                .fetch_one(&self.reader)
-                .await?;
-        let items = rows
-            .iter()
-            .map(deal_view_from_row)
-            .collect::<StoreResult<_>>()?;
-        Ok(Paged { items, total, page })
-    }
-
     async fn settle_ended_deals(&self, now: DateTime<Utc>) -> StoreResult<Vec<Settled>> {
         let now = micros(now);
         let mut tx = self.writer.begin().await?;
@@ -553,89 +664,57 @@ impl Store for SqliteStore {
         Ok(settled)
     }
 
-    async fn stock_levels(&self) -> StoreResult<Vec<(StockKey, i64)>> {
-        let mut levels = Vec::new();
-        let products = sqlx::query("SELECT id, stock FROM products")
+    async fn snapshot(&self) -> StoreResult<Snapshot> {
+        let products = sqlx::query(&format!("SELECT {PRODUCT_COLS} FROM products"))
             .fetch_all(&self.reader)
-            .await?;
-        for r in &products {
-            levels.push((
-                StockKey::Product(ProductId(r.try_get("id")?)),
-                r.try_get("stock")?,
-            ));
-        }
-        let deals = sqlx::query("SELECT id, remaining_stock FROM deals WHERE settled_at IS NULL")
+            .await?
+            .iter()
+            .map(product_from_row)
+            .collect::<StoreResult<_>>()?;
+        let deals = sqlx::query(&format!("SELECT {DEAL_COLS} FROM deals"))
             .fetch_all(&self.reader)
-            .await?;
-        for r in &deals {
-            levels.push((
-                StockKey::Deal(DealId(r.try_get("id")?)),
-                r.try_get("remaining_stock")?,
-            ));
-        }
-        Ok(levels)
+            .await?
+            .iter()
+            .map(deal_from_row)
+            .collect::<StoreResult<_>>()?;
+        let held = sqlx::query(
+            "SELECT p.deal_id, p.user_id, p.quantity FROM deal_purchases p \
+             JOIN deals d ON d.id = p.deal_id \
+             WHERE d.settled_at IS NULL AND d.per_user_limit IS NOT NULL AND p.quantity > 0",
+        )
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                DealId(r.try_get("deal_id")?),
+                UserId(r.try_get("user_id")?),
+                r.try_get("quantity")?,
+            ))
+        })
+        .collect::<StoreResult<_>>()?;
+        Ok(Snapshot {
+            products,
+            deals,
+            held,
+        })
     }
 
-    async fn place_order(
-        &self,
-        order: &Order,
-        demand: &BTreeMap<StockKey, i64>,
-    ) -> StoreResult<Placement> {
-        let now = micros(order.created_at);
-        let mut tx = self.writer.begin().await?;
-        for (&key, &qty) in demand {
-            if let Some(refusal) = Self::take_stock(&mut tx, key, qty, now).await? {
-                // Dropping `tx` rolls back the units already taken.
-                return Ok(refusal);
-            }
-            if let StockKey::Deal(d) = key {
-                if let Some(refusal) = Self::count_purchase(&mut tx, d, order.user_id, qty).await? {
-                    return Ok(refusal);
-                }
+    async fn place_orders(&self, batch: &[OrderWrite]) -> Vec<StoreResult<Placement>> {
+        match self.place_batch(batch).await {
+            Ok(true) => return batch.iter().map(|_| Ok(Placement::Placed)).collect(),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, orders = batch.len(), "batch commit failed; committing one by one")
             }
         }
-        let address = order
-            .shipping_address
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| StoreError::Backend(Box::new(e)))?;
-        sqlx::query(&format!(
-            "INSERT INTO orders ({ORDER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(order.id.0)
-        .bind(order.user_id.0)
-        .bind(order.total_amount)
-        .bind(order.discount_amount)
-        .bind(order.status.as_str())
-        .bind(order.payment_status.as_str())
-        .bind(address)
-        .bind(order.coupon_id)
-        .bind(&order.cancel_reason)
-        .bind(order.cancelled_at.map(micros))
-        .bind(now)
-        .bind(micros(order.updated_at))
-        .execute(&mut *tx)
-        .await?;
-        for (line_no, item) in order.items.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO order_items (id, order_id, line_no, product_id, deal_id, product_name, \
-                 quantity, unit_price, subtotal) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(item.id)
-            .bind(order.id.0)
-            .bind(line_no as i64)
-            .bind(item.product_id.0)
-            .bind(item.deal_id.map(|d| d.0))
-            .bind(&item.product_name)
-            .bind(item.quantity)
-            .bind(item.unit_price)
-            .bind(item.subtotal)
-            .execute(&mut *tx)
-            .await?;
+        // The slow path: each order on its own, so one bad order cannot
+        // take the others down with it.
+        let mut out = Vec::with_capacity(batch.len());
+        for w in batch {
+            out.push(self.place_one(&w.order, &w.demand).await);
         }
-        tx.commit().await?;
-        Ok(Placement::Placed)
+        out
     }
 
     async fn order(&self, id: OrderId) -> StoreResult<Option<Order>> {

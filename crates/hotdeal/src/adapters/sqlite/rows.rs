@@ -1,6 +1,6 @@
 //! Row ↔ record conversions for the SQLite store.
 
-use crate::model::{Deal, DealView, Order, OrderItem, Product, ShippingAddress, User};
+use crate::model::{Deal, Order, OrderItem, Product, ShippingAddress, User};
 use crate::ports::store::{StoreError, StoreResult};
 use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealId, DealWindow, OrderId, OrderStatus, PaymentStatus, ProductId, UserId};
@@ -45,34 +45,20 @@ pub fn product_from_row(r: &SqliteRow) -> StoreResult<Product> {
     })
 }
 
-pub fn deal_view_from_row(r: &SqliteRow) -> StoreResult<DealView> {
-    let product_id = ProductId(r.try_get("product_id")?);
+pub fn deal_from_row(r: &SqliteRow) -> StoreResult<Deal> {
     let window = DealWindow::new(time(r.try_get("starts_at")?), time(r.try_get("ends_at")?))
         .ok_or_else(|| corrupt("deal window"))?;
-    let deal = Deal {
+    Ok(Deal {
         id: DealId(r.try_get("id")?),
-        product_id,
+        product_id: ProductId(r.try_get("product_id")?),
         deal_price: r.try_get("deal_price")?,
         deal_stock: r.try_get("deal_stock")?,
         remaining_stock: r.try_get("remaining_stock")?,
         per_user_limit: r.try_get("per_user_limit")?,
         window,
         settled_at: r.try_get::<Option<i64>, _>("settled_at")?.map(time),
-        created_at: time(r.try_get("d_created_at")?),
-    };
-    let product = Product {
-        id: product_id,
-        seller_id: UserId(r.try_get("seller_id")?),
-        name: r.try_get("name")?,
-        description: r.try_get("description")?,
-        price: r.try_get("price")?,
-        stock: r.try_get("stock")?,
-        category: r.try_get("category")?,
-        image_url: r.try_get("image_url")?,
         created_at: time(r.try_get("created_at")?),
-        updated_at: time(r.try_get("updated_at")?),
-    };
-    Ok(DealView { deal, product })
+    })
 }
 
 pub fn order_from_rows(r: &SqliteRow, items: &[SqliteRow]) -> StoreResult<Order> {

@@ -6,9 +6,13 @@ use super::dto::{
 };
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{path_id, AuthUser, JsonBody, QueryMap};
+use super::page_cache::Stamp;
 use super::AppState;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::header;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hotdeal_domain::{DealId, ProductId};
 
@@ -65,7 +69,7 @@ pub async fn get_product(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ProductOut>> {
     let id = path_id(&id, ProductId::parse)?;
-    Ok(Json(app.product(id).await?.into()))
+    Ok(Json(app.product(id)?.into()))
 }
 
 /// Change a product (its seller only).
@@ -102,7 +106,7 @@ pub async fn get_stock(
     Path(id): Path<String>,
 ) -> ApiResult<Json<StockOut>> {
     let id = path_id(&id, ProductId::parse)?;
-    Ok(Json(app.product(id).await?.into()))
+    Ok(Json(app.product(id)?.into()))
 }
 
 /// Add or remove units (its seller only).
@@ -138,14 +142,25 @@ pub async fn adjust_stock(
         (status = 200, body = ListOf<DealOut>, description = "A page of running deals"),
         (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
     ))]
-pub async fn list_deals(
-    State(app): State<AppState>,
-    QueryMap(q): QueryMap,
-) -> ApiResult<Json<ListOf<DealOut>>> {
+pub async fn list_deals(State(app): State<AppState>, QueryMap(q): QueryMap) -> ApiResult<Response> {
     let page = page_of(&q).map_err(ApiError::validation)?;
-    let deals = app.running_deals(page).await?;
-    let now = app.now();
-    Ok(Json(ListOf::from_paged(deals, |d| DealOut::new(d, now))))
+    // The hottest read of a flash sale: rendered once per change and
+    // served from memory (see `page_cache` for how fresh it stays).
+    let stamp = Stamp {
+        epoch: app.catalog.epoch(),
+        stock: app.admission.version(),
+        now: app.now(),
+    };
+    let body = app
+        .deal_pages
+        .get_or_build((page.page, page.size), stamp, || {
+            let deals = ListOf::from_paged(app.running_deals(page), |d| DealOut::new(d, stamp.now));
+            let body = serde_json::to_vec(&deals)
+                .map(Bytes::from)
+                .unwrap_or_default();
+            (body, app.catalog.next_window_change(stamp.now))
+        });
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// Open a deal on one of the caller's products; sets `deal_stock` units aside.
@@ -181,7 +196,7 @@ pub async fn get_deal(
     Path(id): Path<String>,
 ) -> ApiResult<Json<DealOut>> {
     let id = path_id(&id, DealId::parse)?;
-    let deal = app.deal(id).await?;
+    let deal = app.deal(id)?;
     Ok(Json(DealOut::new(deal, app.now())))
 }
 
@@ -192,7 +207,7 @@ async fn set_hot(
     hot: bool,
 ) -> ApiResult<Json<HotOut>> {
     let id = path_id(&id, ProductId::parse)?;
-    let hot = app.set_hot(seller.0, id, hot).await?;
+    let hot = app.set_hot(seller.0, id, hot)?;
     Ok(Json(HotOut {
         product_id: id.0,
         hot,

@@ -9,25 +9,56 @@ mod extract;
 mod health;
 mod openapi;
 mod orders;
+mod page_cache;
 
 use crate::services::Storefront;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use error::ApiError;
+use page_cache::PageCache;
+use std::ops::Deref;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 
-/// What every handler gets.
-pub type AppState = Arc<Storefront>;
+/// Bounds of the HTTP layer.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Requests handled at once; past it, 503 at once.
+    pub max_in_flight: usize,
+    /// How long a cached page may show stale stock counts.
+    pub read_cache_max_age: std::time::Duration,
+}
+
+/// What every handler gets: the services, and the HTTP layer's own cache.
+#[derive(Clone)]
+pub struct AppState {
+    app: Arc<Storefront>,
+    deal_pages: Arc<PageCache>,
+}
+
+impl Deref for AppState {
+    type Target = Storefront;
+
+    fn deref(&self) -> &Storefront {
+        &self.app
+    }
+}
 
 /// Request bodies above this are refused with 413: the largest legitimate
 /// body (an order of 10 lines with an address) is about 2 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The whole API.
-pub fn router(app: AppState) -> Router {
+/// The whole API. At most `max_in_flight` requests are handled at once;
+/// past that, requests are refused at once with 503 `OVERLOADED` rather
+/// than queued.
+pub fn router(app: Arc<Storefront>, limits: HttpLimits) -> Router {
     let openapi = openapi::document();
+    let deal_pages = Arc::new(PageCache::new(limits.read_cache_max_age));
+    let state = AppState { app, deal_pages };
+    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
     Router::new()
         .route("/health", get(health::gateway))
         .route("/auth/health", get(health::auth))
@@ -82,7 +113,20 @@ pub fn router(app: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(trace_request))
-        .with_state(app)
+        .layer(axum::middleware::from_fn_with_state(in_flight, shed_load))
+        .with_state(state)
+}
+
+/// Refuses a request at once when `max_in_flight` are already running.
+async fn shed_load(
+    State(in_flight): State<Arc<Semaphore>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match in_flight.try_acquire() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => ApiError::from(crate::services::Error::Overloaded).into_response(),
+    }
 }
 
 /// One span per request, named by the route template (not the raw path, so
