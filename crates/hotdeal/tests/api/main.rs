@@ -4,8 +4,10 @@
 mod auth;
 mod books;
 mod catalog;
+mod crash;
 mod deals;
 mod durability;
+mod hotpath;
 mod malformed;
 mod orders;
 mod support;

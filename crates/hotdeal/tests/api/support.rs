@@ -51,9 +51,19 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_in(dir: PathBuf, clock: Arc<ManualClock>) -> TestApp {
+    spawn_app_with(dir, clock, |_| {}).await
+}
+
+/// A server whose test configuration `tune` may change first.
+pub async fn spawn_app_with(
+    dir: PathBuf,
+    clock: Arc<ManualClock>,
+    tune: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = Config::for_tests(&dir);
     // Tests settle deals explicitly after moving the clock.
     config.deal_sweep_ms = 3_600_000;
+    tune(&mut config);
     let app = App::build_with_clock(&config, clock.clone())
         .await
         .expect("build app");
@@ -234,6 +244,11 @@ impl TestApp {
         let r = self.get(&format!("/products/deals/{deal}"), None).await;
         assert_eq!(r.status, StatusCode::OK);
         r.body["remaining_stock"].as_i64().expect("remaining")
+    }
+
+    /// The SQLite file of this server, for tests that reach under the API.
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}", self.dir.join("hotdeal.db").display())
     }
 
     pub fn clock_now(&self) -> DateTime<Utc> {

@@ -1,0 +1,283 @@
+//! `kill -9` in the middle of a rush: after a restart every acknowledged
+//! order is there and the units add up.
+
+use hyper::StatusCode;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::support::Res;
+
+/// The real `hotdeal serve` binary on a data dir and a free port.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+fn start(dir: &std::path::Path) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hotdeal"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir)
+        .env("HOTDEAL_JWT_SECRET", "crash-test-secret")
+        .env("HOTDEAL_ARGON2_MEMORY_KIB", "64")
+        .env("HOTDEAL_ARGON2_ITERATIONS", "1")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hotdeal");
+    // Ready once it logs that it listens.
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .expect("read");
+        if line.contains("hotdeal listening") {
+            break;
+        }
+    }
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+struct Client {
+    base: String,
+    http: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+}
+
+impl Client {
+    fn new(base: &str) -> Self {
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        Self {
+            base: base.to_owned(),
+            http,
+        }
+    }
+
+    /// `None` when the server is gone.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Option<Res> {
+        use http_body_util::BodyExt;
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let bytes = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                bytes::Bytes::from(serde_json::to_vec(&b).expect("json"))
+            }
+            None => bytes::Bytes::new(),
+        };
+        let res = self
+            .http
+            .request(req.body(http_body_util::Full::new(bytes)).expect("req"))
+            .await
+            .ok()?;
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.ok()?.to_bytes();
+        Some(Res {
+            status,
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            headers,
+        })
+    }
+
+    async fn ok(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Value {
+        let r = self
+            .send(method, path, token, body)
+            .await
+            .expect("server up");
+        assert!(
+            r.status.is_success(),
+            "{method} {path}: {} {}",
+            r.status,
+            r.body
+        );
+        r.body
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_mid_rush_loses_no_acknowledged_order() {
+    let dir = std::env::temp_dir().join(format!("hotdeal-crash-{}", uuid::Uuid::new_v4()));
+    let mut server = start(&dir);
+    let c = Client::new(&server.base);
+
+    let login = |email: String| {
+        let c = &c;
+        async move {
+            c.ok(
+                "POST",
+                "/auth/register",
+                None,
+                Some(json!({"email": email, "password": "password123", "name": "Crash"})),
+            )
+            .await;
+            let t = c
+                .ok(
+                    "POST",
+                    "/auth/login",
+                    None,
+                    Some(json!({"email": email, "password": "password123"})),
+                )
+                .await;
+            t["access_token"].as_str().expect("token").to_owned()
+        }
+    };
+    let seller = login("seller@x.co".into()).await;
+    let product = c
+        .ok(
+            "POST",
+            "/products",
+            Some(&seller),
+            Some(json!({"name": "P", "price": 100, "stock": 100_000})),
+        )
+        .await;
+    let product = product["id"].as_str().expect("id").to_owned();
+    let now = chrono::Utc::now();
+    let deal = c
+        .ok("POST", "/products/deals", Some(&seller), Some(json!({
+            "product_id": product, "deal_price": 50, "deal_stock": 20_000,
+            "starts_at": now - chrono::Duration::minutes(1), "ends_at": now + chrono::Duration::hours(1)})))
+        .await;
+    let deal = deal["id"].as_str().expect("id").to_owned();
+    let mut buyers = Vec::new();
+    for i in 0..16 {
+        buyers.push(login(format!("buyer{i}@x.co")).await);
+    }
+
+    // The rush: every buyer orders in a loop; acknowledged orders are noted.
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let c = Arc::new(c);
+    let loops: Vec<_> = buyers
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let (c, t, acked) = (c.clone(), t.clone(), acked.clone());
+            let (product, deal) = (product.clone(), deal.clone());
+            tokio::spawn(async move {
+                for n in 0.. {
+                    let line = if (i + n) % 2 == 0 {
+                        json!({"product_id": product, "quantity": 1 + n % 3})
+                    } else {
+                        json!({"product_id": product, "deal_id": deal, "quantity": 1})
+                    };
+                    match c
+                        .send("POST", "/orders", Some(&t), Some(json!({"items": [line]})))
+                        .await
+                    {
+                        Some(r) if r.status == StatusCode::CREATED => {
+                            let id = r.body["id"].as_str().expect("id").to_owned();
+                            acked.lock().expect("lock").push((id, t.clone()));
+                        }
+                        Some(r) => panic!("unexpected {}: {}", r.status, r.body),
+                        None => return, // the server is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().expect("reap");
+    for l in loops {
+        l.await.expect("loop");
+    }
+    let acked = acked.lock().expect("lock").clone();
+    assert!(
+        acked.len() > 20,
+        "the rush placed orders before the kill ({})",
+        acked.len()
+    );
+
+    let mut server = start(&dir);
+    let c = Client::new(&server.base);
+    for (id, token) in &acked {
+        let r = c
+            .send("GET", &format!("/orders/{id}"), Some(token), None)
+            .await
+            .expect("up");
+        assert_eq!(r.status, StatusCode::OK, "acknowledged order {id} lost");
+    }
+    // The books: every unit is on the shelf, in the deal, or in an order.
+    let mut sold = 0;
+    for t in &buyers {
+        for page in 1.. {
+            let list = c
+                .ok(
+                    "GET",
+                    &format!("/orders?size=100&page={page}"),
+                    Some(t),
+                    None,
+                )
+                .await;
+            let items = list["items"].as_array().expect("items");
+            if items.is_empty() {
+                break;
+            }
+            for o in items {
+                sold += o["items"]
+                    .as_array()
+                    .expect("lines")
+                    .iter()
+                    .map(|l| l["quantity"].as_i64().expect("q"))
+                    .sum::<i64>();
+            }
+        }
+    }
+    let stock = c
+        .ok("GET", &format!("/products/{product}/stock"), None, None)
+        .await["stock"]
+        .as_i64()
+        .expect("stock");
+    let remaining = c
+        .ok("GET", &format!("/products/deals/{deal}"), None, None)
+        .await["remaining_stock"]
+        .as_i64()
+        .expect("r");
+    assert_eq!(
+        stock + remaining + sold,
+        100_000,
+        "stock {stock} + deal {remaining} + sold {sold}"
+    );
+    server.child.kill().ok();
+    server.child.wait().ok();
+    std::fs::remove_dir_all(dir).ok();
+}
