@@ -32,8 +32,8 @@ enum Command {
         #[command(subcommand)]
         what: SeedWhat,
     },
-    // LOAD-WIRING /// Replay a seed load-test scenario against a running hotdeal.
-    // LOAD-WIRING Load(hotdeal_load::LoadArgs),
+    /// Replay a seed load-test scenario against a running hotdeal.
+    Load(hotdeal_load::LoadArgs),
 }
 
 #[derive(Subcommand)]
@@ -153,9 +153,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             );
             Ok(ExitCode::SUCCESS)
-        } // LOAD-WIRING Command::Load(args) => {
-          // LOAD-WIRING     let code = hotdeal_load::run(args).await?;
-          // LOAD-WIRING     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
-          // LOAD-WIRING }
+        }
+        Command::Load(args) => {
+            let code = hotdeal_load::run(args).await?;
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
     }
 }

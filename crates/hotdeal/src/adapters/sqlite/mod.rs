@@ -160,7 +160,7 @@ impl SqliteStore {
                 return Ok(false);
             }
         }
-        for chunk in held.iter().collect::<Vec<_>>().chunks(300) {
+        for chunk in fixed_chunks(&held.iter().collect::<Vec<_>>()) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO deal_purchases (deal_id, user_id, quantity) ",
             );
@@ -168,7 +168,7 @@ impl SqliteStore {
                 b.push_bind(deal.0).push_bind(user.0).push_bind(**qty);
             });
             q.push(" ON CONFLICT (deal_id, user_id) DO UPDATE SET quantity = quantity + excluded.quantity");
-            q.build().execute(&mut *tx).await?;
+            q.build().persistent(true).execute(&mut *tx).await?;
         }
         let orders: Vec<&Order> = batch.iter().map(|w| &w.order).collect();
         insert_orders(&mut tx, &orders).await?;
@@ -337,10 +337,24 @@ impl SqliteStore {
     }
 }
 
-/// Inserts orders and their items with multi-row statements, in chunks that
-/// stay far below SQLite's limit on bound parameters.
+/// Rows per multi-row INSERT. Batches are cut into these fixed sizes so
+/// the statement cache holds a handful of prepared statements instead of
+/// one per batch length (each large, and slow to prepare).
+const CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// Splits `rows` into slices of the sizes in [`CHUNKS`], largest first.
+fn fixed_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = CHUNKS.into_iter().find(|&c| c <= rows.len())?;
+        let (head, tail) = rows.split_at(size);
+        rows = tail;
+        Some(head)
+    })
+}
+
+/// Inserts orders and their items with multi-row statements.
 async fn insert_orders(tx: &mut Transaction<'_, Sqlite>, orders: &[&Order]) -> StoreResult<()> {
-    for chunk in orders.chunks(500) {
+    for chunk in fixed_chunks(orders) {
         let mut addresses = Vec::with_capacity(chunk.len());
         for o in chunk {
             addresses.push(
@@ -366,7 +380,7 @@ async fn insert_orders(tx: &mut Transaction<'_, Sqlite>, orders: &[&Order]) -> S
                 .push_bind(micros(o.created_at))
                 .push_bind(micros(o.updated_at));
         });
-        q.build().execute(&mut **tx).await?;
+        q.build().persistent(true).execute(&mut **tx).await?;
     }
     let items: Vec<_> = orders
         .iter()
@@ -377,15 +391,15 @@ async fn insert_orders(tx: &mut Transaction<'_, Sqlite>, orders: &[&Order]) -> S
                 .map(move |(n, i)| (o.id, n as i64, i))
         })
         .collect();
-    for chunk in items.chunks(1000) {
+    for chunk in fixed_chunks(&items) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO order_items (id, order_id, line_no, product_id, deal_id, product_name, \
+            "INSERT INTO order_items (order_id, line_no, id, product_id, deal_id, product_name, \
              quantity, unit_price, subtotal) ",
         );
         q.push_values(chunk, |mut b, (order, line_no, i)| {
-            b.push_bind(i.id)
-                .push_bind(order.0)
+            b.push_bind(order.0)
                 .push_bind(*line_no)
+                .push_bind(i.id)
                 .push_bind(i.product_id.0)
                 .push_bind(i.deal_id.map(|d| d.0))
                 .push_bind(i.product_name.clone())
@@ -393,7 +407,7 @@ async fn insert_orders(tx: &mut Transaction<'_, Sqlite>, orders: &[&Order]) -> S
                 .push_bind(i.unit_price)
                 .push_bind(i.subtotal);
         });
-        q.build().execute(&mut **tx).await?;
+        q.build().persistent(true).execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -810,5 +824,22 @@ impl Store for SqliteStore {
             },
             None => Cancellation::NotFound,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn fixed_chunks_cover_every_row_once_in_known_sizes(n in 0usize..500) {
+            let rows: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = fixed_chunks(&rows).collect();
+            prop_assert!(chunks.iter().all(|c| CHUNKS.contains(&c.len())));
+            let flat: Vec<usize> = chunks.concat();
+            prop_assert_eq!(flat, rows);
+        }
     }
 }
