@@ -6,7 +6,7 @@ use super::dto::{
 };
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{path_id, AuthUser, JsonBody, QueryMap};
-use super::page_cache::Stamp;
+use super::page_cache::{PageKey, Stamp};
 use super::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -14,7 +14,29 @@ use axum::http::header;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealId, ProductId};
+
+/// Serves `key` from the page cache, rendering it with `render` when the
+/// cached copy is out of date. Only for resources known to exist.
+fn cached_json<T: serde::Serialize>(
+    app: &AppState,
+    key: PageKey,
+    render: impl FnOnce(DateTime<Utc>) -> T,
+) -> Response {
+    let stamp = Stamp {
+        epoch: app.catalog.epoch(),
+        stock: app.admission.version(),
+        now: app.now(),
+    };
+    let body = app.pages.get_or_build(key, stamp, || {
+        let body = serde_json::to_vec(&render(stamp.now))
+            .map(Bytes::from)
+            .unwrap_or_default();
+        (body, app.catalog.next_window_change(stamp.now))
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
 
 /// List products, newest first.
 #[utoipa::path(get, path = "/products", tag = "products",
@@ -67,9 +89,12 @@ pub async fn create_product(
 pub async fn get_product(
     State(app): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<ProductOut>> {
+) -> ApiResult<Response> {
     let id = path_id(&id, ProductId::parse)?;
-    Ok(Json(app.product(id)?.into()))
+    let product = app.product(id)?;
+    Ok(cached_json(&app, PageKey::Product(id.0), |_| {
+        ProductOut::from(product)
+    }))
 }
 
 /// Change a product (its seller only).
@@ -101,12 +126,12 @@ pub async fn update_product(
         (status = 200, body = StockOut, description = "Units on hand (excluding units set aside for deals)"),
         (status = 404, body = ErrorBody, description = "NOT_FOUND"),
     ))]
-pub async fn get_stock(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<StockOut>> {
+pub async fn get_stock(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = path_id(&id, ProductId::parse)?;
-    Ok(Json(app.product(id)?.into()))
+    let product = app.product(id)?;
+    Ok(cached_json(&app, PageKey::Stock(id.0), |_| {
+        StockOut::from(product)
+    }))
 }
 
 /// Add or remove units (its seller only).
@@ -146,21 +171,13 @@ pub async fn list_deals(State(app): State<AppState>, QueryMap(q): QueryMap) -> A
     let page = page_of(&q).map_err(ApiError::validation)?;
     // The hottest read of a flash sale: rendered once per change and
     // served from memory (see `page_cache` for how fresh it stays).
-    let stamp = Stamp {
-        epoch: app.catalog.epoch(),
-        stock: app.admission.version(),
-        now: app.now(),
+    let key = PageKey::Deals {
+        page: page.page,
+        size: page.size,
     };
-    let body = app
-        .deal_pages
-        .get_or_build((page.page, page.size), stamp, || {
-            let deals = ListOf::from_paged(app.running_deals(page), |d| DealOut::new(d, stamp.now));
-            let body = serde_json::to_vec(&deals)
-                .map(Bytes::from)
-                .unwrap_or_default();
-            (body, app.catalog.next_window_change(stamp.now))
-        });
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok(cached_json(&app, key, |now| {
+        ListOf::from_paged(app.running_deals(page), |d| DealOut::new(d, now))
+    }))
 }
 
 /// Open a deal on one of the caller's products; sets `deal_stock` units aside.
@@ -191,13 +208,12 @@ pub async fn create_deal(
         (status = 200, body = DealOut, description = "The deal"),
         (status = 404, body = ErrorBody, description = "NOT_FOUND"),
     ))]
-pub async fn get_deal(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<DealOut>> {
+pub async fn get_deal(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = path_id(&id, DealId::parse)?;
     let deal = app.deal(id)?;
-    Ok(Json(DealOut::new(deal, app.now())))
+    Ok(cached_json(&app, PageKey::Deal(id.0), |now| {
+        DealOut::new(deal, now)
+    }))
 }
 
 async fn set_hot(

@@ -36,7 +36,7 @@ pub struct HttpLimits {
 #[derive(Clone)]
 pub struct AppState {
     app: Arc<Storefront>,
-    deal_pages: Arc<PageCache>,
+    pages: Arc<PageCache>,
 }
 
 impl Deref for AppState {
@@ -56,8 +56,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// than queued.
 pub fn router(app: Arc<Storefront>, limits: HttpLimits) -> Router {
     let openapi = openapi::document();
-    let deal_pages = Arc::new(PageCache::new(limits.read_cache_max_age));
-    let state = AppState { app, deal_pages };
+    let pages = Arc::new(PageCache::new(limits.read_cache_max_age));
+    let state = AppState { app, pages };
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
     Router::new()
         .route("/health", get(health::gateway))
