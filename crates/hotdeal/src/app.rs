@@ -11,7 +11,7 @@ use crate::adapters::sqlite::SqliteStore;
 use crate::config::Config;
 use crate::ports::{Clock, SystemClock};
 use crate::services::tokens::TokenKeys;
-use crate::services::{OrderPath, Storefront};
+use crate::services::{Engines, Storefront, WritePath};
 use crate::transport::http;
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -49,19 +49,23 @@ impl App {
         let store = Arc::new(open_store(config).await?);
         let hasher = Argon2Hasher::new(config.argon2, config.hash_workers, config.hash_queue)
             .context("configuring Argon2")?;
-        let storefront = Storefront::start(
-            store.clone(),
-            Arc::new(MemoryAdmission::new()),
+        let admission = Arc::new(MemoryAdmission::new());
+        let engines = Engines {
+            store: store.clone(),
+            ledger: store.clone(),
+            admission: admission.clone(),
+            coupon_admission: admission,
             clock,
-            Arc::new(hasher),
-            TokenKeys::new(&secret),
-            OrderPath {
-                queue: config.order_queue,
-                max_batch: config.max_batch,
-            },
-        )
-        .await
-        .context("loading the catalogue")?;
+            hasher: Arc::new(hasher),
+        };
+        let path = WritePath {
+            queue: config.order_queue,
+            max_batch: config.max_batch,
+            payment_window: chrono::Duration::seconds(config.payment_window_secs),
+        };
+        let storefront = Storefront::start(engines, TokenKeys::new(&secret), path)
+            .await
+            .context("loading the catalogue")?;
         let storefront = Arc::new(storefront);
         let listener = TcpListener::bind(config.listen)
             .await
@@ -98,7 +102,7 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let sweeper = tokio::spawn(sweep_deals(self.storefront.clone(), self.deal_sweep));
+        let sweeper = tokio::spawn(housekeeping(self.storefront.clone(), self.deal_sweep));
         let router = http::router(self.storefront.clone(), self.limits);
         let result = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
@@ -122,14 +126,29 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
         .with_context(|| format!("opening {}", config.database_url))
 }
 
-/// Gives ended deals' unsold units back to their products, every `every`.
-async fn sweep_deals(app: Arc<Storefront>, every: Duration) {
+/// The housekeeping that runs every `every`: ended deals give their
+/// unsold units back, unpaid orders past their window expire, committed
+/// events are relayed, and old idempotency answers are forgotten.
+async fn housekeeping(app: Arc<Storefront>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rounds: u64 = 0;
     loop {
         tick.tick().await;
         if let Err(e) = app.settle_ended_deals().await {
             tracing::warn!(error = %e, "settling ended deals failed; will retry");
+        }
+        if let Err(e) = app.expire_due_orders().await {
+            tracing::warn!(error = %e, "expiring unpaid orders failed; will retry");
+        }
+        if let Err(e) = app.relay_events().await {
+            tracing::warn!(error = %e, "relaying events failed; will retry");
+        }
+        rounds += 1;
+        if rounds % 600 == 1 {
+            if let Err(e) = app.prune().await {
+                tracing::warn!(error = %e, "pruning failed; will retry");
+            }
         }
     }
 }

@@ -38,6 +38,8 @@ pub struct Config {
     pub max_in_flight: usize,
     /// How long cached pages may show stale stock counts (ms).
     pub read_cache_ms: u64,
+    /// How long an unpaid order may hold deal stock (seconds).
+    pub payment_window_secs: i64,
 }
 
 /// One layer of settings; `None` means "not set here".
@@ -59,6 +61,7 @@ pub struct ConfigLayer {
     pub max_batch: Option<usize>,
     pub max_in_flight: Option<usize>,
     pub read_cache_ms: Option<u64>,
+    pub payment_window_secs: Option<i64>,
 }
 
 impl ConfigLayer {
@@ -99,6 +102,7 @@ impl ConfigLayer {
                 "MAX_BATCH" => l.max_batch = Some(v.parse().with_context(bad)?),
                 "MAX_IN_FLIGHT" => l.max_in_flight = Some(v.parse().with_context(bad)?),
                 "READ_CACHE_MS" => l.read_cache_ms = Some(v.parse().with_context(bad)?),
+                "PAYMENT_WINDOW_SECS" => l.payment_window_secs = Some(v.parse().with_context(bad)?),
                 _ => {}
             }
         }
@@ -123,6 +127,7 @@ impl ConfigLayer {
             max_batch: other.max_batch.or(self.max_batch),
             max_in_flight: other.max_in_flight.or(self.max_in_flight),
             read_cache_ms: other.read_cache_ms.or(self.read_cache_ms),
+            payment_window_secs: other.payment_window_secs.or(self.payment_window_secs),
         }
     }
 }
@@ -156,6 +161,7 @@ impl Config {
             max_batch: l.max_batch.unwrap_or(512),
             max_in_flight: l.max_in_flight.unwrap_or(4096),
             read_cache_ms: l.read_cache_ms.unwrap_or(100),
+            payment_window_secs: l.payment_window_secs.unwrap_or(600).max(1),
         }
     }
 

@@ -194,7 +194,10 @@ async fn sell_out(
                 quantity: deal.deal_stock,
             }],
             shipping_address: None,
+            coupon_id: None,
+            pay_with_points: false,
         },
+        None,
     )
     .await
     .map_err(service_err)?;

@@ -6,10 +6,12 @@
 //! The map from key to counter changes only when a product or deal appears
 //! or a deal is settled, so lookups take its read lock for nanoseconds.
 
-use crate::ports::admission::{Admitted, LimitClaim, Refused, StockAdmission};
+use crate::ports::admission::{
+    Admitted, CouponAdmission, CouponRefused, LimitClaim, Refused, StockAdmission,
+};
 use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealId, StockKey, UserId};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -34,6 +36,15 @@ pub struct MemoryAdmission {
     held: Mutex<HashMap<(DealId, UserId), i64>>,
     /// Bumped on every change of a count.
     version: AtomicU64,
+    coupons: Mutex<HashMap<uuid::Uuid, CouponCounts>>,
+}
+
+/// One coupon's issue state. Both facts change together under one lock, so
+/// "already has it" and "none left" are decided in one step.
+#[derive(Debug)]
+struct CouponCounts {
+    total: i64,
+    holders: HashSet<UserId>,
 }
 
 impl MemoryAdmission {
@@ -201,6 +212,46 @@ impl StockAdmission for MemoryAdmission {
     }
 }
 
+impl CouponAdmission for MemoryAdmission {
+    fn open_coupon(&self, coupon: uuid::Uuid, total: i64, holders: &[UserId]) {
+        let counts = CouponCounts {
+            total,
+            holders: holders.iter().copied().collect(),
+        };
+        self.coupons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(coupon, counts);
+    }
+
+    fn admit_issue(&self, coupon: uuid::Uuid, user: UserId) -> Result<(), CouponRefused> {
+        let mut coupons = self.coupons.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(c) = coupons.get_mut(&coupon) else {
+            return Ok(());
+        };
+        if c.holders.contains(&user) {
+            return Err(CouponRefused::AlreadyIssued);
+        }
+        if c.holders.len() as i64 >= c.total {
+            return Err(CouponRefused::SoldOut);
+        }
+        c.holders.insert(user);
+        Ok(())
+    }
+
+    fn release_issue(&self, coupon: uuid::Uuid, user: UserId) {
+        let mut coupons = self.coupons.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = coupons.get_mut(&coupon) {
+            c.holders.remove(&user);
+        }
+    }
+
+    fn issued(&self, coupon: uuid::Uuid) -> Option<i64> {
+        let coupons = self.coupons.lock().unwrap_or_else(|e| e.into_inner());
+        coupons.get(&coupon).map(|c| c.holders.len() as i64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +264,48 @@ mod tests {
 
     fn units(tier: &MemoryAdmission, key: StockKey) -> Option<i64> {
         tier.available(key).map(|a| a.0)
+    }
+
+    #[test]
+    fn coupons_one_per_user_never_more_than_total() {
+        let tier = Arc::new(MemoryAdmission::new());
+        let coupon = uuid::Uuid::now_v7();
+        tier.open_coupon(coupon, 500, &[]);
+        let users: Vec<UserId> = (0..2000).map(|_| UserId::new()).collect();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (tier, users) = (tier.clone(), users.clone());
+                std::thread::spawn(move || {
+                    // Every thread tries every user: duplicates race too.
+                    let mut won = Vec::new();
+                    for (i, u) in users.iter().enumerate() {
+                        if (i + t) % 2 == 0 && tier.admit_issue(coupon, *u).is_ok() {
+                            won.push(*u);
+                        }
+                    }
+                    won
+                })
+            })
+            .collect();
+        let mut winners: Vec<UserId> = threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("join"))
+            .collect();
+        assert_eq!(winners.len(), 500);
+        winners.sort();
+        winners.dedup();
+        assert_eq!(winners.len(), 500, "one per user");
+        assert_eq!(tier.issued(coupon), Some(500));
+        assert_eq!(
+            tier.admit_issue(coupon, UserId::new()),
+            Err(CouponRefused::SoldOut)
+        );
+        assert_eq!(
+            tier.admit_issue(coupon, winners[0]),
+            Err(CouponRefused::AlreadyIssued)
+        );
+        tier.release_issue(coupon, winners[0]);
+        assert_eq!(tier.admit_issue(coupon, winners[0]), Ok(()));
     }
 
     #[test]

@@ -77,3 +77,27 @@ pub trait StockAdmission: Send + Sync + 'static {
     /// A number that changes whenever any count changes (for caches).
     fn version(&self) -> u64;
 }
+
+/// Why a coupon issue was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CouponRefused {
+    AlreadyIssued,
+    SoldOut,
+}
+
+/// First-come-first-served coupon issue, admitted in memory: "has this user
+/// one already?" and "is any left?" in one step, before the store records
+/// the issue by group commit.
+pub trait CouponAdmission: Send + Sync + 'static {
+    /// Starts tracking a coupon with `total` units and the users who hold one.
+    fn open_coupon(&self, coupon: uuid::Uuid, total: i64, holders: &[UserId]);
+
+    /// Takes one unit for `user`, or says why not. Untracked coupons pass.
+    fn admit_issue(&self, coupon: uuid::Uuid, user: UserId) -> Result<(), CouponRefused>;
+
+    /// Undoes [`admit_issue`](Self::admit_issue) (the store did not record it).
+    fn release_issue(&self, coupon: uuid::Uuid, user: UserId);
+
+    /// Units issued so far, if tracked.
+    fn issued(&self, coupon: uuid::Uuid) -> Option<i64>;
+}

@@ -4,12 +4,16 @@
 pub mod admission;
 pub mod clock;
 pub mod hasher;
+pub mod ledger;
 pub mod store;
 
-pub use admission::{Admitted, LimitClaim, Refused, StockAdmission};
+pub use admission::{
+    Admitted, CouponAdmission, CouponRefused, LimitClaim, Refused, StockAdmission,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use hasher::{HashError, PasswordHasher};
+pub use ledger::{Charge, IssueWrite, Issued, Ledger, OutboxEntry};
 pub use store::{
-    Cancellation, DealCreation, OrderWrite, Placement, Settled, Snapshot, StockChange, Store,
-    StoreError, StoreResult,
+    CancelBy, Cancellation, DealCreation, IdempotencyWrite, OrderWrite, Payment, Placement,
+    Settled, Snapshot, StockChange, Store, StoreError, StoreResult,
 };

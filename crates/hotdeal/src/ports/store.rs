@@ -3,7 +3,7 @@
 //! conditional updates, so the store alone never oversells, whatever runs in
 //! front of it.
 
-use crate::model::{Deal, Order, Page, Paged, Product, ProductPatch, User};
+use crate::model::{Deal, IdempotentAnswer, Order, Page, Paged, Product, ProductPatch, User};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealId, OrderId, OrderStatus, ProductId, StockKey, UserId};
@@ -52,26 +52,61 @@ pub enum Placement {
         limit: i64,
         held: i64,
     },
+    /// Paying with points, the balance is short.
+    InsufficientPoints {
+        balance: i64,
+    },
+    /// The coupon is not an unused coupon of this user.
+    CouponNotUsable,
 }
 
 /// Outcome of cancelling an order.
 #[derive(Debug)]
 pub enum Cancellation {
     /// Cancelled; `returned` says which stock got the units back (a deal's
-    /// line goes to the product once the deal is settled).
+    /// line goes to the product once the deal is settled). Paid orders were
+    /// refunded and a used coupon given back in the same transaction.
     Cancelled {
         order: Box<Order>,
         returned: Vec<(StockKey, i64)>,
     },
     NotFound,
     InvalidState(OrderStatus),
+    /// `CancelBy::Expiry` on an order that was paid, cancelled, or not due.
+    NotDue,
 }
 
 /// An admitted order on its way to the store, with the units it takes.
+/// A paid order (`payment_status: paid`) takes `total_amount` points; an
+/// order with a `coupon_id` uses the user's coupon; `answer` is stored as
+/// the reply to the request's idempotency key, all in one transaction.
 #[derive(Debug, Clone)]
 pub struct OrderWrite {
     pub order: Order,
     pub demand: BTreeMap<StockKey, i64>,
+    pub answer: Option<IdempotentAnswer>,
+}
+
+/// Who cancels an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelBy {
+    /// The buyer: any order not yet shipped.
+    Buyer,
+    /// The payment window passed: only if still unpaid and due.
+    Expiry,
+}
+
+/// Outcome of paying an order later.
+#[derive(Debug)]
+pub enum Payment {
+    Paid(Box<Order>),
+    NotFound,
+    /// The payment window passed (or the order was cancelled for it).
+    Expired,
+    InvalidState(&'static str),
+    InsufficientPoints {
+        balance: i64,
+    },
 }
 
 /// The catalogue as stored: every product and deal, and the units each
@@ -89,6 +124,28 @@ pub struct Settled {
     pub deal: DealId,
     pub product: ProductId,
     pub returned: i64,
+}
+
+/// An idempotency key to store with a change, and how to render the
+/// answer from the changed resource once the transaction knows it.
+pub struct IdempotencyWrite<'a, T> {
+    pub user_id: UserId,
+    pub key: &'a str,
+    pub request_hash: [u8; 32],
+    pub status: u16,
+    pub render: &'a (dyn Fn(&T) -> Vec<u8> + Send + Sync),
+}
+
+impl<T> IdempotencyWrite<'_, T> {
+    pub fn answer(&self, resource: &T) -> IdempotentAnswer {
+        IdempotentAnswer {
+            user_id: self.user_id,
+            key: self.key.to_owned(),
+            request_hash: self.request_hash,
+            status: self.status,
+            body: (self.render)(resource),
+        }
+    }
 }
 
 #[async_trait]
@@ -158,6 +215,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: OrderId,
         reason: Option<&str>,
+        by: CancelBy,
         now: DateTime<Utc>,
     ) -> StoreResult<Cancellation>;
+    /// Pays an unpaid, unexpired order of `user` from their points.
+    async fn pay_order(
+        &self,
+        id: OrderId,
+        user: UserId,
+        now: DateTime<Utc>,
+        idempotency: Option<&IdempotencyWrite<'_, Order>>,
+    ) -> StoreResult<Payment>;
+    /// Unpaid orders with a payment deadline (to arm the expiry timers).
+    async fn awaiting_payment(&self) -> StoreResult<Vec<(OrderId, DateTime<Utc>)>>;
 }

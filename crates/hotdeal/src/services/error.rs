@@ -32,6 +32,22 @@ pub enum Error {
     PurchaseLimitExceeded(Value),
     #[error("invalid state: {0}")]
     InvalidState(String),
+    #[error("not enough points")]
+    InsufficientPoints(Value),
+    #[error("coupon not usable: {0}")]
+    CouponNotUsable(String),
+    #[error("the payment window has passed")]
+    OrderExpired,
+    #[error("coupon already issued to this user")]
+    CouponAlreadyIssued,
+    #[error("coupon sold out")]
+    CouponSoldOut,
+    #[error("coupon not active")]
+    CouponNotActive,
+    #[error("a request with this idempotency key is still running")]
+    RequestInProgress,
+    #[error("this idempotency key was used for another request")]
+    IdempotencyKeyReused,
     #[error("overloaded")]
     Overloaded,
     #[error("internal error")]

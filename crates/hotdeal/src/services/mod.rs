@@ -1,39 +1,88 @@
 //! The use cases of the storefront: what happens on sign-up, on opening a
-//! deal, on placing an order. They validate against the rules of the
-//! domain, ask the ports for data and changes, and return typed errors that
-//! the transport maps to the contract's codes.
+//! deal, on placing and paying an order, on a coupon rush. They validate
+//! against the rules of the domain, ask the ports for data and changes, and
+//! return typed errors that the transport maps to the contract's codes.
 
 mod auth;
+pub mod batcher;
 mod catalog;
 pub mod catalog_cache;
-pub mod committer;
+mod coupons;
 mod error;
+mod events;
+mod idempotency;
 mod orders;
+mod points;
 pub mod tokens;
 
 pub use auth::{Registration, TokenPair};
 pub use catalog::{NewDeal, NewProduct};
+pub use coupons::NewCoupon;
 pub use error::{Error, Result};
-pub use orders::PlaceOrder;
+pub use idempotency::{Begun, FlightGuard as InFlightGuard, IdempotencyKey, InFlight};
+pub use orders::{PlaceOrder, RenderOrder};
+pub use points::RenderCharge;
 
-use crate::ports::{Clock, PasswordHasher, StockAdmission, Store};
+use crate::model::{Coupon, Order};
+use crate::ports::{
+    Clock, CouponAdmission, IssueWrite, Issued, Ledger, OrderWrite, PasswordHasher, Placement,
+    StockAdmission, Store,
+};
+use batcher::Batcher;
 use catalog_cache::CatalogCache;
-use committer::Committer;
-use hotdeal_domain::{ProductId, StockKey};
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use chrono::{DateTime, Duration, Utc};
+use hotdeal_domain::{OrderId, ProductId, StockKey};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 use tokens::TokenKeys;
+
+/// The engines the storefront runs on.
+pub struct Engines {
+    pub store: Arc<dyn Store>,
+    pub ledger: Arc<dyn Ledger>,
+    pub admission: Arc<dyn StockAdmission>,
+    pub coupon_admission: Arc<dyn CouponAdmission>,
+    pub clock: Arc<dyn Clock>,
+    pub hasher: Arc<dyn PasswordHasher>,
+}
+
+/// Tuning of the write paths.
+#[derive(Clone, Copy, Debug)]
+pub struct WritePath {
+    /// Changes waiting for the writer before new ones are refused (503).
+    pub queue: usize,
+    /// Most changes committed in one transaction.
+    pub max_batch: usize,
+    /// How long an unpaid order may hold deal stock.
+    pub payment_window: Duration,
+}
 
 /// Everything the storefront's use cases need, shared by all requests.
 pub struct Storefront {
     pub store: Arc<dyn Store>,
+    pub ledger: Arc<dyn Ledger>,
     /// Live stock counts and per-user holdings; every order passes here
     /// before the store.
     pub admission: Arc<dyn StockAdmission>,
+    /// Who holds which coupon and how many are left.
+    pub coupon_admission: Arc<dyn CouponAdmission>,
     /// Products and deals in memory, for the order path and hot reads.
     pub catalog: CatalogCache,
+    /// Coupons in memory (their definitions; counts are in the tier).
+    coupons: RwLock<HashMap<uuid::Uuid, Arc<Coupon>>>,
     /// Writes admitted orders in batches.
-    committer: Committer,
+    orders: Batcher<OrderWrite, Placement>,
+    /// Writes admitted coupon issues in batches.
+    issues: Batcher<IssueWrite, Issued>,
+    /// Payment deadlines of unpaid orders holding deal stock, soonest
+    /// first: expiry pops what is due instead of scanning orders.
+    deadlines: Mutex<BinaryHeap<Reverse<(DateTime<Utc>, OrderId)>>>,
+    payment_window: Duration,
+    /// Idempotency keys whose first request is still running.
+    pub in_flight: InFlight,
+    /// Published events, for in-process subscribers.
+    pub events: tokio::sync::broadcast::Sender<crate::model::Event>,
     pub clock: Arc<dyn Clock>,
     pub hasher: Arc<dyn PasswordHasher>,
     pub tokens: TokenKeys,
@@ -43,53 +92,98 @@ pub struct Storefront {
     hot: Mutex<HashSet<ProductId>>,
 }
 
-/// Tuning of the order path.
-#[derive(Clone, Copy, Debug)]
-pub struct OrderPath {
-    /// Orders waiting for the writer before new ones are refused (503).
-    pub queue: usize,
-    /// Most orders committed in one transaction.
-    pub max_batch: usize,
-}
-
 impl Storefront {
-    /// Builds the services and loads the catalogue and the admission tier
-    /// from the store. Must run inside a Tokio runtime (it starts the
-    /// writer task).
-    pub async fn start(
-        store: Arc<dyn Store>,
-        admission: Arc<dyn StockAdmission>,
-        clock: Arc<dyn Clock>,
-        hasher: Arc<dyn PasswordHasher>,
-        tokens: TokenKeys,
-        path: OrderPath,
-    ) -> Result<Self> {
-        let snapshot = store.snapshot().await?;
+    /// Builds the services and loads the catalogue, the admission tiers
+    /// and the payment deadlines from the store. Must run inside a Tokio
+    /// runtime (it starts the writer tasks).
+    pub async fn start(e: Engines, tokens: TokenKeys, path: WritePath) -> Result<Self> {
+        let snapshot = e.store.snapshot().await?;
         let catalog = CatalogCache::new();
         for p in snapshot.products {
-            admission.open(StockKey::Product(p.id), p.stock);
+            e.admission.open(StockKey::Product(p.id), p.stock);
             catalog.put_product(p);
         }
         for d in snapshot.deals {
             if d.settled_at.is_none() {
-                admission.open(StockKey::Deal(d.id), d.remaining_stock);
+                e.admission.open(StockKey::Deal(d.id), d.remaining_stock);
             }
             catalog.put_deal(d);
         }
         for (deal, user, units) in snapshot.held {
-            admission.set_held(deal, user, units);
+            e.admission.set_held(deal, user, units);
         }
-        let committer =
-            Committer::start(store.clone(), admission.clone(), path.queue, path.max_batch);
+        let mut holders: HashMap<uuid::Uuid, Vec<_>> = HashMap::new();
+        for (coupon, user, _) in e.ledger.coupon_holders().await? {
+            holders.entry(coupon).or_default().push(user);
+        }
+        let mut coupons = HashMap::new();
+        for c in e.ledger.coupons().await? {
+            let held = holders.remove(&c.id).unwrap_or_default();
+            e.coupon_admission
+                .open_coupon(c.id, c.total_quantity, &held);
+            coupons.insert(c.id, Arc::new(c));
+        }
+        let deadlines = e
+            .store
+            .awaiting_payment()
+            .await?
+            .into_iter()
+            .map(|(id, at)| Reverse((at, id)))
+            .collect();
+
+        let store = e.store.clone();
+        let orders = Batcher::start(
+            Box::new(move |writes: Vec<OrderWrite>| {
+                let store = store.clone();
+                Box::pin(async move {
+                    let outcomes = store.place_orders(&writes).await;
+                    (writes, outcomes)
+                })
+            }),
+            |o| matches!(o, Ok(Placement::Placed)),
+            path.queue,
+            path.max_batch,
+        );
+        let ledger = e.ledger.clone();
+        let issues = Batcher::start(
+            Box::new(move |writes: Vec<IssueWrite>| {
+                let ledger = ledger.clone();
+                Box::pin(async move {
+                    let outcomes = ledger.issue_coupons(&writes).await;
+                    (writes, outcomes)
+                })
+            }),
+            |o| matches!(o, Ok(Issued::Issued)),
+            path.queue,
+            path.max_batch,
+        );
         Ok(Self {
-            store,
-            admission,
+            store: e.store,
+            ledger: e.ledger,
+            admission: e.admission,
+            coupon_admission: e.coupon_admission,
             catalog,
-            committer,
-            clock,
-            hasher,
+            coupons: RwLock::new(coupons),
+            orders,
+            issues,
+            deadlines: Mutex::new(deadlines),
+            payment_window: path.payment_window,
+            in_flight: InFlight::default(),
+            events: tokio::sync::broadcast::channel(1024).0,
+            clock: e.clock,
+            hasher: e.hasher,
             tokens,
             hot: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Arms the payment deadline of a placed order.
+    fn arm_deadline(&self, order: &Order) {
+        if let Some(at) = order.pay_by {
+            self.deadlines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Reverse((at, order.id)));
+        }
     }
 }

@@ -1,31 +1,46 @@
-//! Placing, reading and cancelling orders.
+//! Placing, paying, reading, cancelling and expiring orders.
 //!
 //! Prices come from the server's own records; the client only says what and
-//! how many. Every check that needs no stock (existence, ownership of a deal
-//! by the product, the deal's window) happens before the store is asked to
-//! move stock, and the store re-checks what can change in between inside
-//! its transaction.
+//! how many. Every check that needs no write (existence, a deal's product
+//! and window, the coupon) happens first; then the admission tier takes the
+//! units in memory, and the batch writer commits the order (with its
+//! coupon use, its points and its idempotency answer) before the answer.
 
 use super::catalog::refused;
+use super::idempotency::IdempotencyKey;
 use super::{Error, Result, Storefront};
-use crate::model::{Order, OrderItem, Page, Paged, ShippingAddress};
-use crate::ports::{Cancellation, LimitClaim, OrderWrite, Placement, Refused};
+use crate::model::{IdempotentAnswer, Order, OrderItem, Page, Paged, ShippingAddress};
+use crate::ports::{
+    CancelBy, Cancellation, IdempotencyWrite, LimitClaim, OrderWrite, Payment, Placement, Refused,
+};
 use hotdeal_domain::{sum_demands, LineDemand, OrderId, OrderStatus, PaymentStatus, UserId};
 use serde_json::json;
+use std::cmp::Reverse;
 use uuid::Uuid;
+
+/// Renders an order as the API answers it (for idempotency answers).
+pub type RenderOrder = fn(&Order) -> Vec<u8>;
 
 /// A validated order request.
 #[derive(Debug, Clone)]
 pub struct PlaceOrder {
     pub lines: Vec<LineDemand>,
     pub shipping_address: Option<ShippingAddress>,
+    pub coupon_id: Option<Uuid>,
+    pub pay_with_points: bool,
 }
 
 impl Storefront {
-    pub async fn place_order(&self, user: UserId, req: PlaceOrder) -> Result<Order> {
+    pub async fn place_order(
+        &self,
+        user: UserId,
+        req: PlaceOrder,
+        idempotency: Option<(&IdempotencyKey, RenderOrder)>,
+    ) -> Result<Order> {
         let now = self.clock.now();
         let mut items = Vec::with_capacity(req.lines.len());
         let mut limits: Vec<LimitClaim> = Vec::new();
+        let mut holds_deal_stock = false;
         for line in &req.lines {
             let product = self
                 .catalog
@@ -39,6 +54,7 @@ impl Storefront {
                         return Err(Error::DealNotFound);
                     }
                     self.deal_is_open(&deal, now)?;
+                    holds_deal_stock = true;
                     if let Some(limit) = deal.per_user_limit {
                         match limits.iter_mut().find(|c| c.deal == deal_id) {
                             Some(c) => c.units += line.quantity,
@@ -62,43 +78,68 @@ impl Storefront {
                 subtotal: unit_price.saturating_mul(line.quantity),
             });
         }
-        let total_amount = items
+        let subtotal = items
             .iter()
             .fold(0i64, |acc, i| acc.saturating_add(i.subtotal));
+        let discount_amount = match req.coupon_id {
+            Some(coupon) => self.coupon_discount(user, coupon, subtotal).await?,
+            None => 0,
+        };
+        let paid = req.pay_with_points;
         let order = Order {
             id: OrderId::new(),
             user_id: user,
             items,
-            total_amount,
-            discount_amount: 0,
+            total_amount: subtotal - discount_amount,
+            discount_amount,
             status: OrderStatus::Confirmed,
-            payment_status: PaymentStatus::Unpaid,
+            payment_status: if paid {
+                PaymentStatus::Paid
+            } else {
+                PaymentStatus::Unpaid
+            },
             shipping_address: req.shipping_address,
-            coupon_id: None,
+            coupon_id: req.coupon_id,
             cancel_reason: None,
             cancelled_at: None,
             created_at: now,
             updated_at: now,
+            // Deal stock is scarce: an unpaid order may hold it only so long.
+            pay_by: (holds_deal_stock && !paid).then(|| now + self.payment_window),
         };
+        let answer = idempotency.map(|(key, render)| IdempotentAnswer {
+            user_id: user,
+            key: key.key.clone(),
+            request_hash: key.request_hash,
+            status: 201,
+            body: render(&order),
+        });
         let demand = sum_demands(&req.lines);
         // Sold out or over the limit? Refused here, in microseconds.
         let admitted = self
             .admission
             .admit(user, &demand, &limits)
             .map_err(refused)?;
+        let tier = self.admission.clone();
         let committed = self
-            .committer
+            .orders
             .submit(
-                OrderWrite { order, demand },
-                admitted,
-                self.admission.as_ref(),
+                OrderWrite {
+                    order,
+                    demand,
+                    answer,
+                },
+                move || tier.release(&admitted),
             )
             .map_err(|_| Error::Overloaded)?;
-        let (placement, order) = committed
+        let (placement, write) = committed
             .await
             .map_err(|_| Error::Internal("the order writer stopped".into()))?;
         match placement? {
-            Placement::Placed => Ok(order),
+            Placement::Placed => {
+                self.arm_deadline(&write.order);
+                Ok(write.order)
+            }
             Placement::Insufficient {
                 key,
                 requested,
@@ -114,6 +155,12 @@ impl Storefront {
             Placement::LimitExceeded { deal, limit, held } => {
                 Err(refused(Refused::Limit { deal, limit, held }))
             }
+            Placement::InsufficientPoints { balance } => Err(Error::InsufficientPoints(json!({
+                "balance": balance, "required": write.order.total_amount,
+            }))),
+            Placement::CouponNotUsable => Err(Error::CouponNotUsable(
+                "the coupon was used or is not yours".into(),
+            )),
         }
     }
 
@@ -142,27 +189,102 @@ impl Storefront {
         reason: Option<String>,
     ) -> Result<Order> {
         self.order_of(user, id).await?;
-        match self
-            .store
-            .cancel_order(id, reason.as_deref(), self.clock.now())
-            .await?
-        {
-            Cancellation::Cancelled { order, returned } => {
-                for (key, units) in returned {
-                    self.admission.restock(key, units);
-                }
-                for item in &order.items {
-                    if let Some(deal) = item.deal_id {
-                        self.admission.unclaim(deal, order.user_id, item.quantity);
-                    }
-                }
-                Ok(*order)
-            }
+        match self.cancel(id, reason.as_deref(), CancelBy::Buyer).await? {
+            Cancellation::Cancelled { order, .. } => Ok(*order),
             Cancellation::NotFound => Err(Error::NotFound),
             Cancellation::InvalidState(s) => Err(Error::InvalidState(format!(
                 "an order that is {} cannot be cancelled",
                 s.as_str()
             ))),
+            Cancellation::NotDue => {
+                Err(Error::InvalidState("the order cannot be cancelled".into()))
+            }
+        }
+    }
+
+    /// Cancels in the store, then gives the units and per-user claims back
+    /// to the admission tier.
+    async fn cancel(
+        &self,
+        id: OrderId,
+        reason: Option<&str>,
+        by: CancelBy,
+    ) -> Result<Cancellation> {
+        let outcome = self
+            .store
+            .cancel_order(id, reason, by, self.clock.now())
+            .await?;
+        if let Cancellation::Cancelled { order, returned } = &outcome {
+            for &(key, units) in returned {
+                self.admission.restock(key, units);
+            }
+            for item in &order.items {
+                if let Some(deal) = item.deal_id {
+                    self.admission.unclaim(deal, order.user_id, item.quantity);
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Pays an unpaid order from the buyer's points.
+    pub async fn pay_order(
+        &self,
+        user: UserId,
+        id: OrderId,
+        idempotency: Option<(&IdempotencyKey, RenderOrder)>,
+    ) -> Result<Order> {
+        self.order_of(user, id).await?;
+        let write = idempotency.map(|(key, render)| (key, move |o: &Order| render(o)));
+        let idem = write.as_ref().map(|(key, render)| IdempotencyWrite {
+            user_id: user,
+            key: &key.key,
+            request_hash: key.request_hash,
+            status: 200,
+            render,
+        });
+        match self
+            .store
+            .pay_order(id, user, self.clock.now(), idem.as_ref())
+            .await?
+        {
+            Payment::Paid(order) => Ok(*order),
+            Payment::NotFound => Err(Error::NotFound),
+            Payment::Expired => Err(Error::OrderExpired),
+            Payment::InvalidState(why) => Err(Error::InvalidState(why.into())),
+            Payment::InsufficientPoints { balance } => Err(Error::InsufficientPoints(json!({
+                "balance": balance,
+            }))),
+        }
+    }
+
+    /// Cancels the unpaid orders whose payment window has passed; returns
+    /// how many. Pops due deadlines from the timer heap, so it touches only
+    /// the orders that are due. Run every second by a background task; safe
+    /// to call at any time.
+    pub async fn expire_due_orders(&self) -> Result<usize> {
+        let now = self.clock.now();
+        let mut expired = 0;
+        loop {
+            let due = {
+                let mut heap = self.deadlines.lock().unwrap_or_else(|e| e.into_inner());
+                match heap.peek() {
+                    Some(Reverse((at, _))) if *at <= now => heap.pop().map(|Reverse((_, id))| id),
+                    _ => None,
+                }
+            };
+            let Some(id) = due else { return Ok(expired) };
+            // A paid or cancelled order is simply not due any more.
+            match self.cancel(id, None, CancelBy::Expiry).await {
+                Ok(Cancellation::Cancelled { .. }) => expired += 1,
+                Ok(_) => {}
+                Err(e) => {
+                    // Keep the deadline for the next round.
+                    let mut heap = self.deadlines.lock().unwrap_or_else(|e| e.into_inner());
+                    heap.push(Reverse((now, id)));
+                    return Err(e);
+                }
+            }
         }
     }
 }

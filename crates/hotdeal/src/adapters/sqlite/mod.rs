@@ -7,22 +7,23 @@
 //! Reads use their own pool of read-only connections, which WAL lets run
 //! beside the writer.
 
+mod ledger;
+mod orders;
 mod rows;
 
 use crate::model::{Deal, Order, Page, Paged, Product, ProductPatch, User};
 use crate::ports::store::{
-    Cancellation, DealCreation, OrderWrite, Placement, Settled, Snapshot, StockChange, Store,
-    StoreError, StoreResult,
+    CancelBy, Cancellation, DealCreation, IdempotencyWrite, OrderWrite, Payment, Placement,
+    Settled, Snapshot, StockChange, Store, StoreError, StoreResult,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use hotdeal_domain::{DealId, OrderId, OrderStatus, ProductId, StockKey, UserId};
+use hotdeal_domain::{DealId, OrderId, OrderStatus, ProductId, UserId};
 use rows::{deal_from_row, micros, order_from_rows, product_from_row, user_from_row};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
-use std::collections::BTreeMap;
+use sqlx::Row;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -57,7 +58,7 @@ const PRODUCT_COLS: &str =
     "id, seller_id, name, description, price, stock, category, image_url, created_at, updated_at";
 const DEAL_COLS: &str = "id, product_id, deal_price, deal_stock, remaining_stock, per_user_limit, \
      starts_at, ends_at, settled_at, created_at";
-const ORDER_COLS: &str = "id, user_id, total_amount, discount_amount, status, payment_status, shipping_address, coupon_id, cancel_reason, cancelled_at, created_at, updated_at";
+const ORDER_COLS: &str = "id, user_id, total_amount, discount_amount, status, payment_status, shipping_address, coupon_id, cancel_reason, cancelled_at, created_at, updated_at, pay_by";
 const ITEM_COLS: &str =
     "id, order_id, product_id, deal_id, product_name, quantity, unit_price, subtotal";
 
@@ -115,301 +116,6 @@ impl SqliteStore {
         .await?;
         Ok(Some(order_from_rows(&row, &items)?))
     }
-
-    /// The fast path: the whole batch in one transaction with one
-    /// conditional update per stock key and multi-row inserts. The
-    /// admission tier admitted every order already, so the conditions hold;
-    /// if one does not, nothing is written and `Ok(false)` sends the batch
-    /// down the slow path.
-    async fn place_batch(&self, batch: &[OrderWrite]) -> StoreResult<bool> {
-        let mut demand: BTreeMap<StockKey, i64> = BTreeMap::new();
-        let mut held: BTreeMap<(DealId, UserId), i64> = BTreeMap::new();
-        for w in batch {
-            for (&key, &qty) in &w.demand {
-                *demand.entry(key).or_insert(0) += qty;
-                if let StockKey::Deal(d) = key {
-                    *held.entry((d, w.order.user_id)).or_insert(0) += qty;
-                }
-            }
-        }
-        let now = batch
-            .iter()
-            .map(|w| micros(w.order.created_at))
-            .max()
-            .unwrap_or(0);
-        let mut tx = self.writer.begin().await?;
-        for (&key, &qty) in &demand {
-            let taken = match key {
-                StockKey::Product(p) => sqlx::query(
-                    "UPDATE products SET stock = stock - ?1, updated_at = ?2 WHERE id = ?3 AND stock >= ?1",
-                )
-                .bind(qty)
-                .bind(now)
-                .bind(p.0),
-                StockKey::Deal(d) => sqlx::query(
-                    "UPDATE deals SET remaining_stock = remaining_stock - ?1 \
-                     WHERE id = ?3 AND remaining_stock >= ?1 AND settled_at IS NULL AND ?2 IS NOT NULL",
-                )
-                .bind(qty)
-                .bind(now)
-                .bind(d.0),
-            }
-            .execute(&mut *tx)
-            .await?;
-            if taken.rows_affected() != 1 {
-                return Ok(false);
-            }
-        }
-        for chunk in fixed_chunks(&held.iter().collect::<Vec<_>>()) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO deal_purchases (deal_id, user_id, quantity) ",
-            );
-            q.push_values(chunk, |mut b, ((deal, user), qty)| {
-                b.push_bind(deal.0).push_bind(user.0).push_bind(**qty);
-            });
-            q.push(" ON CONFLICT (deal_id, user_id) DO UPDATE SET quantity = quantity + excluded.quantity");
-            q.build().persistent(true).execute(&mut *tx).await?;
-        }
-        let orders: Vec<&Order> = batch.iter().map(|w| &w.order).collect();
-        insert_orders(&mut tx, &orders).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// One order in its own transaction, every condition checked by SQL.
-    async fn place_one(
-        &self,
-        order: &Order,
-        demand: &BTreeMap<StockKey, i64>,
-    ) -> StoreResult<Placement> {
-        let now = micros(order.created_at);
-        let mut tx = self.writer.begin().await?;
-        for (&key, &qty) in demand {
-            if let Some(refusal) = Self::take_stock(&mut tx, key, qty, now).await? {
-                // Dropping `tx` rolls back the units already taken.
-                return Ok(refusal);
-            }
-            if let StockKey::Deal(d) = key {
-                if let Some(refusal) = Self::count_purchase(&mut tx, d, order.user_id, qty).await? {
-                    return Ok(refusal);
-                }
-            }
-        }
-        insert_orders(&mut tx, &[order]).await?;
-        tx.commit().await?;
-        Ok(Placement::Placed)
-    }
-
-    /// Takes `qty` units of `key`, or says why not.
-    async fn take_stock(
-        tx: &mut Transaction<'_, Sqlite>,
-        key: StockKey,
-        qty: i64,
-        now: i64,
-    ) -> StoreResult<Option<Placement>> {
-        match key {
-            StockKey::Product(p) => {
-                let done = sqlx::query(
-                    "UPDATE products SET stock = stock - ?1, updated_at = ?2 WHERE id = ?3 AND stock >= ?1",
-                )
-                .bind(qty)
-                .bind(now)
-                .bind(p.0)
-                .execute(&mut **tx)
-                .await?;
-                if done.rows_affected() == 1 {
-                    return Ok(None);
-                }
-                let available: Option<i64> =
-                    sqlx::query_scalar("SELECT stock FROM products WHERE id = ?")
-                        .bind(p.0)
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                Ok(Some(Placement::Insufficient {
-                    key,
-                    requested: qty,
-                    available: available.unwrap_or(0),
-                }))
-            }
-            StockKey::Deal(d) => {
-                let done = sqlx::query(
-                    "UPDATE deals SET remaining_stock = remaining_stock - ?1 \
-                     WHERE id = ?2 AND remaining_stock >= ?1 AND settled_at IS NULL \
-                       AND starts_at <= ?3 AND ends_at > ?3",
-                )
-                .bind(qty)
-                .bind(d.0)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-                if done.rows_affected() == 1 {
-                    return Ok(None);
-                }
-                let row = sqlx::query(
-                    "SELECT remaining_stock, settled_at IS NULL AND starts_at <= ?2 AND ends_at > ?2 AS running \
-                     FROM deals WHERE id = ?1",
-                )
-                .bind(d.0)
-                .bind(now)
-                .fetch_optional(&mut **tx)
-                .await?;
-                Ok(Some(match row {
-                    Some(r) if r.try_get::<bool, _>("running")? => Placement::Insufficient {
-                        key,
-                        requested: qty,
-                        available: r.try_get("remaining_stock")?,
-                    },
-                    _ => Placement::DealNotActive(d),
-                }))
-            }
-        }
-    }
-
-    /// Adds `qty` to what `user` holds of deal `d`, within the deal's
-    /// per-user limit.
-    async fn count_purchase(
-        tx: &mut Transaction<'_, Sqlite>,
-        d: DealId,
-        user: UserId,
-        qty: i64,
-    ) -> StoreResult<Option<Placement>> {
-        let limit: Option<i64> =
-            sqlx::query_scalar("SELECT per_user_limit FROM deals WHERE id = ?")
-                .bind(d.0)
-                .fetch_one(&mut **tx)
-                .await?;
-        let held: i64 = sqlx::query_scalar(
-            "INSERT INTO deal_purchases (deal_id, user_id, quantity) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (deal_id, user_id) DO UPDATE SET quantity = quantity + excluded.quantity \
-             RETURNING quantity",
-        )
-        .bind(d.0)
-        .bind(user.0)
-        .bind(qty)
-        .fetch_one(&mut **tx)
-        .await?;
-        Ok(match limit {
-            Some(limit) if held > limit => Some(Placement::LimitExceeded {
-                deal: d,
-                limit,
-                held: held - qty,
-            }),
-            _ => None,
-        })
-    }
-
-    /// Puts `qty` units back where an order line took them from; returns
-    /// the stock that got them.
-    async fn return_stock(
-        tx: &mut Transaction<'_, Sqlite>,
-        product: ProductId,
-        deal: Option<DealId>,
-        qty: i64,
-        now: i64,
-    ) -> StoreResult<StockKey> {
-        if let Some(d) = deal {
-            let back_to_deal = sqlx::query(
-                "UPDATE deals SET remaining_stock = remaining_stock + ?1 WHERE id = ?2 AND settled_at IS NULL",
-            )
-            .bind(qty)
-            .bind(d.0)
-            .execute(&mut **tx)
-            .await?;
-            if back_to_deal.rows_affected() == 1 {
-                return Ok(StockKey::Deal(d));
-            }
-            // The deal already gave its units back; these follow them to the
-            // product, and are counted as returned so the deal's books stay
-            // `deal_stock = remaining + returned + sold`.
-            sqlx::query("UPDATE deals SET returned_stock = returned_stock + ?1 WHERE id = ?2")
-                .bind(qty)
-                .bind(d.0)
-                .execute(&mut **tx)
-                .await?;
-        }
-        sqlx::query("UPDATE products SET stock = stock + ?1, updated_at = ?2 WHERE id = ?3")
-            .bind(qty)
-            .bind(now)
-            .bind(product.0)
-            .execute(&mut **tx)
-            .await?;
-        Ok(StockKey::Product(product))
-    }
-}
-
-/// Rows per multi-row INSERT. Batches are cut into these fixed sizes so
-/// the statement cache holds a handful of prepared statements instead of
-/// one per batch length (each large, and slow to prepare).
-const CHUNKS: [usize; 4] = [64, 16, 4, 1];
-
-/// Splits `rows` into slices of the sizes in [`CHUNKS`], largest first.
-fn fixed_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
-    std::iter::from_fn(move || {
-        let size = CHUNKS.into_iter().find(|&c| c <= rows.len())?;
-        let (head, tail) = rows.split_at(size);
-        rows = tail;
-        Some(head)
-    })
-}
-
-/// Inserts orders and their items with multi-row statements.
-async fn insert_orders(tx: &mut Transaction<'_, Sqlite>, orders: &[&Order]) -> StoreResult<()> {
-    for chunk in fixed_chunks(orders) {
-        let mut addresses = Vec::with_capacity(chunk.len());
-        for o in chunk {
-            addresses.push(
-                o.shipping_address
-                    .as_ref()
-                    .map(serde_json::to_string)
-                    .transpose()
-                    .map_err(|e| StoreError::Backend(Box::new(e)))?,
-            );
-        }
-        let mut q = QueryBuilder::<Sqlite>::new(format!("INSERT INTO orders ({ORDER_COLS}) "));
-        q.push_values(chunk.iter().zip(addresses), |mut b, (o, address)| {
-            b.push_bind(o.id.0)
-                .push_bind(o.user_id.0)
-                .push_bind(o.total_amount)
-                .push_bind(o.discount_amount)
-                .push_bind(o.status.as_str())
-                .push_bind(o.payment_status.as_str())
-                .push_bind(address)
-                .push_bind(o.coupon_id)
-                .push_bind(o.cancel_reason.clone())
-                .push_bind(o.cancelled_at.map(micros))
-                .push_bind(micros(o.created_at))
-                .push_bind(micros(o.updated_at));
-        });
-        q.build().persistent(true).execute(&mut **tx).await?;
-    }
-    let items: Vec<_> = orders
-        .iter()
-        .flat_map(|o| {
-            o.items
-                .iter()
-                .enumerate()
-                .map(move |(n, i)| (o.id, n as i64, i))
-        })
-        .collect();
-    for chunk in fixed_chunks(&items) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO order_items (order_id, line_no, id, product_id, deal_id, product_name, \
-             quantity, unit_price, subtotal) ",
-        );
-        q.push_values(chunk, |mut b, (order, line_no, i)| {
-            b.push_bind(order.0)
-                .push_bind(*line_no)
-                .push_bind(i.id)
-                .push_bind(i.product_id.0)
-                .push_bind(i.deal_id.map(|d| d.0))
-                .push_bind(i.product_name.clone())
-                .push_bind(i.quantity)
-                .push_bind(i.unit_price)
-                .push_bind(i.subtotal);
-        });
-        q.build().persistent(true).execute(&mut **tx).await?;
-    }
-    Ok(())
 }
 
 #[async_trait]
@@ -716,8 +422,8 @@ impl Store for SqliteStore {
 
     async fn place_orders(&self, batch: &[OrderWrite]) -> Vec<StoreResult<Placement>> {
         match self.place_batch(batch).await {
-            Ok(true) => return batch.iter().map(|_| Ok(Placement::Placed)).collect(),
-            Ok(false) => {}
+            Ok(Some(placements)) => return placements.into_iter().map(Ok).collect(),
+            Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, orders = batch.len(), "batch commit failed; committing one by one")
             }
@@ -726,7 +432,7 @@ impl Store for SqliteStore {
         // take the others down with it.
         let mut out = Vec::with_capacity(batch.len());
         for w in batch {
-            out.push(self.place_one(&w.order, &w.demand).await);
+            out.push(self.place_one(w).await);
         }
         out
     }
@@ -774,72 +480,37 @@ impl Store for SqliteStore {
         &self,
         id: OrderId,
         reason: Option<&str>,
+        by: CancelBy,
         now: DateTime<Utc>,
     ) -> StoreResult<Cancellation> {
-        let mut tx = self.writer.begin().await?;
-        let Some(order) = Self::load_order(&mut tx, id).await? else {
-            return Ok(Cancellation::NotFound);
-        };
-        if !order.status.can_cancel() {
-            return Ok(Cancellation::InvalidState(order.status));
-        }
-        let now_us = micros(now);
-        sqlx::query(
-            "UPDATE orders SET status = 'cancelled', cancel_reason = ?1, cancelled_at = ?2, updated_at = ?2 \
-             WHERE id = ?3",
-        )
-        .bind(reason)
-        .bind(now_us)
-        .bind(id.0)
-        .execute(&mut *tx)
-        .await?;
-        let mut returned = Vec::with_capacity(order.items.len());
-        for item in &order.items {
-            let key = Self::return_stock(
-                &mut tx,
-                item.product_id,
-                item.deal_id,
-                item.quantity,
-                now_us,
-            )
-            .await?;
-            returned.push((key, item.quantity));
-            if let Some(d) = item.deal_id {
-                sqlx::query(
-                    "UPDATE deal_purchases SET quantity = quantity - ?1 WHERE deal_id = ?2 AND user_id = ?3",
-                )
-                .bind(item.quantity)
-                .bind(d.0)
-                .bind(order.user_id.0)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        let cancelled = Self::load_order(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(match cancelled {
-            Some(order) => Cancellation::Cancelled {
-                order: Box::new(order),
-                returned,
-            },
-            None => Cancellation::NotFound,
-        })
+        self.cancel(id, reason, by, now).await
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
+    async fn pay_order(
+        &self,
+        id: OrderId,
+        user: UserId,
+        now: DateTime<Utc>,
+        idempotency: Option<&IdempotencyWrite<'_, Order>>,
+    ) -> StoreResult<Payment> {
+        self.pay(id, user, now, idempotency).await
+    }
 
-    proptest! {
-        #[test]
-        fn fixed_chunks_cover_every_row_once_in_known_sizes(n in 0usize..500) {
-            let rows: Vec<usize> = (0..n).collect();
-            let chunks: Vec<&[usize]> = fixed_chunks(&rows).collect();
-            prop_assert!(chunks.iter().all(|c| CHUNKS.contains(&c.len())));
-            let flat: Vec<usize> = chunks.concat();
-            prop_assert_eq!(flat, rows);
-        }
+    async fn awaiting_payment(&self) -> StoreResult<Vec<(OrderId, DateTime<Utc>)>> {
+        let rows = sqlx::query(
+            "SELECT id, pay_by FROM orders \
+             WHERE pay_by IS NOT NULL AND payment_status = 'unpaid' AND status != 'cancelled'",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let at: i64 = r.try_get("pay_by")?;
+                Ok((
+                    OrderId(r.try_get("id")?),
+                    DateTime::from_timestamp_micros(at).unwrap_or_default(),
+                ))
+            })
+            .collect()
     }
 }

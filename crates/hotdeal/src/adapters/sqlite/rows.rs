@@ -12,7 +12,7 @@ pub fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn time(v: i64) -> DateTime<Utc> {
+pub fn time(v: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(v).unwrap_or_default()
 }
 
@@ -97,5 +97,6 @@ pub fn order_from_rows(r: &SqliteRow, items: &[SqliteRow]) -> StoreResult<Order>
         cancelled_at: r.try_get::<Option<i64>, _>("cancelled_at")?.map(time),
         created_at: time(r.try_get("created_at")?),
         updated_at: time(r.try_get("updated_at")?),
+        pay_by: r.try_get::<Option<i64>, _>("pay_by")?.map(time),
     })
 }

@@ -1,6 +1,6 @@
 //! `/auth/*`: sign-up, login, refresh, verify, me.
 
-use super::dto::{LoginIn, RefreshIn, RegisterIn, TokensOut, UserOut, VerifyOut};
+use super::dto::{LoginIn, RefreshIn, RegisterIn, RegisteredOut, TokensOut, UserOut, VerifyOut};
 use super::error::{ApiError, ApiResult};
 use super::extract::{AuthUser, JsonBody};
 use super::AppState;
@@ -11,7 +11,7 @@ use axum::Json;
 /// Sign up.
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterIn,
     responses(
-        (status = 201, body = UserOut, description = "Registered"),
+        (status = 201, body = RegisteredOut, description = "Registered: the user, plus a token pair (no second password hash to log in)"),
         (status = 400, body = ErrorBody, description = "BAD_REQUEST: not JSON"),
         (status = 409, body = ErrorBody, description = "EMAIL_EXISTS"),
         (status = 422, body = ErrorBody, description = "VALIDATION_ERROR: email not an address, password shorter than 8, name not 2..50 chars"),
@@ -20,10 +20,17 @@ use axum::Json;
 pub async fn register(
     State(app): State<AppState>,
     JsonBody(body): JsonBody<RegisterIn>,
-) -> ApiResult<(StatusCode, Json<UserOut>)> {
+) -> ApiResult<(StatusCode, Json<RegisteredOut>)> {
     let reg = body.parse().map_err(ApiError::validation)?;
     let user = app.register(reg).await?;
-    Ok((StatusCode::CREATED, Json(user.into())))
+    let tokens = app.issue_tokens(user.id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisteredOut {
+            user: user.into(),
+            tokens: tokens.into(),
+        }),
+    ))
 }
 
 /// Log in.

@@ -134,6 +134,16 @@ pub struct UserOut {
     pub created_at: DateTime<Utc>,
 }
 
+/// The answer to a sign-up: the user, and tokens so a new user need not log
+/// in (which would cost a second password hash).
+#[derive(Serialize, ToSchema)]
+pub struct RegisteredOut {
+    #[serde(flatten)]
+    pub user: UserOut,
+    #[serde(flatten)]
+    pub tokens: TokensOut,
+}
+
 impl From<User> for UserOut {
     fn from(u: User) -> Self {
         Self {
@@ -478,6 +488,26 @@ pub struct OrderIn {
     pub items: Vec<OrderLineIn>,
     #[serde(default)]
     pub shipping_address: Option<ShippingAddressIn>,
+    /// A coupon issued to the caller and not used yet.
+    #[serde(default)]
+    pub coupon_id: Option<Uuid>,
+    /// Pay now from the points balance.
+    #[serde(default)]
+    pub payment: Option<PaymentIn>,
+}
+
+/// How to pay.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentIn {
+    /// Only `points`.
+    pub method: String,
+}
+
+impl PaymentIn {
+    pub fn check(&self, v: &mut Validator, field: &str) {
+        v.check(self.method == "points", field, "must be \"points\"");
+    }
 }
 
 impl OrderIn {
@@ -495,6 +525,9 @@ impl OrderIn {
                 1,
                 MAX_LINE_QUANTITY,
             );
+        }
+        if let Some(p) = &self.payment {
+            p.check(&mut v, "payment.method");
         }
         if let Some(a) = &self.shipping_address {
             v.length(
@@ -536,6 +569,8 @@ impl OrderIn {
                 address_detail: a.address_detail,
                 postal_code: a.postal_code,
             }),
+            coupon_id: self.coupon_id,
+            pay_with_points: self.payment.is_some(),
         })
     }
 }
@@ -632,6 +667,205 @@ impl From<Order> for OrderOut {
             cancelled_at: o.cancelled_at,
             created_at: o.created_at,
             updated_at: o.updated_at,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- points
+
+#[derive(Serialize, ToSchema)]
+pub struct PointsOut {
+    pub user_id: Uuid,
+    pub balance: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<model::PointAccount> for PointsOut {
+    fn from(a: model::PointAccount) -> Self {
+        Self {
+            user_id: a.user_id.0,
+            balance: a.balance,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChargeIn {
+    /// 1..10,000,000 points.
+    pub amount: i64,
+}
+
+impl ChargeIn {
+    pub fn parse(self) -> Result<i64, FieldErrors> {
+        let mut v = Validator::new();
+        v.range("amount", self.amount, 1, 10_000_000);
+        v.finish()?;
+        Ok(self.amount)
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChargeOut {
+    pub charge_id: Uuid,
+    pub amount: i64,
+    /// The balance after the charge.
+    pub balance: i64,
+}
+
+impl From<&crate::ports::Charge> for ChargeOut {
+    fn from(c: &crate::ports::Charge) -> Self {
+        Self {
+            charge_id: c.charge_id,
+            amount: c.amount,
+            balance: c.balance,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PointEntryOut {
+    pub id: Uuid,
+    /// `charge`, `payment` or `refund`.
+    pub kind: &'static str,
+    /// Points moved (always positive; `kind` says which way).
+    pub amount: i64,
+    pub balance_after: i64,
+    pub order_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<model::PointEntry> for PointEntryOut {
+    fn from(e: model::PointEntry) -> Self {
+        Self {
+            id: e.id,
+            kind: e.kind.as_str(),
+            amount: e.amount,
+            balance_after: e.balance_after,
+            order_id: e.order_id.map(|o| o.0),
+            created_at: e.created_at,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- coupons
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CouponIn {
+    /// 1..100 characters.
+    pub name: String,
+    /// `fixed` (won off) or `percent` (1..100 % off).
+    pub discount_type: String,
+    pub discount_value: i64,
+    /// Cap of a percent discount, in won.
+    #[serde(default)]
+    pub max_discount: Option<i64>,
+    /// Orders below this (before discount) cannot use the coupon.
+    #[serde(default)]
+    pub min_order_amount: Option<i64>,
+    /// 1..10,000,000 coupons.
+    pub total_quantity: i64,
+    pub starts_at: DateTime<Utc>,
+    /// Must be after `starts_at`; the coupon is usable until then.
+    pub ends_at: DateTime<Utc>,
+}
+
+impl CouponIn {
+    pub fn parse(self) -> Result<crate::services::NewCoupon, FieldErrors> {
+        let mut v = Validator::new();
+        v.length("name", self.name.trim(), 1, 100);
+        let kind = model::DiscountType::parse(&self.discount_type);
+        v.check(kind.is_some(), "discount_type", "must be fixed or percent");
+        match kind {
+            Some(model::DiscountType::Percent) => {
+                v.range("discount_value", self.discount_value, 1, 100)
+            }
+            _ => v.range("discount_value", self.discount_value, 1, MAX_WON),
+        };
+        if let Some(m) = self.max_discount {
+            v.range("max_discount", m, 1, MAX_WON);
+        }
+        if let Some(m) = self.min_order_amount {
+            v.range("min_order_amount", m, 0, MAX_WON);
+        }
+        v.range("total_quantity", self.total_quantity, 1, 10_000_000);
+        let window = DealWindow::new(self.starts_at, self.ends_at);
+        v.check(window.is_some(), "ends_at", "must be after starts_at");
+        v.finish()?;
+        let (Some(kind), Some(window)) = (kind, window) else {
+            return Err(FieldErrors::new());
+        };
+        Ok(crate::services::NewCoupon {
+            name: self.name,
+            discount_type: kind,
+            discount_value: self.discount_value,
+            max_discount: self.max_discount,
+            min_order_amount: self.min_order_amount.unwrap_or(0),
+            total_quantity: self.total_quantity,
+            window,
+        })
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CouponOut {
+    pub id: Uuid,
+    pub name: String,
+    pub discount_type: &'static str,
+    pub discount_value: i64,
+    pub max_discount: Option<i64>,
+    pub min_order_amount: i64,
+    pub total_quantity: i64,
+    pub issued_count: i64,
+    pub remaining: i64,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<model::Coupon> for CouponOut {
+    fn from(c: model::Coupon) -> Self {
+        Self {
+            id: c.id,
+            name: c.name,
+            discount_type: c.discount_type.as_str(),
+            discount_value: c.discount_value,
+            max_discount: c.max_discount,
+            min_order_amount: c.min_order_amount,
+            total_quantity: c.total_quantity,
+            issued_count: c.issued_count,
+            remaining: c.total_quantity - c.issued_count,
+            starts_at: c.window.starts_at,
+            ends_at: c.window.ends_at,
+            created_at: c.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserCouponOut {
+    pub id: Uuid,
+    pub coupon_id: Uuid,
+    pub user_id: Uuid,
+    /// `issued` or `used`.
+    pub status: &'static str,
+    pub issued_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub order_id: Option<Uuid>,
+}
+
+impl From<model::UserCoupon> for UserCouponOut {
+    fn from(c: model::UserCoupon) -> Self {
+        Self {
+            id: c.id,
+            coupon_id: c.coupon_id,
+            user_id: c.user_id.0,
+            status: if c.used { "used" } else { "issued" },
+            issued_at: c.issued_at,
+            used_at: c.used_at,
+            order_id: c.order_id.map(|o| o.0),
         }
     }
 }

@@ -120,6 +120,41 @@ impl From<Error> for ApiError {
             )
             .with_details(d),
             Error::InvalidState(msg) => ApiError::new(S::BAD_REQUEST, "INVALID_STATE", msg),
+            Error::InsufficientPoints(d) => {
+                ApiError::new(S::BAD_REQUEST, "INSUFFICIENT_POINTS", "not enough points")
+                    .with_details(d)
+            }
+            Error::CouponNotUsable(msg) => ApiError::new(S::BAD_REQUEST, "COUPON_NOT_USABLE", msg),
+            Error::OrderExpired => ApiError::new(
+                S::CONFLICT,
+                "ORDER_EXPIRED",
+                "the payment window has passed; the order was cancelled",
+            ),
+            Error::CouponAlreadyIssued => ApiError::new(
+                S::CONFLICT,
+                "COUPON_ALREADY_ISSUED",
+                "this user already has this coupon",
+            ),
+            Error::CouponSoldOut => ApiError::new(
+                S::CONFLICT,
+                "COUPON_SOLD_OUT",
+                "no coupon of this kind is left",
+            ),
+            Error::CouponNotActive => ApiError::new(
+                S::BAD_REQUEST,
+                "COUPON_NOT_ACTIVE",
+                "the coupon is not being issued now",
+            ),
+            Error::RequestInProgress => ApiError::new(
+                S::CONFLICT,
+                "REQUEST_IN_PROGRESS",
+                "a request with this idempotency key is still running",
+            ),
+            Error::IdempotencyKeyReused => ApiError::new(
+                S::UNPROCESSABLE_ENTITY,
+                "IDEMPOTENCY_KEY_REUSED",
+                "this idempotency key was used for a different request",
+            ),
             Error::Overloaded => ApiError::new(
                 S::SERVICE_UNAVAILABLE,
                 "OVERLOADED",

@@ -22,26 +22,49 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|mime| {
-                let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || mime.ends_with("+json")
-            })
-            .unwrap_or(false);
-        if !is_json {
-            return Err(ApiError::bad_request(
-                "Content-Type must be application/json",
-            ));
-        }
-        let bytes = Bytes::from_request(req, state)
+        read_json(req, state)
             .await
-            .map_err(body_rejection)?;
-        parse_json(&bytes).map(JsonBody)
+            .map(|(value, _)| JsonBody(value))
     }
+}
+
+/// A JSON body of type `T` and its raw bytes (for idempotency hashes).
+pub struct JsonWithRaw<T>(pub T, pub Bytes);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonWithRaw<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        read_json(req, state)
+            .await
+            .map(|(value, raw)| JsonWithRaw(value, raw))
+    }
+}
+
+async fn read_json<T: DeserializeOwned, S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<(T, Bytes), ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || mime.ends_with("+json")
+        })
+        .unwrap_or(false);
+    if !is_json {
+        return Err(ApiError::bad_request(
+            "Content-Type must be application/json",
+        ));
+    }
+    let bytes = Bytes::from_request(req, state)
+        .await
+        .map_err(body_rejection)?;
+    let value = parse_json(&bytes)?;
+    Ok((value, bytes))
 }
 
 fn body_rejection(r: BytesRejection) -> ApiError {
@@ -181,4 +204,38 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
             ))
         }
     }
+}
+
+/// Reads an `Idempotency-Key` header: 1..255 printable ASCII characters.
+/// The key comes with a hash of what the request asks (`what` names the
+/// route and id, `body` its bytes), so a reuse for another request is seen.
+pub fn idempotency_key(
+    headers: &axum::http::HeaderMap,
+    what: &str,
+    body: &[u8],
+) -> Result<Option<crate::services::IdempotencyKey>, ApiError> {
+    use sha2::{Digest, Sha256};
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| (0x20..=0x7e).contains(&b)));
+    let Some(key) = key else {
+        let mut fields = FieldErrors::new();
+        fields.insert(
+            "Idempotency-Key".into(),
+            "must be 1..255 printable characters".into(),
+        );
+        return Err(ApiError::validation(fields));
+    };
+    let mut hash = Sha256::new();
+    hash.update(what.as_bytes());
+    hash.update([0]);
+    hash.update(body);
+    Ok(Some(crate::services::IdempotencyKey {
+        key: key.to_owned(),
+        request_hash: hash.finalize().into(),
+    }))
 }

@@ -3,13 +3,16 @@
 
 mod auth;
 mod catalog;
+mod coupons;
 pub mod dto;
 pub mod error;
 mod extract;
 mod health;
+mod idempotent;
 mod openapi;
 mod orders;
 mod page_cache;
+mod points;
 
 use crate::services::Storefront;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -96,6 +99,14 @@ pub fn router(app: Arc<Storefront>, limits: HttpLimits) -> Router {
         .route("/orders", get(orders::list).post(orders::place))
         .route("/orders/{order_id}", get(orders::get))
         .route("/orders/{order_id}/cancel", post(orders::cancel))
+        .route("/orders/{order_id}/payments", post(orders::pay))
+        .route("/points", get(points::balance))
+        .route("/points/charges", post(points::charge))
+        .route("/points/history", get(points::history))
+        .route("/coupons", post(coupons::create))
+        .route("/coupons/{coupon_id}", get(coupons::get))
+        .route("/coupons/{coupon_id}/issue", post(coupons::issue))
+        .route("/users/me/coupons", get(coupons::mine))
         .route(
             "/openapi.json",
             get(move || {

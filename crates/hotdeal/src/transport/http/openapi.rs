@@ -1,7 +1,7 @@
 //! `GET /openapi.json`, generated from the handlers' annotations and the
 //! DTO types, so the document cannot drift from the code.
 
-use super::{auth, catalog, dto, error, health, orders};
+use super::{auth, catalog, coupons, dto, error, health, orders, points};
 use axum::body::Bytes;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -21,7 +21,9 @@ use utoipa::{Modify, OpenApi};
         catalog::list_products, catalog::create_product, catalog::get_product, catalog::update_product,
         catalog::get_stock, catalog::adjust_stock,
         catalog::list_deals, catalog::create_deal, catalog::get_deal, catalog::hot_start, catalog::hot_end,
-        orders::place, orders::list, orders::get, orders::cancel,
+        orders::place, orders::list, orders::get, orders::cancel, orders::pay,
+        points::balance, points::charge, points::history,
+        coupons::create, coupons::get, coupons::issue, coupons::mine,
     ),
     components(schemas(error::ErrorBody, dto::ShippingAddressOut)),
     modifiers(&BearerAuth)

@@ -1,34 +1,93 @@
 //! `/orders/*`: place, list, read and cancel orders.
 
-use super::dto::{page_of, CancelIn, ListOf, OrderIn, OrderOut};
+use super::dto::{page_of, CancelIn, ListOf, OrderIn, OrderOut, PaymentIn};
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{path_id, AuthUser, JsonBody, OptionalJsonBody, QueryMap};
+use super::extract::{idempotency_key, path_id, AuthUser, JsonWithRaw, OptionalJsonBody, QueryMap};
+use super::idempotent::{begin, Proceed};
 use super::AppState;
+use crate::model::Order;
+use crate::services::RenderOrder;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use hotdeal_domain::Validator;
 use hotdeal_domain::{OrderId, OrderStatus};
 
+fn render_order(o: &Order) -> Vec<u8> {
+    serde_json::to_vec(&OrderOut::from(o.clone())).unwrap_or_default()
+}
+
 /// Place an order. Prices are the server's; all lines succeed or none.
+/// Accepts an `Idempotency-Key`.
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = OrderIn,
     security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1..255 printable characters; a repeat returns the first answer")),
     responses(
-        (status = 201, body = OrderOut, description = "Placed: `status: confirmed`, `payment_status: unpaid`"),
-        (status = 400, body = ErrorBody, description = "BAD_REQUEST / INSUFFICIENT_STOCK / DEAL_NOT_ACTIVE"),
+        (status = 201, body = OrderOut, description = "Placed: `status: confirmed`; `payment_status: paid` with `payment`, else `unpaid`"),
+        (status = 400, body = ErrorBody, description = "BAD_REQUEST / INSUFFICIENT_STOCK / DEAL_NOT_ACTIVE / COUPON_NOT_USABLE / INSUFFICIENT_POINTS"),
         (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
         (status = 404, body = ErrorBody, description = "PRODUCT_NOT_FOUND / DEAL_NOT_FOUND"),
-        (status = 409, body = ErrorBody, description = "PURCHASE_LIMIT_EXCEEDED: the deal's per-user limit"),
-        (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
+        (status = 409, body = ErrorBody, description = "PURCHASE_LIMIT_EXCEEDED (the deal's per-user limit) / REQUEST_IN_PROGRESS"),
+        (status = 422, body = ErrorBody, description = "VALIDATION_ERROR / IDEMPOTENCY_KEY_REUSED"),
         (status = 503, body = ErrorBody, description = "OVERLOADED; see Retry-After"),
     ))]
 pub async fn place(
     State(app): State<AppState>,
     AuthUser(user): AuthUser,
-    JsonBody(body): JsonBody<OrderIn>,
-) -> ApiResult<(StatusCode, Json<OrderOut>)> {
+    headers: HeaderMap,
+    JsonWithRaw(body, raw): JsonWithRaw<OrderIn>,
+) -> ApiResult<Response> {
     let req = body.parse().map_err(ApiError::validation)?;
-    let order = app.place_order(user, req).await?;
-    Ok((StatusCode::CREATED, Json(order.into())))
+    let key = idempotency_key(&headers, "POST /orders", &raw)?;
+    let _guard = match begin(&app, user, key.as_ref()).await? {
+        Proceed::Answer(res) => return Ok(res),
+        Proceed::Run(guard) => guard,
+    };
+    let render: RenderOrder = render_order;
+    let order = app
+        .place_order(user, req, key.as_ref().map(|k| (k, render)))
+        .await?;
+    Ok((StatusCode::CREATED, Json(OrderOut::from(order))).into_response())
+}
+
+/// Pay an unpaid order from the points balance. Accepts an
+/// `Idempotency-Key`.
+#[utoipa::path(post, path = "/orders/{order_id}/payments", tag = "orders",
+    params(("order_id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "1..255 printable characters; a repeat returns the first answer")),
+    request_body = PaymentIn, security(("bearer" = [])),
+    responses(
+        (status = 200, body = OrderOut, description = "`payment_status: paid`"),
+        (status = 400, body = ErrorBody, description = "INSUFFICIENT_POINTS / INVALID_STATE (already paid, cancelled, shipped)"),
+        (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
+        (status = 403, body = ErrorBody, description = "FORBIDDEN"),
+        (status = 404, body = ErrorBody, description = "NOT_FOUND"),
+        (status = 409, body = ErrorBody, description = "ORDER_EXPIRED: the payment window passed / REQUEST_IN_PROGRESS"),
+        (status = 422, body = ErrorBody, description = "VALIDATION_ERROR / IDEMPOTENCY_KEY_REUSED"),
+    ))]
+pub async fn pay(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonWithRaw(body, raw): JsonWithRaw<PaymentIn>,
+) -> ApiResult<Response> {
+    let order_id = path_id(&id, OrderId::parse)?;
+    let mut v = Validator::new();
+    body.check(&mut v, "method");
+    v.finish().map_err(ApiError::validation)?;
+    let key = idempotency_key(&headers, &format!("POST /orders/{order_id}/payments"), &raw)?;
+    let _guard = match begin(&app, user, key.as_ref()).await? {
+        Proceed::Answer(res) => return Ok(res),
+        Proceed::Run(guard) => guard,
+    };
+    let render: RenderOrder = render_order;
+    let order = app
+        .pay_order(user, order_id, key.as_ref().map(|k| (k, render)))
+        .await?;
+    Ok(Json(OrderOut::from(order)).into_response())
 }
 
 /// The caller's orders, newest first.

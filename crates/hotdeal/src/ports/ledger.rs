@@ -1,0 +1,80 @@
+//! Points, coupons, idempotency answers and the outbox: the store's second
+//! half, kept apart from catalogue and orders so each trait stays readable.
+//! The SQLite store implements both.
+
+use super::store::{IdempotencyWrite, StoreResult};
+use crate::model::{Coupon, IdempotentAnswer, Page, Paged, PointAccount, PointEntry, UserCoupon};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hotdeal_domain::UserId;
+use uuid::Uuid;
+
+/// A charge as answered: `{charge_id, amount, balance}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charge {
+    pub charge_id: Uuid,
+    pub amount: i64,
+    pub balance: i64,
+}
+
+/// An admitted coupon issue on its way to the store.
+#[derive(Debug, Clone)]
+pub struct IssueWrite {
+    pub user_coupon: UserCoupon,
+}
+
+/// Outcome of recording an issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Issued {
+    Issued,
+    AlreadyIssued,
+    SoldOut,
+}
+
+/// An event waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub seq: i64,
+    pub topic: String,
+    pub payload: String,
+}
+
+#[async_trait]
+pub trait Ledger: Send + Sync + 'static {
+    // --- points
+    async fn point_account(&self, user: UserId) -> StoreResult<Option<PointAccount>>;
+    /// Adds `amount` points, with a history row, in one transaction.
+    async fn charge(
+        &self,
+        user: UserId,
+        amount: i64,
+        now: DateTime<Utc>,
+        idempotency: Option<&IdempotencyWrite<'_, Charge>>,
+    ) -> StoreResult<Charge>;
+    async fn point_history(&self, user: UserId, page: Page) -> StoreResult<Paged<PointEntry>>;
+
+    // --- coupons
+    async fn insert_coupon(&self, coupon: &Coupon) -> StoreResult<()>;
+    async fn coupons(&self) -> StoreResult<Vec<Coupon>>;
+    /// Who holds which coupon, used or not (to load the admission tier).
+    async fn coupon_holders(&self) -> StoreResult<Vec<(Uuid, UserId, bool)>>;
+    /// Records admitted issues; one answer per issue, in order.
+    async fn issue_coupons(&self, batch: &[IssueWrite]) -> Vec<StoreResult<Issued>>;
+    async fn user_coupons(&self, user: UserId, page: Page) -> StoreResult<Paged<UserCoupon>>;
+    async fn user_coupon(&self, coupon: Uuid, user: UserId) -> StoreResult<Option<UserCoupon>>;
+
+    // --- idempotency
+    async fn idempotent_answer(
+        &self,
+        user: UserId,
+        key: &str,
+    ) -> StoreResult<Option<IdempotentAnswer>>;
+    /// Forgets answers stored before `before`.
+    async fn prune_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
+    // --- outbox
+    async fn unpublished(&self, limit: i64) -> StoreResult<Vec<OutboxEntry>>;
+    async fn mark_published(&self, up_to: i64, now: DateTime<Utc>) -> StoreResult<()>;
+    /// Deletes events published before `before`.
+    async fn prune_outbox(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+}

@@ -1,0 +1,131 @@
+//! First-come-first-served coupons.
+//!
+//! An issue is admitted in memory ("has this user one?", "is any left?" in
+//! one step), then recorded by the batch writer before the 201. The store
+//! enforces both rules again (a unique key per user and coupon, a checked
+//! count), so a bug in the tier could fail a request but never over-issue.
+
+use super::{Error, Result, Storefront};
+use crate::model::{Coupon, DiscountType, Page, Paged, UserCoupon};
+use crate::ports::{CouponRefused, IssueWrite, Issued};
+use chrono::{DateTime, Utc};
+use hotdeal_domain::{DealWindow, UserId};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A validated new coupon.
+#[derive(Debug, Clone)]
+pub struct NewCoupon {
+    pub name: String,
+    pub discount_type: DiscountType,
+    pub discount_value: i64,
+    pub max_discount: Option<i64>,
+    pub min_order_amount: i64,
+    pub total_quantity: i64,
+    pub window: DealWindow,
+}
+
+impl Storefront {
+    pub async fn create_coupon(&self, creator: UserId, c: NewCoupon) -> Result<Coupon> {
+        let coupon = Coupon {
+            id: Uuid::now_v7(),
+            name: c.name,
+            discount_type: c.discount_type,
+            discount_value: c.discount_value,
+            max_discount: c.max_discount,
+            min_order_amount: c.min_order_amount,
+            total_quantity: c.total_quantity,
+            issued_count: 0,
+            window: c.window,
+            created_by: creator,
+            created_at: self.clock.now(),
+        };
+        self.ledger.insert_coupon(&coupon).await?;
+        self.coupon_admission
+            .open_coupon(coupon.id, coupon.total_quantity, &[]);
+        self.coupons
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(coupon.id, Arc::new(coupon.clone()));
+        Ok(coupon)
+    }
+
+    /// A coupon with its live issued count.
+    pub fn coupon(&self, id: Uuid) -> Result<Coupon> {
+        let cached = self
+            .coupons
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned();
+        let mut coupon = (*cached.ok_or(Error::NotFound)?).clone();
+        if let Some(issued) = self.coupon_admission.issued(id) {
+            coupon.issued_count = issued;
+        }
+        Ok(coupon)
+    }
+
+    pub async fn issue_coupon(&self, user: UserId, id: Uuid) -> Result<UserCoupon> {
+        let coupon = self.coupon(id)?;
+        let now = self.clock.now();
+        if !coupon.window.is_running(now) {
+            return Err(Error::CouponNotActive);
+        }
+        self.coupon_admission
+            .admit_issue(id, user)
+            .map_err(|r| match r {
+                CouponRefused::AlreadyIssued => Error::CouponAlreadyIssued,
+                CouponRefused::SoldOut => Error::CouponSoldOut,
+            })?;
+        let user_coupon = UserCoupon {
+            id: Uuid::now_v7(),
+            coupon_id: id,
+            user_id: user,
+            used: false,
+            issued_at: now,
+            used_at: None,
+            order_id: None,
+        };
+        let tier = self.coupon_admission.clone();
+        let committed = self
+            .issues
+            .submit(IssueWrite { user_coupon }, move || {
+                tier.release_issue(id, user)
+            })
+            .map_err(|_| Error::Overloaded)?;
+        let (issued, write) = committed
+            .await
+            .map_err(|_| Error::Internal("the coupon writer stopped".into()))?;
+        match issued? {
+            Issued::Issued => Ok(write.user_coupon),
+            Issued::AlreadyIssued => Err(Error::CouponAlreadyIssued),
+            Issued::SoldOut => Err(Error::CouponSoldOut),
+        }
+    }
+
+    pub async fn coupons_of(&self, user: UserId, page: Page) -> Result<Paged<UserCoupon>> {
+        Ok(self.ledger.user_coupons(user, page).await?)
+    }
+
+    /// The discount `user`'s coupon gives on `amount`, if they may use it
+    /// now. The store re-checks "unused and theirs" when it commits.
+    pub(super) async fn coupon_discount(&self, user: UserId, id: Uuid, amount: i64) -> Result<i64> {
+        let not_usable = |why: &str| Error::CouponNotUsable(why.to_owned());
+        let coupon = self.coupon(id).map_err(|_| not_usable("no such coupon"))?;
+        let now: DateTime<Utc> = self.clock.now();
+        if now >= coupon.window.ends_at {
+            return Err(not_usable("the coupon has expired"));
+        }
+        match self.ledger.user_coupon(id, user).await? {
+            Some(uc) if !uc.used => {}
+            Some(_) => return Err(not_usable("the coupon was already used")),
+            None => return Err(not_usable("the coupon was not issued to this user")),
+        }
+        coupon.discount_on(amount).ok_or_else(|| {
+            not_usable(&format!(
+                "the order is below the minimum of {} won",
+                coupon.min_order_amount
+            ))
+        })
+    }
+}

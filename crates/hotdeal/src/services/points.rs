@@ -1,0 +1,49 @@
+//! Points: balance, charges and history.
+
+use super::idempotency::IdempotencyKey;
+use super::{Result, Storefront};
+use crate::model::{Page, Paged, PointAccount, PointEntry};
+use crate::ports::{Charge, IdempotencyWrite};
+use hotdeal_domain::UserId;
+
+/// Renders a charge as the API answers it (for idempotency answers).
+pub type RenderCharge = fn(&Charge) -> Vec<u8>;
+
+impl Storefront {
+    /// The balance; a user who never charged has 0.
+    pub async fn points(&self, user: UserId) -> Result<PointAccount> {
+        Ok(self
+            .ledger
+            .point_account(user)
+            .await?
+            .unwrap_or(PointAccount {
+                user_id: user,
+                balance: 0,
+                updated_at: self.clock.now(),
+            }))
+    }
+
+    pub async fn charge_points(
+        &self,
+        user: UserId,
+        amount: i64,
+        idempotency: Option<(&IdempotencyKey, RenderCharge)>,
+    ) -> Result<Charge> {
+        let write = idempotency.map(|(key, render)| (key, move |c: &Charge| render(c)));
+        let idem = write.as_ref().map(|(key, render)| IdempotencyWrite {
+            user_id: user,
+            key: &key.key,
+            request_hash: key.request_hash,
+            status: 201,
+            render,
+        });
+        Ok(self
+            .ledger
+            .charge(user, amount, self.clock.now(), idem.as_ref())
+            .await?)
+    }
+
+    pub async fn point_history(&self, user: UserId, page: Page) -> Result<Paged<PointEntry>> {
+        Ok(self.ledger.point_history(user, page).await?)
+    }
+}
