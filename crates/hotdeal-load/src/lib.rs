@@ -5,7 +5,7 @@
 //! [`LoadArgs`] — the server binary embeds the args as its `load`
 //! subcommand. Its parts:
 //!
-//! * [`executor`] — k6's executors (ramping/constant VUs, ramping/constant
+//! * `executor` — k6's executors (ramping/constant VUs, ramping/constant
 //!   arrival rate, per-VU iterations) driving a scenario's iteration;
 //! * `client` — a lean HTTP/1.1 client, one keep-alive connection per VU;
 //! * `scenarios` — one module per seed scenario: setup through the public

@@ -207,7 +207,7 @@ async fn ordered_per_vu_iterations_arrive_in_user_order() {
     let plan = Plan::PerVuIterations {
         vus: 12,
         iterations: 1,
-        ordered_gap: Some(Duration::from_millis(1)),
+        ordered_gap: Some(Duration::from_millis(3)),
         max_duration: Duration::from_secs(10),
     };
     let r = run(plan, "/health", Duration::ZERO, Duration::ZERO).await;

@@ -106,7 +106,6 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<i32> {
             if let Some(missing @ SetupError::RouteMissing { .. }) =
                 e.chain().find_map(|c| c.downcast_ref::<SetupError>())
             {
-                eprintln!("{}: {missing}", ctx.args.scenario.as_str());
                 println!("{}: cannot run: {missing}", ctx.args.scenario.as_str());
                 return Ok(2);
             }

@@ -23,6 +23,16 @@ pub struct IdempotencyKey {
 #[derive(Default, Clone)]
 pub struct InFlight(Arc<Mutex<HashSet<(UserId, String)>>>);
 
+impl InFlight {
+    /// Whether a request with `key` of `user` is running now.
+    pub fn is_running(&self, user: UserId, key: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(user, key.to_owned()))
+    }
+}
+
 /// Holds a key in flight until dropped.
 pub struct FlightGuard {
     set: InFlight,

@@ -4,10 +4,13 @@
 mod auth;
 mod books;
 mod catalog;
+mod coupons;
 mod crash;
 mod deals;
 mod durability;
 mod hotpath;
+mod idempotency;
 mod malformed;
 mod orders;
+mod points;
 mod support;

@@ -1,0 +1,75 @@
+# Shared by bench/run.sh and bench/calibrate.sh (sourced, not run).
+#
+# Builds the release binaries, starts a fresh hotdeal on a temporary data
+# directory, and stops it on exit. The load tool is `hotdeal load` when the
+# server binary has that subcommand, else the crate's stand-alone runner.
+
+set -euo pipefail
+
+# Work from the repository root with relative paths, so the command lines
+# recorded in the reports read the same on every machine.
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PORT="${PORT:-18080}"
+BASE_URL="http://127.0.0.1:${PORT}"
+RESULTS="${RESULTS:-bench/results}"
+SERVER_PID=""
+DATA_DIR=""
+
+build() {
+    # BUILD=0 reuses the binaries already in target/release.
+    if [[ "${BUILD:-1}" != 0 ]]; then
+        echo "bench: cargo build --release" >&2
+        cargo build --release
+    fi
+    if target/release/hotdeal load --help >/dev/null 2>&1; then
+        LOAD=(target/release/hotdeal load)
+    else
+        echo "bench: this hotdeal has no 'load' subcommand; using the hotdeal-load runner" >&2
+        if [[ "${BUILD:-1}" != 0 || ! -x target/release/examples/hotdeal-load ]]; then
+            cargo build --release -p hotdeal-load --example hotdeal-load
+        fi
+        LOAD=(target/release/examples/hotdeal-load)
+    fi
+}
+
+stop_server() {
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+    if [[ -n "$DATA_DIR" ]]; then
+        rm -rf "$DATA_DIR"
+        DATA_DIR=""
+    fi
+}
+
+start_server() {
+    if (exec 3<>"/dev/tcp/127.0.0.1/${PORT}") 2>/dev/null; then
+        echo "bench: something already listens on port ${PORT}; set PORT=… to another port" >&2
+        exit 1
+    fi
+    DATA_DIR="$(mktemp -d "${TMPDIR:-/tmp}/hotdeal-bench.XXXXXX")"
+    target/release/hotdeal serve --listen "127.0.0.1:${PORT}" --data-dir "$DATA_DIR" \
+        >"$DATA_DIR/server.log" 2>&1 &
+    SERVER_PID=$!
+    trap stop_server EXIT
+    # Poll until the server answers /health (at most 30 s).
+    for _ in $(seq 1 300); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            echo "bench: the server exited during start-up:" >&2
+            cat "$DATA_DIR/server.log" >&2
+            exit 1
+        fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/${PORT}"; printf 'GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3; grep -q 'healthy' <&3) 2>/dev/null; then
+            echo "bench: hotdeal (pid $SERVER_PID) listening on ${BASE_URL}, data in $DATA_DIR" >&2
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "bench: the server did not answer within 30 s" >&2
+    exit 1
+}
+
+# One socket per VU on both sides.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

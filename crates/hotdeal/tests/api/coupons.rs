@@ -1,0 +1,290 @@
+//! First-come-first-served coupons, and coupons on orders.
+
+use crate::points::charge;
+use crate::support::{spawn_app, TestApp};
+use chrono::Duration;
+use hotdeal::model::User;
+use hotdeal_domain::UserId;
+use hyper::StatusCode;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+async fn coupon(app: &TestApp, token: &str, body: Value) -> String {
+    let r = app.post("/coupons", Some(token), body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.body["id"].as_str().expect("id").to_owned()
+}
+
+fn fixed(app: &TestApp, value: i64, quantity: i64, min: i64) -> Value {
+    let now = app.clock_now();
+    json!({"name": "Welcome", "discount_type": "fixed", "discount_value": value, "min_order_amount": min,
+           "total_quantity": quantity, "starts_at": now, "ends_at": now + Duration::days(1)})
+}
+
+#[tokio::test]
+async fn create_issue_and_list() {
+    let app = spawn_app().await;
+    let (_, admin) = app.user("a@x.co").await;
+    let (uid, u) = app.user("u@x.co").await;
+    let (_, v) = app.user("v@x.co").await;
+    let id = coupon(&app, &admin, fixed(&app, 3000, 1, 0)).await;
+    let r = app.get(&format!("/coupons/{id}"), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    for f in [
+        "id",
+        "name",
+        "discount_type",
+        "discount_value",
+        "max_discount",
+        "min_order_amount",
+        "total_quantity",
+        "issued_count",
+        "remaining",
+        "starts_at",
+        "ends_at",
+        "created_at",
+    ] {
+        assert!(r.body.get(f).is_some(), "{f}");
+    }
+    assert_eq!(
+        (
+            r.body["issued_count"].as_i64(),
+            r.body["remaining"].as_i64()
+        ),
+        (Some(0), Some(1))
+    );
+
+    let r = app
+        .post(&format!("/coupons/{id}/issue"), Some(&u), json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(
+        (r.body["status"].as_str(), r.body["user_id"].as_str()),
+        (Some("issued"), Some(uid.as_str()))
+    );
+    assert!(r.body["used_at"].is_null() && r.body["order_id"].is_null());
+    let r = app
+        .post(&format!("/coupons/{id}/issue"), Some(&u), json!({}))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "COUPON_ALREADY_ISSUED")
+    );
+    let r = app
+        .post(&format!("/coupons/{id}/issue"), Some(&v), json!({}))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "COUPON_SOLD_OUT")
+    );
+    let r = app.get(&format!("/coupons/{id}"), None).await;
+    assert_eq!(
+        (
+            r.body["issued_count"].as_i64(),
+            r.body["remaining"].as_i64()
+        ),
+        (Some(1), Some(0))
+    );
+
+    let mine = app.get("/users/me/coupons", Some(&u)).await;
+    assert_eq!(mine.body["total"], 1);
+    assert_eq!(mine.body["items"][0]["coupon_id"], id.as_str());
+    assert_eq!(
+        app.get("/users/me/coupons", Some(&v)).await.body["total"],
+        0
+    );
+    assert_eq!(
+        app.get("/users/me/coupons", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let r = app
+        .post(
+            &format!("/coupons/{}/issue", uuid::Uuid::new_v4()),
+            Some(&u),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/coupons/nope", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Outside its window.
+    let now = app.clock_now();
+    let later = coupon(&app, &admin, json!({"name": "Later", "discount_type": "percent", "discount_value": 10,
+        "total_quantity": 5, "starts_at": now + Duration::hours(1), "ends_at": now + Duration::hours(2)})).await;
+    let r = app
+        .post(&format!("/coupons/{later}/issue"), Some(&u), json!({}))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "COUPON_NOT_ACTIVE")
+    );
+
+    for bad in [
+        json!({"name": "x", "discount_type": "bogus", "discount_value": 1, "total_quantity": 1, "starts_at": now, "ends_at": now + Duration::hours(1)}),
+        json!({"name": "x", "discount_type": "percent", "discount_value": 101, "total_quantity": 1, "starts_at": now, "ends_at": now + Duration::hours(1)}),
+        json!({"name": "x", "discount_type": "fixed", "discount_value": 1, "total_quantity": 0, "starts_at": now, "ends_at": now + Duration::hours(1)}),
+        json!({"name": "x", "discount_type": "fixed", "discount_value": 1, "total_quantity": 1, "starts_at": now, "ends_at": now}),
+    ] {
+        let r = app.post("/coupons", Some(&admin), bad.clone()).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR"),
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_coupon_discounts_an_order_once_and_comes_back_on_cancel() {
+    let app = spawn_app().await;
+    let (_, admin) = app.user("a@x.co").await;
+    let (_, u) = app.user("u@x.co").await;
+    let (_, v) = app.user("v@x.co").await;
+    let p = app.product(&admin, 10_000, 10).await;
+    let pct = coupon(
+        &app,
+        &admin,
+        json!({"name": "10%", "discount_type": "percent", "discount_value": 10,
+        "max_discount": 1500, "min_order_amount": 15_000, "total_quantity": 10,
+        "starts_at": app.clock_now(), "ends_at": app.clock_now() + Duration::days(1)}),
+    )
+    .await;
+    app.post(&format!("/coupons/{pct}/issue"), Some(&u), json!({}))
+        .await;
+    let order = |token: String, qty: i64, coupon: &str, pay: bool| {
+        let mut body = json!({"items": [{"product_id": p, "quantity": qty}], "coupon_id": coupon});
+        if pay {
+            body["payment"] = json!({"method": "points"});
+        }
+        let app = &app;
+        async move { app.post("/orders", Some(&token), body).await }
+    };
+    let r = order(u.clone(), 1, &pct, false).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "COUPON_NOT_USABLE"),
+        "below the minimum"
+    );
+    let r = order(v.clone(), 2, &pct, false).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "COUPON_NOT_USABLE"),
+        "not v's coupon"
+    );
+    // Short of points: the coupon stays unused.
+    let r = order(u.clone(), 2, &pct, true).await;
+    assert_eq!(r.code(), "INSUFFICIENT_POINTS");
+    assert_eq!(
+        app.get("/users/me/coupons", Some(&u)).await.body["items"][0]["status"],
+        "issued"
+    );
+
+    let r = order(u.clone(), 2, &pct, false).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(
+        (
+            r.body["discount_amount"].as_i64(),
+            r.body["total_amount"].as_i64()
+        ),
+        (Some(1500), Some(18_500))
+    );
+    assert_eq!(r.body["coupon_id"], pct.as_str());
+    let id = r.body["id"].as_str().expect("id").to_owned();
+    let mine = app.get("/users/me/coupons", Some(&u)).await;
+    assert_eq!(
+        (
+            mine.body["items"][0]["status"].as_str(),
+            mine.body["items"][0]["order_id"].as_str()
+        ),
+        (Some("used"), Some(id.as_str()))
+    );
+    let r = order(u.clone(), 2, &pct, false).await;
+    assert_eq!(r.code(), "COUPON_NOT_USABLE", "used once");
+    assert_eq!(app.stock(&p).await, 8, "refused orders took nothing");
+
+    app.post(&format!("/orders/{id}/cancel"), Some(&u), json!({}))
+        .await;
+    assert_eq!(
+        app.get("/users/me/coupons", Some(&u)).await.body["items"][0]["status"],
+        "issued"
+    );
+    charge(&app, &u, 18_500).await;
+    let r = order(u.clone(), 2, &pct, true).await;
+    assert_eq!(
+        (r.status, r.body["payment_status"].as_str()),
+        (StatusCode::CREATED, Some("paid"))
+    );
+    assert_eq!(app.get("/points", Some(&u)).await.body["balance"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_thousand_users_race_for_five_hundred_coupons() {
+    let app = Arc::new(spawn_app().await);
+    let (_, admin) = app.user("a@x.co").await;
+    let id = coupon(&app, &admin, fixed(&app, 1000, 500, 0)).await;
+    // Users straight into the store: this test is about the rush, not sign-up.
+    let mut tokens = Vec::new();
+    for i in 0..2000 {
+        let user = User {
+            id: UserId::new(),
+            email: format!("rush{i}@x.co"),
+            name: "Rush".into(),
+            password_hash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+            created_at: app.clock_now(),
+        };
+        app.storefront.store.insert_user(&user).await.expect("user");
+        tokens.push(app.storefront.tokens.issue(user.id, app.clock_now()));
+    }
+    // Every user tries twice, at once.
+    let tasks: Vec<_> = tokens
+        .iter()
+        .chain(tokens.iter())
+        .map(|t| {
+            let (app, t, id) = (app.clone(), t.clone(), id.clone());
+            tokio::spawn(async move {
+                app.post(&format!("/coupons/{id}/issue"), Some(&t), json!({}))
+                    .await
+            })
+        })
+        .collect();
+    let (mut issued, mut dup, mut sold_out) = (0, 0, 0);
+    for t in tasks {
+        let r = t.await.expect("join");
+        match (r.status, r.code()) {
+            (StatusCode::CREATED, _) => issued += 1,
+            (StatusCode::CONFLICT, "COUPON_ALREADY_ISSUED") => dup += 1,
+            (StatusCode::CONFLICT, "COUPON_SOLD_OUT") => sold_out += 1,
+            other => panic!("unexpected {other:?}: {}", r.body),
+        }
+    }
+    assert_eq!(issued, 500);
+    assert_eq!(issued + dup + sold_out, 4000);
+    let c = app.get(&format!("/coupons/{id}"), None).await;
+    assert_eq!(
+        (
+            c.body["issued_count"].as_i64(),
+            c.body["remaining"].as_i64()
+        ),
+        (Some(500), Some(0))
+    );
+    // The store agrees: 500 rows, one per user.
+    let url = app.db_url();
+    let mut side = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("connect");
+    let (rows, users): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT user_id) FROM user_coupons")
+            .fetch_one(&mut side)
+            .await
+            .expect("count");
+    assert_eq!((rows, users), (500, 500));
+    let count: i64 = sqlx::query_scalar("SELECT issued_count FROM coupons")
+        .fetch_one(&mut side)
+        .await
+        .expect("c");
+    assert_eq!(count, 500);
+}
