@@ -58,6 +58,9 @@ pub struct WritePath {
     pub payment_window: Duration,
 }
 
+/// Payment deadlines, soonest on top.
+type Deadlines = BinaryHeap<Reverse<(DateTime<Utc>, OrderId)>>;
+
 /// Everything the storefront's use cases need, shared by all requests.
 pub struct Storefront {
     pub store: Arc<dyn Store>,
@@ -77,7 +80,7 @@ pub struct Storefront {
     issues: Batcher<IssueWrite, Issued>,
     /// Payment deadlines of unpaid orders holding deal stock, soonest
     /// first: expiry pops what is due instead of scanning orders.
-    deadlines: Mutex<BinaryHeap<Reverse<(DateTime<Utc>, OrderId)>>>,
+    deadlines: Mutex<Deadlines>,
     payment_window: Duration,
     /// Idempotency keys whose first request is still running.
     pub in_flight: InFlight,

@@ -10,6 +10,7 @@ mod deals;
 mod durability;
 mod hotpath;
 mod idempotency;
+mod ledger_books;
 mod malformed;
 mod orders;
 mod points;
