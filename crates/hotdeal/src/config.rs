@@ -154,7 +154,7 @@ impl Config {
                 parallelism: l.argon2_parallelism.unwrap_or(d.parallelism),
             },
             hash_workers: l.hash_workers.unwrap_or(cores),
-            hash_queue: l.hash_queue.unwrap_or(cores * 32),
+            hash_queue: l.hash_queue.unwrap_or(cores * 8),
             durability: l.durability.unwrap_or(Durability::Process),
             deal_sweep_ms: l.deal_sweep_ms.unwrap_or(1000),
             order_queue: l.order_queue.unwrap_or(8192),

@@ -214,15 +214,33 @@ async fn first_come_first_served() {
     let (_, seller) = app.user("s@x.co").await;
     let product = app.product(&seller, 1_000, 100).await;
     let deal = app.deal(&seller, &product, 500, 10, None).await;
+    let deal_key = StockKey::Deal(hotdeal_domain::DealId::parse(&deal).expect("id"));
     let tokens = buyers(&app, 20).await;
-    // Requests leave in user order, a few milliseconds apart.
+    // The writer is stalled, so admitted orders stay in flight together
+    // while later ones arrive; each request arrives only after the one
+    // before it was admitted or refused.
+    let mut side = side_connection(&app).await;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut side)
+        .await
+        .expect("lock");
     let mut tasks = Vec::new();
     for t in &tokens {
-        let (app, t) = (app.clone(), t.clone());
+        let before = app.storefront.admission.available(deal_key).map(|a| a.0);
+        let (app2, t) = (app.clone(), t.clone());
         let line = json!([{"product_id": product, "deal_id": deal, "quantity": 1}]);
-        tasks.push(tokio::spawn(async move { app.order(&t, line).await }));
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let task = tokio::spawn(async move { app2.order(&t, line).await });
+        while !task.is_finished()
+            && app.storefront.admission.available(deal_key).map(|a| a.0) == before
+        {
+            tokio::task::yield_now().await;
+        }
+        tasks.push(task);
     }
+    sqlx::query("ROLLBACK")
+        .execute(&mut side)
+        .await
+        .expect("unlock");
     for (i, t) in tasks.into_iter().enumerate() {
         let r = t.await.expect("join");
         if i < 10 {
@@ -231,4 +249,5 @@ async fn first_come_first_served() {
             assert_eq!(r.code(), "INSUFFICIENT_STOCK", "user {} should lose", i + 1);
         }
     }
+    assert_eq!(app.remaining(&deal).await, 0);
 }

@@ -11,6 +11,7 @@ mod durability;
 mod hotpath;
 mod idempotency;
 mod ledger_books;
+mod load;
 mod malformed;
 mod orders;
 mod points;

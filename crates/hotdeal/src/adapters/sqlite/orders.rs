@@ -36,31 +36,102 @@ enum Spend {
 }
 
 impl SqliteStore {
-    /// The fast path: the whole batch in one transaction. Coupons and
-    /// points are per order (each in a savepoint, so one order short of
-    /// points drops out alone); stock is one conditional update per key for
-    /// the whole batch, and rows go in with multi-row inserts. The
-    /// admission tier admitted every order already, so the stock conditions
-    /// hold; if one does not, nothing is written and `None` sends the batch
-    /// down the slow path.
+    /// The fast path: the whole batch in one transaction. Orders with a
+    /// coupon are checked one by one in savepoints (so one unusable coupon
+    /// or short balance drops that order alone); other paid orders take
+    /// their points with one update per user; stock is one conditional
+    /// update per key for the whole batch, and rows go in with multi-row
+    /// inserts. The admission tier admitted every order already, so the
+    /// stock conditions hold; if one does not, nothing is written and `None`
+    /// sends the batch down the slow path.
     pub(super) async fn place_batch(
         &self,
         batch: &[OrderWrite],
     ) -> StoreResult<Option<Vec<Placement>>> {
         let mut tx = self.writer.begin().await?;
         let mut placements = vec![Placement::Placed; batch.len()];
+        // Orders with a coupon, one by one (each in a savepoint, so one
+        // unusable coupon or short balance drops that order alone).
         for (w, placement) in batch.iter().zip(&mut placements) {
-            let o = &w.order;
-            if o.coupon_id.is_none() && o.payment_status != PaymentStatus::Paid {
+            if w.order.coupon_id.is_none() {
                 continue;
             }
             let mut sp = sqlx::Acquire::begin(&mut tx).await?;
-            if let Some(refusal) = use_coupon_and_pay(&mut sp, o).await? {
+            if let Some(refusal) = use_coupon_and_pay(&mut sp, &w.order).await? {
                 *placement = refusal;
                 sp.rollback().await?;
             } else {
                 sp.commit().await?;
             }
+        }
+        // Paid orders without a coupon: one balance update per user for all
+        // their orders in the batch; a user who cannot pay for all of them
+        // goes order by order.
+        let mut payers: BTreeMap<UserId, Vec<usize>> = BTreeMap::new();
+        for (i, w) in batch.iter().enumerate() {
+            if w.order.coupon_id.is_none() && w.order.payment_status == PaymentStatus::Paid {
+                payers.entry(w.order.user_id).or_default().push(i);
+            }
+        }
+        let mut history = Vec::new();
+        for (user, orders) in payers {
+            let total: i64 = orders.iter().map(|&i| batch[i].order.total_amount).sum();
+            let now = orders
+                .iter()
+                .map(|&i| micros(batch[i].order.created_at))
+                .max()
+                .unwrap_or(0);
+            let left: Option<i64> = sqlx::query_scalar(
+                "UPDATE point_accounts SET balance = balance - ?2, updated_at = ?3 \
+                 WHERE user_id = ?1 AND balance >= ?2 RETURNING balance",
+            )
+            .bind(user.0)
+            .bind(total)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match left {
+                Some(left) => {
+                    let mut balance = left + total;
+                    for &i in &orders {
+                        let o = &batch[i].order;
+                        balance -= o.total_amount;
+                        history.push((
+                            o.user_id,
+                            o.total_amount,
+                            balance,
+                            o.id,
+                            micros(o.created_at),
+                        ));
+                    }
+                }
+                None => {
+                    for &i in &orders {
+                        let mut sp = sqlx::Acquire::begin(&mut tx).await?;
+                        if let Some(refusal) = use_coupon_and_pay(&mut sp, &batch[i].order).await? {
+                            placements[i] = refusal;
+                            sp.rollback().await?;
+                        } else {
+                            sp.commit().await?;
+                        }
+                    }
+                }
+            }
+        }
+        for chunk in fixed_chunks(&history) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO point_history (id, user_id, kind, amount, balance_after, order_id, created_at) ",
+            );
+            q.push_values(chunk, |mut b, (user, amount, after, order, at)| {
+                b.push_bind(uuid::Uuid::now_v7())
+                    .push_bind(user.0)
+                    .push_bind(PointKind::Payment.as_str())
+                    .push_bind(*amount)
+                    .push_bind(*after)
+                    .push_bind(order.0)
+                    .push_bind(*at);
+            });
+            q.build().persistent(true).execute(&mut *tx).await?;
         }
         let accepted: Vec<&OrderWrite> = batch
             .iter()
