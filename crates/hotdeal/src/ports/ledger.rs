@@ -75,6 +75,7 @@ pub trait Ledger: Send + Sync + 'static {
     // --- outbox
     async fn unpublished(&self, limit: i64) -> StoreResult<Vec<OutboxEntry>>;
     async fn mark_published(&self, up_to: i64, now: DateTime<Utc>) -> StoreResult<()>;
-    /// Deletes events published before `before`.
-    async fn prune_outbox(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+    /// Deletes events published before `before`; with `unread`, also
+    /// unpublished events created before it.
+    async fn prune_outbox(&self, before: DateTime<Utc>, unread: bool) -> StoreResult<u64>;
 }

@@ -14,12 +14,20 @@ use chrono::Duration;
 
 /// Most events relayed per round.
 const RELAY_BATCH: i64 = 1000;
-/// Published events are kept this long (for inspection) before pruning.
+/// Events are kept this long (published, or with nobody to publish to)
+/// before pruning.
 const KEEP_PUBLISHED: i64 = 3600;
 
 impl Storefront {
-    /// Publishes unpublished outbox events; returns how many.
+    /// Publishes unpublished outbox events; returns how many. With nobody
+    /// subscribed there is nobody to publish to, and reading the events
+    /// back would only cost the writer time: they wait in the outbox (for
+    /// an hour, see [`Storefront::prune`]) for a subscriber or a broker
+    /// adapter to relay them.
     pub async fn relay_events(&self) -> Result<usize> {
+        if self.events.receiver_count() == 0 {
+            return Ok(0);
+        }
         let mut relayed = 0;
         loop {
             let entries = self.ledger.unpublished(RELAY_BATCH).await?;
@@ -49,8 +57,10 @@ impl Storefront {
         self.ledger
             .prune_idempotency(now - Duration::days(2))
             .await?;
+        // With nobody subscribed, unpublished events are not waited for.
+        let unread = self.events.receiver_count() == 0;
         self.ledger
-            .prune_outbox(now - Duration::seconds(KEEP_PUBLISHED))
+            .prune_outbox(now - Duration::seconds(KEEP_PUBLISHED), unread)
             .await?;
         Ok(())
     }

@@ -381,12 +381,15 @@ impl Ledger for SqliteStore {
         Ok(())
     }
 
-    async fn prune_outbox(&self, before: DateTime<Utc>) -> StoreResult<u64> {
-        let done =
-            sqlx::query("DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ?")
-                .bind(micros(before))
-                .execute(&self.writer)
-                .await?;
+    async fn prune_outbox(&self, before: DateTime<Utc>, unread: bool) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM outbox WHERE (published_at IS NOT NULL AND published_at < ?1) \
+             OR (?2 AND published_at IS NULL AND created_at < ?1)",
+        )
+        .bind(micros(before))
+        .bind(unread)
+        .execute(&self.writer)
+        .await?;
         Ok(done.rows_affected())
     }
 }

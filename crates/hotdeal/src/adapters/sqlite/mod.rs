@@ -52,6 +52,26 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Read-only connections for queries.
     reader: SqlitePool,
+    /// Copies the WAL into the database file, off the writer's path.
+    checkpointer: SqlitePool,
+}
+
+/// Checkpoints the WAL every 200 ms until the store is closed. A PASSIVE
+/// checkpoint runs beside the writer and readers and never blocks them.
+async fn checkpoint_loop(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !pool.is_closed() {
+        tick.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if !pool.is_closed() {
+                tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+            }
+        }
+    }
 }
 
 const PRODUCT_COLS: &str =
@@ -75,25 +95,41 @@ impl SqliteStore {
             })
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // The writer never checkpoints: a checkpoint syncs the database file
+        // and would stall the commit that triggers it. A second connection
+        // checkpoints in the background instead (see `checkpoint_loop`).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(base.clone())
+            .connect_with(base.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         MIGRATOR
             .run(&writer)
             .await
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let checkpointer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(base.clone())
+            .await?;
+        tokio::spawn(checkpoint_loop(checkpointer.clone()));
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(base.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            checkpointer,
+        })
     }
 
     /// Closes both pools, flushing the WAL.
     pub async fn close(&self) {
+        self.checkpointer.close().await;
         self.reader.close().await;
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await;
         self.writer.close().await;
     }
 
