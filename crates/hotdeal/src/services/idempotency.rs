@@ -8,6 +8,7 @@
 
 use super::{Error, Result, Storefront};
 use crate::model::IdempotentAnswer;
+use crate::ports::IdempotencyWrite;
 use hotdeal_domain::UserId;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,25 @@ use std::sync::{Arc, Mutex};
 pub struct IdempotencyKey {
     pub key: String,
     pub request_hash: [u8; 32],
+}
+
+impl IdempotencyKey {
+    /// This key, to be stored with a change answered `status` and rendered
+    /// by `render` from the changed resource.
+    pub fn write<'a, T>(
+        &'a self,
+        user: UserId,
+        status: u16,
+        render: &'a fn(&T) -> Vec<u8>,
+    ) -> IdempotencyWrite<'a, T> {
+        IdempotencyWrite {
+            user_id: user,
+            key: &self.key,
+            request_hash: self.request_hash,
+            status,
+            render,
+        }
+    }
 }
 
 /// Keys whose first request is running, per instance.

@@ -10,9 +10,7 @@ use super::catalog::refused;
 use super::idempotency::IdempotencyKey;
 use super::{Error, Result, Storefront};
 use crate::model::{IdempotentAnswer, Order, OrderItem, Page, Paged, ShippingAddress};
-use crate::ports::{
-    CancelBy, Cancellation, IdempotencyWrite, LimitClaim, OrderWrite, Payment, Placement, Refused,
-};
+use crate::ports::{CancelBy, Cancellation, LimitClaim, OrderWrite, Payment, Placement, Refused};
 use hotdeal_domain::{sum_demands, LineDemand, OrderId, OrderStatus, PaymentStatus, UserId};
 use serde_json::json;
 use std::cmp::Reverse;
@@ -235,14 +233,9 @@ impl Storefront {
         idempotency: Option<(&IdempotencyKey, RenderOrder)>,
     ) -> Result<Order> {
         self.order_of(user, id).await?;
-        let write = idempotency.map(|(key, render)| (key, move |o: &Order| render(o)));
-        let idem = write.as_ref().map(|(key, render)| IdempotencyWrite {
-            user_id: user,
-            key: &key.key,
-            request_hash: key.request_hash,
-            status: 200,
-            render,
-        });
+        let idem = idempotency
+            .as_ref()
+            .map(|(key, render)| key.write(user, 200, render));
         match self
             .store
             .pay_order(id, user, self.clock.now(), idem.as_ref())

@@ -3,7 +3,7 @@
 use super::idempotency::IdempotencyKey;
 use super::{Result, Storefront};
 use crate::model::{Page, Paged, PointAccount, PointEntry};
-use crate::ports::{Charge, IdempotencyWrite};
+use crate::ports::Charge;
 use hotdeal_domain::UserId;
 
 /// Renders a charge as the API answers it (for idempotency answers).
@@ -29,14 +29,9 @@ impl Storefront {
         amount: i64,
         idempotency: Option<(&IdempotencyKey, RenderCharge)>,
     ) -> Result<Charge> {
-        let write = idempotency.map(|(key, render)| (key, move |c: &Charge| render(c)));
-        let idem = write.as_ref().map(|(key, render)| IdempotencyWrite {
-            user_id: user,
-            key: &key.key,
-            request_hash: key.request_hash,
-            status: 201,
-            render,
-        });
+        let idem = idempotency
+            .as_ref()
+            .map(|(key, render)| key.write(user, 201, render));
         Ok(self
             .ledger
             .charge(user, amount, self.clock.now(), idem.as_ref())
