@@ -23,16 +23,61 @@ pub const INFO: Info = Info {
 };
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
+    let thresholds = [
+        Threshold::Duration {
+            q: 95.0,
+            cmp: Cmp::Lt,
+            ms: 2000.0,
+        },
+        Threshold::Failed {
+            cmp: Cmp::Lt,
+            rate: 0.10,
+        },
+    ];
+    run_single_product(
+        ctx,
+        SingleProduct {
+            info: INFO,
+            name: "order-stress",
+            start: 1,
+            stages: vec![
+                Stage::secs(30, 50.0),
+                Stage::secs(60, 50.0),
+                Stage::secs(10, 0.0),
+            ],
+            users: 50,
+            stock: 1_000_000,
+            think: Duration::from_millis(100),
+            timeout: Duration::from_secs(60),
+            thresholds: &thresholds,
+            notes: vec![],
+        },
+    )
+    .await
+}
+
+/// The shape shared by `order-stress` and `order-overload`: many buyers
+/// ordering one unit of one product in a closed loop.
+pub struct SingleProduct<'a> {
+    pub info: Info,
+    pub name: &'static str,
+    pub start: u32,
+    pub stages: Vec<Stage>,
+    pub users: usize,
+    pub stock: u64,
+    pub think: Duration,
+    pub timeout: Duration,
+    pub thresholds: &'a [Threshold],
+    pub notes: Vec<String>,
+}
+
+pub async fn run_single_product(ctx: &Ctx, s: SingleProduct<'_>) -> anyhow::Result<Outcome> {
     let plan = ctx.plan(Plan::RampingVus {
-        start: 1,
-        stages: vec![
-            Stage::secs(30, 50.0),
-            Stage::secs(60, 50.0),
-            Stage::secs(10, 0.0),
-        ],
+        start: s.start,
+        stages: s.stages,
     })?;
-    let users = ctx.users_or(50).max(1);
-    let stock = ctx.stock_or(1_000_000);
+    let users = ctx.users_or(s.users).max(1);
+    let stock = ctx.stock_or(s.stock);
     let price = 10_000;
 
     let t0 = Instant::now();
@@ -40,7 +85,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let product = setup::create_product(
         &mut Api::new(&ctx.target),
         &seller,
-        &format!("order-stress {}", ctx.tag),
+        &format!("{} {}", s.name, ctx.tag),
         price,
         stock,
     )
@@ -52,38 +97,24 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
         checks: vec!["order 201"],
         rates: vec![],
     };
-    let think = ctx.think_or(Duration::from_millis(100));
     let measured = ctx
         .measure(
             workload.clone(),
             plan,
             names,
-            think,
-            ctx.timeout_or(Duration::from_secs(60)),
+            ctx.think_or(s.think),
+            ctx.timeout_or(s.timeout),
         )
         .await?;
 
     let books = single_product_books(ctx, &product, &workload.ledger, &buyers).await?;
-    let thresholds = evaluate(
-        &[
-            Threshold::Duration {
-                q: 95.0,
-                cmp: Cmp::Lt,
-                ms: 2000.0,
-            },
-            Threshold::Failed {
-                cmp: Cmp::Lt,
-                rate: 0.10,
-            },
-        ],
-        &measured.totals,
-    );
+    let thresholds = evaluate(s.thresholds, &measured.totals);
     Ok(Outcome {
-        info: INFO,
+        info: s.info,
         measured,
         thresholds,
         books: Some(books),
-        notes: vec![],
+        notes: s.notes,
         setup,
         params: json!({"users": users, "stock": product.initial_stock, "price": price, "product_id": product.id}),
     })
