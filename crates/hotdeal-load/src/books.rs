@@ -47,6 +47,16 @@ impl Books {
         });
     }
 
+    /// A check over many items: passes when `wrong` is empty, and names the
+    /// first failure otherwise.
+    pub fn all(&mut self, name: &str, wrong: &[String], checked: String) {
+        let detail = match wrong.first() {
+            None => checked,
+            Some(first) => format!("{} wrong; first: {first}", wrong.len()),
+        };
+        self.push(name, wrong.is_empty(), detail);
+    }
+
     /// `remaining + sold (+ unknown) = initial` for one stock.
     pub fn stock(&mut self, name: &str, initial: i64, remaining: i64, sold: u64, unknown: u64) {
         let (sold, unknown) = (sold as i64, unknown as i64);

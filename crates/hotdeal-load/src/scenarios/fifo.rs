@@ -18,7 +18,6 @@ use super::{Ctx, Info, Outcome};
 use crate::books::{verify_orders, Books, Ledger};
 use crate::client::ReqHead;
 use crate::executor::{Plan, Vu, Workload};
-use crate::metrics::Names;
 use crate::setup::{self, Api};
 use crate::thresholds::ThresholdResult;
 
@@ -193,18 +192,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     });
     let setup = t0.elapsed();
 
-    let names = Names {
-        checks: vec!["201 or INSUFFICIENT_STOCK"],
-        rates: vec![],
-    };
     let measured = ctx
-        .measure(
-            workload.clone(),
-            plan,
-            names,
-            ctx.think_or(Duration::ZERO),
-            ctx.timeout_or(Duration::from_secs(60)),
-        )
+        .measure_one_check(workload.clone(), plan, "201 or INSUFFICIENT_STOCK")
         .await?;
 
     let answers = workload

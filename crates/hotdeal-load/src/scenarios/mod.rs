@@ -195,6 +195,29 @@ impl Ctx {
 
     /// Runs the measured phase: CPU samples around the executor, progress
     /// on stderr, metrics merged at the end.
+    /// [`measure`](Self::measure) with one check, no think time and a
+    /// 60 s timeout unless the command line says otherwise.
+    pub async fn measure_one_check<W: Workload>(
+        &self,
+        workload: Arc<W>,
+        plan: Plan,
+        check: &'static str,
+    ) -> anyhow::Result<Measured> {
+        let names = Names {
+            checks: vec![check],
+            rates: vec![],
+        };
+        let think = self.think_or(Duration::ZERO);
+        self.measure(
+            workload,
+            plan,
+            names,
+            think,
+            self.timeout_or(Duration::from_secs(60)),
+        )
+        .await
+    }
+
     pub async fn measure<W: Workload>(
         &self,
         workload: Arc<W>,

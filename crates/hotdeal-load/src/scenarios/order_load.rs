@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use hyper::Method;
@@ -26,7 +26,6 @@ use crate::books::{sample, verify_orders, Books, Ledger};
 use crate::client::ReqHead;
 use crate::config::Stage;
 use crate::executor::{expect_ok, Plan, Vu, Workload};
-use crate::metrics::Names;
 use crate::rng::Rng;
 use crate::setup::{self, par_map, Api, Product};
 use crate::thresholds::{Cmp, Threshold};
@@ -167,18 +166,8 @@ pub async fn run(ctx: &Ctx, spike: bool) -> anyhow::Result<Outcome> {
     });
     let setup = t0.elapsed();
 
-    let names = Names {
-        checks: vec!["status is 201"],
-        rates: vec![],
-    };
     let measured = ctx
-        .measure(
-            workload.clone(),
-            plan,
-            names,
-            ctx.think_or(Duration::ZERO),
-            ctx.timeout_or(Duration::from_secs(60)),
-        )
+        .measure_one_check(workload.clone(), plan, "status is 201")
         .await?;
 
     // Books: stock per product, orders, balances.
@@ -213,14 +202,10 @@ pub async fn run(ctx: &Ctx, spike: bool) -> anyhow::Result<Outcome> {
             wrong.push(format!("user {u}: balance {balance}, expected {expected}"));
         }
     }
-    books.push(
+    books.all(
         "points balance = charged − spent",
-        wrong.is_empty(),
-        if wrong.is_empty() {
-            format!("{} users checked", checked.len())
-        } else {
-            format!("{} wrong; first: {}", wrong.len(), wrong[0])
-        },
+        &wrong,
+        format!("{} users checked", checked.len()),
     );
 
     let thresholds = evaluate(
