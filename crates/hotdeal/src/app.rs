@@ -8,7 +8,7 @@
 use crate::adapters::argon2::Argon2Hasher;
 use crate::adapters::memory_admission::MemoryAdmission;
 use crate::adapters::sqlite::SqliteStore;
-use crate::config::Config;
+use crate::config::{Config, MIN_JWT_SECRET_BYTES};
 use crate::ports::{Clock, SystemClock};
 use crate::services::tokens::TokenKeys;
 use crate::services::{Engines, Storefront, WritePath};
@@ -39,13 +39,9 @@ impl App {
 
     /// As [`App::build`], with an injected clock (tests move time by hand).
     pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)
+        create_private_dir(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-        let secret = match &config.jwt_secret {
-            Some(s) if s.len() >= 8 => s.clone().into_bytes(),
-            Some(_) => bail!("the JWT secret must be at least 8 bytes"),
-            None => load_or_create_secret(&config.data_dir)?,
-        };
+        let secret = jwt_secret(config)?;
         let store = Arc::new(open_store(config).await?);
         let hasher = Argon2Hasher::new(config.argon2, config.hash_workers, config.hash_queue)
             .context("configuring Argon2")?;
@@ -113,17 +109,46 @@ impl App {
     }
 }
 
-/// Opens the store named by the configuration's URL.
+/// Opens the store named by the configuration's URL. The URL may carry a
+/// password: it appears in no message.
 pub async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    if !config.database_url.starts_with("sqlite:") {
+    if !config.database_url.expose().starts_with("sqlite:") {
+        bail!("unsupported database URL: this build stores in SQLite (sqlite://PATH)");
+    }
+    SqliteStore::open(config.database_url.expose(), config.durability)
+        .await
+        .context("opening the SQLite store")
+}
+
+/// The HS256 key: from the settings, from the secret file, or generated
+/// once into the data dir. Anything shorter than 32 bytes is refused: an
+/// empty or one-byte key lets anyone forge tokens.
+fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    let (secret, from) = match (&config.jwt_secret, &config.jwt_secret_file) {
+        (Some(s), _) => (
+            s.expose().as_bytes().to_vec(),
+            "the JWT secret setting".to_owned(),
+        ),
+        (None, Some(path)) => {
+            let text = std::fs::read(path)
+                .with_context(|| format!("reading the JWT secret file {}", path.display()))?;
+            // A trailing newline from `echo` or an editor is not key material.
+            let end = text
+                .iter()
+                .rposition(|b| !matches!(b, b'\n' | b'\r'))
+                .map_or(0, |i| i + 1);
+            (text[..end].to_vec(), path.display().to_string())
+        }
+        (None, None) => return load_or_create_secret(&config.data_dir),
+    };
+    if secret.len() < MIN_JWT_SECRET_BYTES {
         bail!(
-            "unsupported database URL {:?}: this build stores in SQLite (sqlite://PATH)",
-            config.database_url
+            "{from} holds {} bytes; the JWT secret must be at least {MIN_JWT_SECRET_BYTES} bytes \
+             (e.g. `openssl rand -base64 48`)",
+            secret.len()
         );
     }
-    SqliteStore::open(&config.database_url, config.durability)
-        .await
-        .with_context(|| format!("opening {}", config.database_url))
+    Ok(secret)
 }
 
 /// The housekeeping that runs every `every`: ended deals give their
@@ -153,41 +178,81 @@ async fn housekeeping(app: Arc<Storefront>, every: Duration) {
     }
 }
 
-/// The JWT secret kept in the data dir, created on first start.
+/// The JWT secret kept in the data dir, created on first start. A file
+/// that holds less than a full key (left by an old version, or edited by
+/// hand) is refused rather than used.
 fn load_or_create_secret(dir: &Path) -> anyhow::Result<Vec<u8>> {
     let path = dir.join("jwt-secret");
     if path.exists() {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        return B64
+        let key = B64
             .decode(text.trim())
-            .with_context(|| format!("{} is not base64", path.display()));
+            .with_context(|| format!("{} is not base64", path.display()))?;
+        if key.len() < MIN_JWT_SECRET_BYTES {
+            bail!(
+                "{} holds a {}-byte key; at least {MIN_JWT_SECRET_BYTES} bytes are required. \
+                 Delete the file to generate a new key (signed-in users will log in again)",
+                path.display(),
+                key.len()
+            );
+        }
+        return Ok(key);
     }
     let mut key = [0u8; 48];
     rand::rngs::OsRng.fill_bytes(&mut key);
-    write_private(&path, B64.encode(key).as_bytes())?;
+    write_atomically(&path, B64.encode(key).as_bytes())?;
     tracing::info!(path = %path.display(), "generated a new JWT secret");
     Ok(key.to_vec())
 }
 
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes `bytes` to `path` so that `path` either does not exist or holds
+/// all of them, readable by the owner only: a temporary file, fsync,
+/// rename, fsync of the directory. A crash or a full disk never leaves a
+/// short file behind under the real name.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let written = (|| -> std::io::Result<()> {
+        let mut f = private_file(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(unix)]
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    Ok(())
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("creating {}", path.display()))
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::File::create(path)
+}
+
+/// Creates the data dir (and missing parents) readable by the owner only:
+/// it holds password hashes and the signing key.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -10,6 +10,32 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// A setting that must never reach logs, error text or `Debug` output: a
+/// signing key, a connection URL that may carry a password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
+/// The shortest HS256 key accepted: 256 bits, the size of the hash.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
 /// The resolved configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -18,10 +44,14 @@ pub struct Config {
     /// Where the embedded database and the generated JWT secret live.
     pub data_dir: PathBuf,
     /// Store URL; defaults to `sqlite://<data_dir>/hotdeal.db`.
-    pub database_url: String,
-    /// HS256 key for access tokens. When absent, one is generated once and
-    /// kept in `<data_dir>/jwt-secret`.
-    pub jwt_secret: Option<String>,
+    pub database_url: Secret,
+    /// HS256 key for access tokens (at least 32 bytes). When absent, it is
+    /// read from `jwt_secret_file`, else generated once and kept in
+    /// `<data_dir>/jwt-secret`.
+    pub jwt_secret: Option<Secret>,
+    /// A file holding the HS256 key, so it need not be on the command
+    /// line (where `ps` shows it).
+    pub jwt_secret_file: Option<PathBuf>,
     pub argon2: Argon2Params,
     /// Hashes running at once (default: the number of cores).
     pub hash_workers: usize,
@@ -48,8 +78,9 @@ pub struct Config {
 pub struct ConfigLayer {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
-    pub database_url: Option<String>,
-    pub jwt_secret: Option<String>,
+    pub database_url: Option<Secret>,
+    pub jwt_secret: Option<Secret>,
+    pub jwt_secret_file: Option<PathBuf>,
     pub argon2_memory_kib: Option<u32>,
     pub argon2_iterations: Option<u32>,
     pub argon2_parallelism: Option<u32>,
@@ -83,8 +114,9 @@ impl ConfigLayer {
             match key {
                 "LISTEN" => l.listen = Some(v.parse().with_context(bad)?),
                 "DATA_DIR" => l.data_dir = Some(v.into()),
-                "DATABASE_URL" => l.database_url = Some(v),
-                "JWT_SECRET" => l.jwt_secret = Some(v),
+                "DATABASE_URL" => l.database_url = Some(Secret(v)),
+                "JWT_SECRET" => l.jwt_secret = Some(Secret(v)),
+                "JWT_SECRET_FILE" => l.jwt_secret_file = Some(v.into()),
                 "ARGON2_MEMORY_KIB" => l.argon2_memory_kib = Some(v.parse().with_context(bad)?),
                 "ARGON2_ITERATIONS" => l.argon2_iterations = Some(v.parse().with_context(bad)?),
                 "ARGON2_PARALLELISM" => l.argon2_parallelism = Some(v.parse().with_context(bad)?),
@@ -116,6 +148,7 @@ impl ConfigLayer {
             data_dir: other.data_dir.or(self.data_dir),
             database_url: other.database_url.or(self.database_url),
             jwt_secret: other.jwt_secret.or(self.jwt_secret),
+            jwt_secret_file: other.jwt_secret_file.or(self.jwt_secret_file),
             argon2_memory_kib: other.argon2_memory_kib.or(self.argon2_memory_kib),
             argon2_iterations: other.argon2_iterations.or(self.argon2_iterations),
             argon2_parallelism: other.argon2_parallelism.or(self.argon2_parallelism),
@@ -136,9 +169,12 @@ impl Config {
     /// Fills every unset value with its default.
     pub fn resolve(l: ConfigLayer) -> Self {
         let data_dir = l.data_dir.unwrap_or_else(|| PathBuf::from("data"));
-        let database_url = l
-            .database_url
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("hotdeal.db").display()));
+        let database_url = l.database_url.unwrap_or_else(|| {
+            Secret(format!(
+                "sqlite://{}",
+                data_dir.join("hotdeal.db").display()
+            ))
+        });
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let d = Argon2Params::default();
         Self {
@@ -148,6 +184,7 @@ impl Config {
             data_dir,
             database_url,
             jwt_secret: l.jwt_secret,
+            jwt_secret_file: l.jwt_secret_file,
             argon2: Argon2Params {
                 memory_kib: l.argon2_memory_kib.unwrap_or(d.memory_kib),
                 iterations: l.argon2_iterations.unwrap_or(d.iterations),
@@ -184,7 +221,7 @@ impl Config {
         Self::resolve(ConfigLayer {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             data_dir: Some(data_dir.to_owned()),
-            jwt_secret: Some("test-secret".into()),
+            jwt_secret: Some(Secret::new("test-secret-of-at-least-32-bytes")),
             argon2_memory_kib: Some(64),
             argon2_iterations: Some(1),
             // Tests sign up hundreds of users at once; refusing them is
@@ -212,7 +249,7 @@ mod tests {
     fn defaults_are_the_embedded_setup() {
         let c = Config::load(None, env(&[]), ConfigLayer::default()).expect("config");
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.database_url, "sqlite://data/hotdeal.db");
+        assert_eq!(c.database_url.expose(), "sqlite://data/hotdeal.db");
         assert!(c.jwt_secret.is_none());
         assert_eq!(c.argon2, Argon2Params::default());
     }
@@ -243,8 +280,35 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:9002");
         assert_eq!(c.data_dir, PathBuf::from("/from-env"));
         assert_eq!(c.argon2.iterations, 3);
-        assert_eq!(c.database_url, "sqlite:///from-env/hotdeal.db");
+        assert_eq!(c.database_url.expose(), "sqlite:///from-env/hotdeal.db");
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn debug_output_hides_secrets_and_urls() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("HOTDEAL_JWT_SECRET", "jwt-secret-value-0123456789abcdefgh"),
+                (
+                    "HOTDEAL_DATABASE_URL",
+                    "postgres://app:pa55word-value@db.internal/hotdeal",
+                ),
+            ]),
+            ConfigLayer::default(),
+        )
+        .expect("config");
+        let shown = format!(
+            "{c:?} {:?}",
+            ConfigLayer::default().merge(ConfigLayer {
+                jwt_secret: c.jwt_secret.clone(),
+                database_url: Some(c.database_url.clone()),
+                ..Default::default()
+            })
+        );
+        assert!(!shown.contains("jwt-secret-value"), "{shown}");
+        assert!(!shown.contains("pa55word-value"), "{shown}");
+        assert!(!shown.contains("db.internal"), "{shown}");
     }
 
     #[test]

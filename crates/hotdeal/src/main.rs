@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use hotdeal::config::{Config, ConfigLayer};
+use hotdeal::config::{Config, ConfigLayer, Secret};
 use hotdeal::{app, seed, App};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -60,9 +60,14 @@ struct Settings {
     /// Store URL [default: sqlite://<data-dir>/hotdeal.db].
     #[arg(long)]
     database_url: Option<String>,
-    /// HS256 secret for access tokens [default: generated, kept in the data dir].
+    /// HS256 secret for access tokens, at least 32 bytes [default: generated,
+    /// kept in the data dir]. Prefer --jwt-secret-file or HOTDEAL_JWT_SECRET:
+    /// other users of the machine can read a command line.
     #[arg(long)]
     jwt_secret: Option<String>,
+    /// A file holding the HS256 secret (at least 32 bytes).
+    #[arg(long)]
+    jwt_secret_file: Option<PathBuf>,
     /// Argon2id memory in KiB [default: 19456].
     #[arg(long)]
     argon2_memory_kib: Option<u32>,
@@ -79,8 +84,9 @@ impl Settings {
         let flags = ConfigLayer {
             listen: self.listen,
             data_dir: self.data_dir,
-            database_url: self.database_url,
-            jwt_secret: self.jwt_secret,
+            database_url: self.database_url.map(Secret::new),
+            jwt_secret: self.jwt_secret.map(Secret::new),
+            jwt_secret_file: self.jwt_secret_file,
             argon2_memory_kib: self.argon2_memory_kib,
             argon2_iterations: self.argon2_iterations,
             argon2_parallelism: self.argon2_parallelism,
@@ -127,7 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     seed::DEMO_PASSWORD
                 );
             }
-            tracing::info!(addr = %app.local_addr(), db = %config.database_url, "hotdeal listening");
+            tracing::info!(addr = %app.local_addr(), store = "sqlite", "hotdeal listening");
             app.serve(app::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }

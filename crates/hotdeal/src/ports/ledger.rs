@@ -62,6 +62,8 @@ pub trait Ledger: Send + Sync + 'static {
     async fn issue_coupons(&self, batch: &[IssueWrite]) -> Vec<StoreResult<Issued>>;
     async fn user_coupons(&self, user: UserId, page: Page) -> StoreResult<Paged<UserCoupon>>;
     async fn user_coupon(&self, coupon: Uuid, user: UserId) -> StoreResult<Option<UserCoupon>>;
+    /// A user coupon by its own id (the id `GET /users/me/coupons` shows).
+    async fn user_coupon_by_id(&self, id: Uuid) -> StoreResult<Option<UserCoupon>>;
 
     // --- idempotency
     async fn idempotent_answer(

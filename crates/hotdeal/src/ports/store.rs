@@ -13,6 +13,14 @@ use std::collections::BTreeMap;
 pub enum StoreError {
     #[error("email already registered")]
     EmailExists,
+    /// The write names a user the store does not have (a token signed for
+    /// another database).
+    #[error("no such user")]
+    UnknownUser,
+    /// The storage cannot take writes now (disk full, I/O error, the
+    /// database file gone): nothing was written; retry later.
+    #[error("storage unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("storage backend failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -148,8 +156,14 @@ impl<T> IdempotencyWrite<'_, T> {
     }
 }
 
+/// An adapter answers a write as done only after it committed durably; a
+/// write that may not have committed is an error, never a success.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// False after a storage failure, until the store has committed a write
+    /// again; writes meanwhile fail fast with [`StoreError::Unavailable`].
+    fn writable(&self) -> bool;
+
     // --- users and sessions
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
@@ -167,6 +181,14 @@ pub trait Store: Send + Sync + 'static {
         token_hash: &[u8; 32],
         now: DateTime<Utc>,
     ) -> StoreResult<Option<UserId>>;
+    /// Makes the user's unused refresh tokens unusable: the one whose hash
+    /// is given, or all of them. Returns how many were revoked.
+    async fn revoke_refresh_tokens(
+        &self,
+        user: UserId,
+        token_hash: Option<&[u8; 32]>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
 
     // --- catalogue
     async fn insert_product(&self, product: &Product) -> StoreResult<()>;

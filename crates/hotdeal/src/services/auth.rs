@@ -96,6 +96,17 @@ impl Storefront {
         })
     }
 
+    /// Ends sessions: the given refresh token of `user`, or without one
+    /// every refresh token of theirs, can no longer be used. Access tokens
+    /// already handed out stay valid until they expire (at most an hour).
+    pub async fn logout(&self, user: UserId, refresh_token: Option<&str>) -> Result<()> {
+        let hash = refresh_token.map(refresh_hash);
+        self.store
+            .revoke_refresh_tokens(user, hash.as_ref(), self.clock.now())
+            .await?;
+        Ok(())
+    }
+
     /// The user a bearer token names.
     pub fn authenticate(&self, bearer: &str) -> Result<UserId> {
         self.tokens

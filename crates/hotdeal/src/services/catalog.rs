@@ -131,6 +131,7 @@ impl Storefront {
                 if delta > 0 {
                     self.admission.restock(key, delta);
                 }
+                self.catalog.touch();
                 Ok(self.live_product(&p))
             }
             other => {

@@ -85,6 +85,14 @@ impl CatalogCache {
             .min()
     }
 
+    /// Marks the catalogue changed although no entry did: stock moved
+    /// outside an order (a cancel, an expiry, a stock edit), and a change
+    /// answered 2xx must show in every read that starts after it, where
+    /// counts moved by orders alone may lag a little (see the page cache).
+    pub fn touch(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
     }

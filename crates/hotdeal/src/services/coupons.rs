@@ -107,25 +107,55 @@ impl Storefront {
         Ok(self.ledger.user_coupons(user, page).await?)
     }
 
-    /// The discount `user`'s coupon gives on `amount`, if they may use it
-    /// now. The store re-checks "unused and theirs" when it commits.
-    pub(super) async fn coupon_discount(&self, user: UserId, id: Uuid, amount: i64) -> Result<i64> {
+    /// Which coupon `id` names for `user` (a coupon's id, or the id of the
+    /// user's copy of it from `GET /users/me/coupons`) and the discount it
+    /// gives on the order's `lines` (seller, subtotal), if they may use it
+    /// now. A coupon discounts only its creator's products: the minimum, the
+    /// percentage and the cap apply to the subtotal of those lines. The
+    /// store re-checks "unused and theirs" when it commits.
+    pub(super) async fn coupon_discount(
+        &self,
+        user: UserId,
+        id: Uuid,
+        lines: &[(UserId, i64)],
+    ) -> Result<(Uuid, i64)> {
         let not_usable = |why: &str| Error::CouponNotUsable(why.to_owned());
-        let coupon = self.coupon(id).map_err(|_| not_usable("no such coupon"))?;
+        let coupon = match self.coupon(id) {
+            Ok(coupon) => coupon,
+            Err(_) => match self.ledger.user_coupon_by_id(id).await? {
+                Some(uc) if uc.user_id == user => self
+                    .coupon(uc.coupon_id)
+                    .map_err(|_| not_usable("no such coupon"))?,
+                _ => return Err(not_usable("no such coupon")),
+            },
+        };
         let now: DateTime<Utc> = self.clock.now();
         if now >= coupon.window.ends_at {
             return Err(not_usable("the coupon has expired"));
         }
-        match self.ledger.user_coupon(id, user).await? {
+        match self.ledger.user_coupon(coupon.id, user).await? {
             Some(uc) if !uc.used => {}
             Some(_) => return Err(not_usable("the coupon was already used")),
             None => return Err(not_usable("the coupon was not issued to this user")),
         }
-        coupon.discount_on(amount).ok_or_else(|| {
+        let (mut eligible, mut any) = (0i64, false);
+        for &(seller, subtotal) in lines {
+            if seller == coupon.created_by {
+                eligible = eligible.saturating_add(subtotal);
+                any = true;
+            }
+        }
+        if !any {
+            return Err(not_usable(
+                "the coupon applies only to products of the seller who created it",
+            ));
+        }
+        let discount = coupon.discount_on(eligible).ok_or_else(|| {
             not_usable(&format!(
-                "the order is below the minimum of {} won",
+                "the seller's products in the order are below the minimum of {} won",
                 coupon.min_order_amount
             ))
-        })
+        })?;
+        Ok((coupon.id, discount))
     }
 }

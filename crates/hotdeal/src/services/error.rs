@@ -50,6 +50,9 @@ pub enum Error {
     IdempotencyKeyReused,
     #[error("overloaded")]
     Overloaded,
+    /// The store cannot take writes now; nothing was changed.
+    #[error("storage unavailable")]
+    StoreUnavailable,
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -60,6 +63,10 @@ impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::EmailExists => Error::EmailExists,
+            // A token signed by this server for a user its store lacks.
+            StoreError::UnknownUser => Error::InvalidToken,
+            // Logged by the store once when it happens, not per request.
+            StoreError::Unavailable(_) => Error::StoreUnavailable,
             StoreError::Backend(inner) => Error::Internal(inner),
         }
     }

@@ -37,6 +37,8 @@ impl Storefront {
     ) -> Result<Order> {
         let now = self.clock.now();
         let mut items = Vec::with_capacity(req.lines.len());
+        // (seller, subtotal) per line: a coupon discounts its seller's lines.
+        let mut by_seller = Vec::with_capacity(req.lines.len());
         let mut limits: Vec<LimitClaim> = Vec::new();
         let mut holds_deal_stock = false;
         for line in &req.lines {
@@ -66,6 +68,8 @@ impl Storefront {
                     deal.deal_price
                 }
             };
+            let subtotal = unit_price.saturating_mul(line.quantity);
+            by_seller.push((product.seller_id, subtotal));
             items.push(OrderItem {
                 id: Uuid::now_v7(),
                 product_id: line.product_id,
@@ -73,15 +77,18 @@ impl Storefront {
                 product_name: product.name.clone(),
                 quantity: line.quantity,
                 unit_price,
-                subtotal: unit_price.saturating_mul(line.quantity),
+                subtotal,
             });
         }
         let subtotal = items
             .iter()
             .fold(0i64, |acc, i| acc.saturating_add(i.subtotal));
-        let discount_amount = match req.coupon_id {
-            Some(coupon) => self.coupon_discount(user, coupon, subtotal).await?,
-            None => 0,
+        let (coupon_id, discount_amount) = match req.coupon_id {
+            Some(id) => {
+                let (coupon, discount) = self.coupon_discount(user, id, &by_seller).await?;
+                (Some(coupon), discount)
+            }
+            None => (None, 0),
         };
         let paid = req.pay_with_points;
         let order = Order {
@@ -97,7 +104,7 @@ impl Storefront {
                 PaymentStatus::Unpaid
             },
             shipping_address: req.shipping_address,
-            coupon_id: req.coupon_id,
+            coupon_id,
             cancel_reason: None,
             cancelled_at: None,
             created_at: now,
@@ -221,6 +228,7 @@ impl Storefront {
                     self.admission.unclaim(deal, order.user_id, item.quantity);
                 }
             }
+            self.catalog.touch();
         }
         Ok(outcome)
     }

@@ -30,7 +30,10 @@ fn start(dir: &std::path::Path) -> Server {
             "--data-dir",
         ])
         .arg(dir)
-        .env("HOTDEAL_JWT_SECRET", "crash-test-secret")
+        .env(
+            "HOTDEAL_JWT_SECRET",
+            "crash-test-secret-of-at-least-32-bytes",
+        )
         .env("HOTDEAL_ARGON2_MEMORY_KIB", "64")
         .env("HOTDEAL_ARGON2_ITERATIONS", "1")
         .env("RUST_LOG", "info")

@@ -31,7 +31,7 @@ async fn run(scenario: &str, flags: &[&str]) -> (i32, Value, sqlx::SqliteConnect
     let summary: Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).expect("summary"))
             .expect("json");
-    let db = sqlx::SqliteConnection::connect(&config.database_url)
+    let db = sqlx::SqliteConnection::connect(config.database_url.expose())
         .await
         .expect("db");
     server.abort();

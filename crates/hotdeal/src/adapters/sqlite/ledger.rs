@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealWindow, OrderId, UserId};
 use serde_json::json;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -69,93 +69,104 @@ impl SqliteStore {
     /// coupon, one multi-row insert. `None` when a condition fails (a
     /// duplicate or an exhausted coupon), so the caller goes one by one.
     async fn issue_batch(&self, batch: &[IssueWrite]) -> StoreResult<Option<()>> {
-        let mut per_coupon: BTreeMap<Uuid, i64> = BTreeMap::new();
-        for w in batch {
-            *per_coupon.entry(w.user_coupon.coupon_id).or_insert(0) += 1;
-        }
-        let now = batch
-            .iter()
-            .map(|w| micros(w.user_coupon.issued_at))
-            .max()
-            .unwrap_or(0);
-        let mut tx = self.writer.begin().await?;
-        for (coupon, n) in &per_coupon {
-            let counted = sqlx::query(
-                "UPDATE coupons SET issued_count = issued_count + ?1 \
-                 WHERE id = ?2 AND issued_count + ?1 <= total_quantity",
-            )
-            .bind(n)
-            .bind(coupon)
-            .execute(&mut *tx)
-            .await?;
-            if counted.rows_affected() != 1 {
-                return Ok(None);
-            }
-        }
-        for chunk in fixed_chunks(batch) {
-            let mut q = QueryBuilder::<Sqlite>::new(format!(
-                "INSERT INTO user_coupons ({USER_COUPON_COLS}) "
-            ));
-            q.push_values(chunk, |mut b, w| {
-                let uc = &w.user_coupon;
-                b.push_bind(uc.id)
-                    .push_bind(uc.coupon_id)
-                    .push_bind(uc.user_id.0)
-                    .push_bind("issued")
-                    .push_bind(micros(uc.issued_at))
-                    .push_bind(None::<i64>)
-                    .push_bind(None::<Uuid>);
-            });
-            if let Err(e) = q.build().persistent(true).execute(&mut *tx).await {
-                if e.as_database_error()
-                    .is_some_and(|d| d.is_unique_violation())
-                {
-                    return Ok(None);
-                }
-                return Err(e.into());
-            }
-        }
-        let events: Vec<_> = batch.iter().map(|w| issue_event(&w.user_coupon)).collect();
-        insert_events(&mut tx, &events, now).await?;
-        tx.commit().await?;
-        Ok(Some(()))
+        let mut w = self.writer().await?;
+        let issued = issue_batch(w.conn(), batch).await;
+        w.settle(issued)
     }
 
     async fn issue_one(&self, w: &IssueWrite) -> StoreResult<Issued> {
-        let uc = &w.user_coupon;
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer().await?;
+        let issued = issue_one(writer.conn(), w).await;
+        writer.settle(issued)
+    }
+}
+
+async fn issue_batch(conn: &mut SqliteConnection, batch: &[IssueWrite]) -> StoreResult<Option<()>> {
+    let mut per_coupon: BTreeMap<Uuid, i64> = BTreeMap::new();
+    for w in batch {
+        *per_coupon.entry(w.user_coupon.coupon_id).or_insert(0) += 1;
+    }
+    let now = batch
+        .iter()
+        .map(|w| micros(w.user_coupon.issued_at))
+        .max()
+        .unwrap_or(0);
+    let mut tx = conn.begin().await?;
+    for (coupon, n) in &per_coupon {
         let counted = sqlx::query(
+            "UPDATE coupons SET issued_count = issued_count + ?1 \
+                 WHERE id = ?2 AND issued_count + ?1 <= total_quantity",
+        )
+        .bind(n)
+        .bind(coupon)
+        .execute(&mut *tx)
+        .await?;
+        if counted.rows_affected() != 1 {
+            return Ok(None);
+        }
+    }
+    for chunk in fixed_chunks(batch) {
+        let mut q =
+            QueryBuilder::<Sqlite>::new(format!("INSERT INTO user_coupons ({USER_COUPON_COLS}) "));
+        q.push_values(chunk, |mut b, w| {
+            let uc = &w.user_coupon;
+            b.push_bind(uc.id)
+                .push_bind(uc.coupon_id)
+                .push_bind(uc.user_id.0)
+                .push_bind("issued")
+                .push_bind(micros(uc.issued_at))
+                .push_bind(None::<i64>)
+                .push_bind(None::<Uuid>);
+        });
+        if let Err(e) = q.build().persistent(true).execute(&mut *tx).await {
+            if e.as_database_error()
+                .is_some_and(|d| d.is_unique_violation())
+            {
+                return Ok(None);
+            }
+            return Err(e.into());
+        }
+    }
+    let events: Vec<_> = batch.iter().map(|w| issue_event(&w.user_coupon)).collect();
+    insert_events(&mut tx, &events, now).await?;
+    tx.commit().await?;
+    Ok(Some(()))
+}
+
+async fn issue_one(conn: &mut SqliteConnection, w: &IssueWrite) -> StoreResult<Issued> {
+    let uc = &w.user_coupon;
+    let mut tx = conn.begin().await?;
+    let counted = sqlx::query(
             "UPDATE coupons SET issued_count = issued_count + 1 WHERE id = ?1 AND issued_count < total_quantity",
         )
         .bind(uc.coupon_id)
         .execute(&mut *tx)
         .await?;
-        if counted.rows_affected() != 1 {
-            return Ok(Issued::SoldOut);
-        }
-        let inserted = sqlx::query(&format!(
-            "INSERT INTO user_coupons ({USER_COUPON_COLS}) VALUES (?, ?, ?, 'issued', ?, NULL, NULL)"
-        ))
-        .bind(uc.id)
-        .bind(uc.coupon_id)
-        .bind(uc.user_id.0)
-        .bind(micros(uc.issued_at))
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(e)
-                if e.as_database_error()
-                    .is_some_and(|d| d.is_unique_violation()) =>
-            {
-                return Ok(Issued::AlreadyIssued)
-            }
-            Err(e) => return Err(e.into()),
-        }
-        insert_events(&mut tx, &[issue_event(uc)], micros(uc.issued_at)).await?;
-        tx.commit().await?;
-        Ok(Issued::Issued)
+    if counted.rows_affected() != 1 {
+        return Ok(Issued::SoldOut);
     }
+    let inserted = sqlx::query(&format!(
+        "INSERT INTO user_coupons ({USER_COUPON_COLS}) VALUES (?, ?, ?, 'issued', ?, NULL, NULL)"
+    ))
+    .bind(uc.id)
+    .bind(uc.coupon_id)
+    .bind(uc.user_id.0)
+    .bind(micros(uc.issued_at))
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(e)
+            if e.as_database_error()
+                .is_some_and(|d| d.is_unique_violation()) =>
+        {
+            return Ok(Issued::AlreadyIssued)
+        }
+        Err(e) => return Err(e.into()),
+    }
+    insert_events(&mut tx, &[issue_event(uc)], micros(uc.issued_at)).await?;
+    tx.commit().await?;
+    Ok(Issued::Issued)
 }
 
 #[async_trait]
@@ -183,18 +194,23 @@ impl Ledger for SqliteStore {
         idempotency: Option<&IdempotencyWrite<'_, Charge>>,
     ) -> StoreResult<Charge> {
         let now = micros(now);
-        let mut tx = self.writer.begin().await?;
-        let (charge_id, balance) = charge_points(&mut tx, user, amount, now).await?;
-        let charge = Charge {
-            charge_id,
-            amount,
-            balance,
-        };
-        if let Some(idem) = idempotency {
-            insert_answers(&mut tx, &[&idem.answer(&charge)], now).await?;
+        let mut w = self.writer().await?;
+        let charged = async {
+            let mut tx = w.conn().begin().await?;
+            let (charge_id, balance) = charge_points(&mut tx, user, amount, now).await?;
+            let charge = Charge {
+                charge_id,
+                amount,
+                balance,
+            };
+            if let Some(idem) = idempotency {
+                insert_answers(&mut tx, &[&idem.answer(&charge)], now).await?;
+            }
+            tx.commit().await?;
+            Ok(charge)
         }
-        tx.commit().await?;
-        Ok(charge)
+        .await;
+        w.settle(charged)
     }
 
     async fn point_history(&self, user: UserId, page: Page) -> StoreResult<Paged<PointEntry>> {
@@ -230,7 +246,8 @@ impl Ledger for SqliteStore {
     }
 
     async fn insert_coupon(&self, c: &Coupon) -> StoreResult<()> {
-        sqlx::query(&format!(
+        let mut w = self.writer().await?;
+        let done = sqlx::query(&format!(
             "INSERT INTO coupons ({COUPON_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(c.id)
@@ -245,9 +262,9 @@ impl Ledger for SqliteStore {
         .bind(micros(c.window.ends_at))
         .bind(c.created_by.0)
         .bind(micros(c.created_at))
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        .execute(w.conn())
+        .await;
+        w.settle(done.map(drop).map_err(StoreError::from))
     }
 
     async fn coupons(&self) -> StoreResult<Vec<Coupon>> {
@@ -277,6 +294,14 @@ impl Ledger for SqliteStore {
         match self.issue_batch(batch).await {
             Ok(Some(())) => return batch.iter().map(|_| Ok(Issued::Issued)).collect(),
             Ok(None) => {}
+            // Storage failed: nothing was written and no issue would fare
+            // better on its own.
+            Err(StoreError::Unavailable(e)) => {
+                return batch
+                    .iter()
+                    .map(|_| Err(StoreError::Unavailable(e.to_string().into())))
+                    .collect();
+            }
             Err(e) => {
                 tracing::warn!(error = %e, issues = batch.len(), "batch issue failed; recording one by one")
             }
@@ -320,6 +345,16 @@ impl Ledger for SqliteStore {
         row.map(|r| user_coupon_from_row(&r)).transpose()
     }
 
+    async fn user_coupon_by_id(&self, id: Uuid) -> StoreResult<Option<UserCoupon>> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COUPON_COLS} FROM user_coupons WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|r| user_coupon_from_row(&r)).transpose()
+    }
+
     async fn idempotent_answer(
         &self,
         user: UserId,
@@ -347,11 +382,12 @@ impl Ledger for SqliteStore {
     }
 
     async fn prune_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let mut w = self.writer().await?;
         let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
             .bind(micros(before))
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected())
+            .execute(w.conn())
+            .await;
+        w.settle(done.map(|d| d.rows_affected()).map_err(StoreError::from))
     }
 
     async fn unpublished(&self, limit: i64) -> StoreResult<Vec<OutboxEntry>> {
@@ -373,23 +409,27 @@ impl Ledger for SqliteStore {
     }
 
     async fn mark_published(&self, up_to: i64, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query("UPDATE outbox SET published_at = ?1 WHERE seq <= ?2 AND published_at IS NULL")
-            .bind(micros(now))
-            .bind(up_to)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        let mut w = self.writer().await?;
+        let done = sqlx::query(
+            "UPDATE outbox SET published_at = ?1 WHERE seq <= ?2 AND published_at IS NULL",
+        )
+        .bind(micros(now))
+        .bind(up_to)
+        .execute(w.conn())
+        .await;
+        w.settle(done.map(drop).map_err(StoreError::from))
     }
 
     async fn prune_outbox(&self, before: DateTime<Utc>, unread: bool) -> StoreResult<u64> {
+        let mut w = self.writer().await?;
         let done = sqlx::query(
             "DELETE FROM outbox WHERE (published_at IS NOT NULL AND published_at < ?1) \
              OR (?2 AND published_at IS NULL AND created_at < ?1)",
         )
         .bind(micros(before))
         .bind(unread)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected())
+        .execute(w.conn())
+        .await;
+        w.settle(done.map(|d| d.rows_affected()).map_err(StoreError::from))
     }
 }

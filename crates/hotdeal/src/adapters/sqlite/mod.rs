@@ -10,6 +10,7 @@
 mod ledger;
 mod orders;
 mod rows;
+mod writer;
 
 use crate::model::{Deal, Order, Page, Paged, Product, ProductPatch, User};
 use crate::ports::store::{
@@ -23,15 +24,17 @@ use rows::{deal_from_row, micros, order_from_rows, product_from_row, user_from_r
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::Row;
+use sqlx::{Connection, Row, SqliteConnection};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+use writer::{Health, Writer};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Backend(Box::new(e))
+        writer::classify(e)
     }
 }
 
@@ -54,6 +57,26 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// Copies the WAL into the database file, off the writer's path.
     checkpointer: SqlitePool,
+    /// Whether writes are taken (see [`writer`]).
+    health: Arc<Health>,
+}
+
+/// Creates the database file readable by its owner only (it holds password
+/// hashes) unless it exists; SQLite gives its `-wal` and `-shm` files the
+/// same permissions.
+fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
+    if path.as_os_str() == ":memory:" || path.exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Checkpoints the WAL every 200 ms until the store is closed. A PASSIVE
@@ -61,15 +84,23 @@ pub struct SqliteStore {
 async fn checkpoint_loop(pool: SqlitePool) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Logged when checkpoints start and stop failing, not every 200 ms.
+    let mut failing = false;
     while !pool.is_closed() {
         tick.tick().await;
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .execute(&pool)
             .await
         {
-            if !pool.is_closed() {
+            Err(e) if !failing && !pool.is_closed() => {
+                failing = true;
                 tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
             }
+            Ok(_) if failing => {
+                failing = false;
+                tracing::info!("WAL checkpoints work again");
+            }
+            _ => {}
         }
     }
 }
@@ -86,7 +117,13 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `url` and applies the
     /// migrations.
     pub async fn open(url: &str, durability: Durability) -> StoreResult<Self> {
-        let base = SqliteConnectOptions::from_str(url)?
+        // The parser's error may quote the URL; say what is wrong instead.
+        let base = SqliteConnectOptions::from_str(url).map_err(|_| {
+            StoreError::Backend("the database URL is not a valid sqlite URL".into())
+        })?;
+        create_private_file(base.get_filename())
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        let base = base
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(match durability {
@@ -114,13 +151,25 @@ impl SqliteStore {
         tokio::spawn(checkpoint_loop(checkpointer.clone()));
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(base.read_only(true))
+            .connect_with(base.clone().read_only(true))
             .await?;
+        let health = Arc::new(Health::new(Some(base.get_filename().to_owned())));
+        tokio::spawn(writer::probe_loop(
+            writer.clone(),
+            health.clone(),
+            Duration::from_millis(250),
+        ));
         Ok(Self {
             writer,
             reader,
             checkpointer,
+            health,
         })
+    }
+
+    /// The writer connection for one write (see [`writer`]).
+    async fn writer(&self) -> StoreResult<Writer<'_>> {
+        Writer::acquire(&self.writer, &self.health).await
     }
 
     /// Closes both pools, flushing the WAL.
@@ -156,7 +205,12 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn writable(&self) -> bool {
+        self.health.writable()
+    }
+
     async fn insert_user(&self, u: &User) -> StoreResult<()> {
+        let mut w = self.writer().await?;
         let res = sqlx::query(
             "INSERT INTO users (id, email, name, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
         )
@@ -165,9 +219,9 @@ impl Store for SqliteStore {
         .bind(&u.name)
         .bind(&u.password_hash)
         .bind(micros(u.created_at))
-        .execute(&self.writer)
+        .execute(w.conn())
         .await;
-        match res {
+        w.settle(match res {
             Ok(_) => Ok(()),
             Err(e)
                 if e.as_database_error()
@@ -176,7 +230,7 @@ impl Store for SqliteStore {
                 Err(StoreError::EmailExists)
             }
             Err(e) => Err(e.into()),
-        }
+        })
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
@@ -205,15 +259,16 @@ impl Store for SqliteStore {
         user: UserId,
         expires_at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        sqlx::query(
+        let mut w = self.writer().await?;
+        let res = sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, user_id, expires_at) VALUES (?, ?, ?)",
         )
         .bind(&token_hash[..])
         .bind(user.0)
         .bind(micros(expires_at))
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        .execute(w.conn())
+        .await;
+        w.settle(res.map(drop).map_err(StoreError::from))
     }
 
     async fn consume_refresh_token(
@@ -221,19 +276,40 @@ impl Store for SqliteStore {
         token_hash: &[u8; 32],
         now: DateTime<Utc>,
     ) -> StoreResult<Option<UserId>> {
-        let user: Option<uuid::Uuid> = sqlx::query_scalar(
+        let mut w = self.writer().await?;
+        let user: Result<Option<uuid::Uuid>, _> = sqlx::query_scalar(
             "UPDATE refresh_tokens SET used_at = ?1 \
              WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1 RETURNING user_id",
         )
         .bind(micros(now))
         .bind(&token_hash[..])
-        .fetch_optional(&self.writer)
-        .await?;
-        Ok(user.map(UserId))
+        .fetch_optional(w.conn())
+        .await;
+        w.settle(user.map(|u| u.map(UserId)).map_err(StoreError::from))
+    }
+
+    async fn revoke_refresh_tokens(
+        &self,
+        user: UserId,
+        token_hash: Option<&[u8; 32]>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut w = self.writer().await?;
+        let revoked = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = ?1 \
+             WHERE user_id = ?2 AND used_at IS NULL AND (?3 IS NULL OR token_hash = ?3)",
+        )
+        .bind(micros(now))
+        .bind(user.0)
+        .bind(token_hash.map(|h| &h[..]))
+        .execute(w.conn())
+        .await;
+        w.settle(revoked.map(|r| r.rows_affected()).map_err(StoreError::from))
     }
 
     async fn insert_product(&self, p: &Product) -> StoreResult<()> {
-        sqlx::query(&format!(
+        let mut w = self.writer().await?;
+        let res = sqlx::query(&format!(
             "INSERT INTO products ({PRODUCT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(p.id.0)
@@ -246,9 +322,9 @@ impl Store for SqliteStore {
         .bind(&p.image_url)
         .bind(micros(p.created_at))
         .bind(micros(p.updated_at))
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        .execute(w.conn())
+        .await;
+        w.settle(res.map(drop).map_err(StoreError::from))
     }
 
     async fn product(&self, id: ProductId) -> StoreResult<Option<Product>> {
@@ -289,6 +365,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<Product>> {
         // Each nullable column takes a "change it" flag and the new value, so
         // one statement covers any combination of fields.
+        let mut w = self.writer().await?;
         let row = sqlx::query(&format!(
             "UPDATE products SET \
                name = COALESCE(?1, name), \
@@ -309,9 +386,11 @@ impl Store for SqliteStore {
         .bind(patch.image_url.clone().flatten())
         .bind(micros(now))
         .bind(id.0)
-        .fetch_optional(&self.writer)
-        .await?;
-        row.map(|r| product_from_row(&r)).transpose()
+        .fetch_optional(w.conn())
+        .await;
+        w.settle(row.map_err(StoreError::from))?
+            .map(|r| product_from_row(&r))
+            .transpose()
     }
 
     async fn adjust_stock(
@@ -320,106 +399,22 @@ impl Store for SqliteStore {
         delta: i64,
         now: DateTime<Utc>,
     ) -> StoreResult<StockChange> {
-        let row = sqlx::query(&format!(
-            "UPDATE products SET stock = stock + ?1, updated_at = ?2 \
-             WHERE id = ?3 AND stock + ?1 >= 0 RETURNING {PRODUCT_COLS}"
-        ))
-        .bind(delta)
-        .bind(micros(now))
-        .bind(id.0)
-        .fetch_optional(&self.writer)
-        .await?;
-        if let Some(r) = row {
-            return Ok(StockChange::Done(product_from_row(&r)?));
-        }
-        let available: Option<i64> = sqlx::query_scalar("SELECT stock FROM products WHERE id = ?")
-            .bind(id.0)
-            .fetch_optional(&self.writer)
-            .await?;
-        Ok(match available {
-            Some(available) => StockChange::Insufficient { available },
-            None => StockChange::NotFound,
-        })
+        let mut w = self.writer().await?;
+        let change = adjust_stock(w.conn(), id, delta, now).await;
+        w.settle(change)
     }
 
     async fn insert_deal(&self, d: &Deal) -> StoreResult<DealCreation> {
-        let mut tx = self.writer.begin().await?;
-        let taken = sqlx::query(
-            "UPDATE products SET stock = stock - ?1, updated_at = ?2 WHERE id = ?3 AND stock >= ?1",
-        )
-        .bind(d.deal_stock)
-        .bind(micros(d.created_at))
-        .bind(d.product_id.0)
-        .execute(&mut *tx)
-        .await?;
-        if taken.rows_affected() == 0 {
-            let available: Option<i64> =
-                sqlx::query_scalar("SELECT stock FROM products WHERE id = ?")
-                    .bind(d.product_id.0)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            return Ok(match available {
-                Some(available) => DealCreation::Insufficient { available },
-                None => DealCreation::ProductNotFound,
-            });
-        }
-        sqlx::query(
-            "INSERT INTO deals (id, product_id, deal_price, deal_stock, remaining_stock, per_user_limit, \
-             starts_at, ends_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(d.id.0)
-        .bind(d.product_id.0)
-        .bind(d.deal_price)
-        .bind(d.deal_stock)
-        .bind(d.remaining_stock)
-        .bind(d.per_user_limit)
-        .bind(micros(d.window.starts_at))
-        .bind(micros(d.window.ends_at))
-        .bind(micros(d.created_at))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(DealCreation::Created(d.clone()))
+        let mut w = self.writer().await?;
+        let created = insert_deal(w.conn(), d).await;
+        w.settle(created)
     }
 
     async fn settle_ended_deals(&self, now: DateTime<Utc>) -> StoreResult<Vec<Settled>> {
-        let now = micros(now);
-        let mut tx = self.writer.begin().await?;
-        let due = sqlx::query(
-            "SELECT id, product_id, remaining_stock FROM deals WHERE settled_at IS NULL AND ends_at <= ?",
-        )
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut settled = Vec::with_capacity(due.len());
-        for row in &due {
-            let deal = DealId(row.try_get("id")?);
-            let product = ProductId(row.try_get("product_id")?);
-            let returned: i64 = row.try_get("remaining_stock")?;
-            sqlx::query("UPDATE products SET stock = stock + ?1, updated_at = ?2 WHERE id = ?3")
-                .bind(returned)
-                .bind(now)
-                .bind(product.0)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "UPDATE deals SET returned_stock = returned_stock + remaining_stock, \
-                 remaining_stock = 0, settled_at = ?1 WHERE id = ?2",
-            )
-            .bind(now)
-            .bind(deal.0)
-            .execute(&mut *tx)
-            .await?;
-            settled.push(Settled {
-                deal,
-                product,
-                returned,
-            });
-        }
-        tx.commit().await?;
-        Ok(settled)
+        let mut w = self.writer().await?;
+        let settled = settle_ended_deals(w.conn(), now).await;
+        w.settle(settled)
     }
-
     async fn snapshot(&self) -> StoreResult<Snapshot> {
         let products = sqlx::query(&format!("SELECT {PRODUCT_COLS} FROM products"))
             .fetch_all(&self.reader)
@@ -460,6 +455,14 @@ impl Store for SqliteStore {
         match self.place_batch(batch).await {
             Ok(Some(placements)) => return placements.into_iter().map(Ok).collect(),
             Ok(None) => {}
+            // Storage failed: nothing was written and no order would fare
+            // better on its own.
+            Err(StoreError::Unavailable(e)) => {
+                return batch
+                    .iter()
+                    .map(|_| Err(StoreError::Unavailable(e.to_string().into())))
+                    .collect();
+            }
             Err(e) => {
                 tracing::warn!(error = %e, orders = batch.len(), "batch commit failed; committing one by one")
             }
@@ -549,4 +552,112 @@ impl Store for SqliteStore {
             })
             .collect()
     }
+}
+
+async fn adjust_stock(
+    conn: &mut SqliteConnection,
+    id: ProductId,
+    delta: i64,
+    now: DateTime<Utc>,
+) -> StoreResult<StockChange> {
+    let row = sqlx::query(&format!(
+        "UPDATE products SET stock = stock + ?1, updated_at = ?2 \
+             WHERE id = ?3 AND stock + ?1 >= 0 RETURNING {PRODUCT_COLS}"
+    ))
+    .bind(delta)
+    .bind(micros(now))
+    .bind(id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(r) = row {
+        return Ok(StockChange::Done(product_from_row(&r)?));
+    }
+    let available: Option<i64> = sqlx::query_scalar("SELECT stock FROM products WHERE id = ?")
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(match available {
+        Some(available) => StockChange::Insufficient { available },
+        None => StockChange::NotFound,
+    })
+}
+
+async fn insert_deal(conn: &mut SqliteConnection, d: &Deal) -> StoreResult<DealCreation> {
+    let mut tx = conn.begin().await?;
+    let taken = sqlx::query(
+        "UPDATE products SET stock = stock - ?1, updated_at = ?2 WHERE id = ?3 AND stock >= ?1",
+    )
+    .bind(d.deal_stock)
+    .bind(micros(d.created_at))
+    .bind(d.product_id.0)
+    .execute(&mut *tx)
+    .await?;
+    if taken.rows_affected() == 0 {
+        let available: Option<i64> = sqlx::query_scalar("SELECT stock FROM products WHERE id = ?")
+            .bind(d.product_id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        return Ok(match available {
+            Some(available) => DealCreation::Insufficient { available },
+            None => DealCreation::ProductNotFound,
+        });
+    }
+    sqlx::query(
+            "INSERT INTO deals (id, product_id, deal_price, deal_stock, remaining_stock, per_user_limit, \
+             starts_at, ends_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(d.id.0)
+        .bind(d.product_id.0)
+        .bind(d.deal_price)
+        .bind(d.deal_stock)
+        .bind(d.remaining_stock)
+        .bind(d.per_user_limit)
+        .bind(micros(d.window.starts_at))
+        .bind(micros(d.window.ends_at))
+        .bind(micros(d.created_at))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(DealCreation::Created(d.clone()))
+}
+
+async fn settle_ended_deals(
+    conn: &mut SqliteConnection,
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<Settled>> {
+    let now = micros(now);
+    let mut tx = conn.begin().await?;
+    let due = sqlx::query(
+            "SELECT id, product_id, remaining_stock FROM deals WHERE settled_at IS NULL AND ends_at <= ?",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut settled = Vec::with_capacity(due.len());
+    for row in &due {
+        let deal = DealId(row.try_get("id")?);
+        let product = ProductId(row.try_get("product_id")?);
+        let returned: i64 = row.try_get("remaining_stock")?;
+        sqlx::query("UPDATE products SET stock = stock + ?1, updated_at = ?2 WHERE id = ?3")
+            .bind(returned)
+            .bind(now)
+            .bind(product.0)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE deals SET returned_stock = returned_stock + remaining_stock, \
+                 remaining_stock = 0, settled_at = ?1 WHERE id = ?2",
+        )
+        .bind(now)
+        .bind(deal.0)
+        .execute(&mut *tx)
+        .await?;
+        settled.push(Settled {
+            deal,
+            product,
+            returned,
+        });
+    }
+    tx.commit().await?;
+    Ok(settled)
 }

@@ -11,7 +11,7 @@ use crate::ports::store::{
 use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealId, OrderId, OrderStatus, PaymentStatus, ProductId, StockKey, UserId};
 use serde_json::json;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
 use std::collections::BTreeMap;
 
 /// Rows per multi-row INSERT. Batches are cut into these fixed sizes so
@@ -48,114 +48,156 @@ impl SqliteStore {
         &self,
         batch: &[OrderWrite],
     ) -> StoreResult<Option<Vec<Placement>>> {
-        let mut tx = self.writer.begin().await?;
-        let mut placements = vec![Placement::Placed; batch.len()];
-        // Orders with a coupon, one by one (each in a savepoint, so one
-        // unusable coupon or short balance drops that order alone).
-        for (w, placement) in batch.iter().zip(&mut placements) {
-            if w.order.coupon_id.is_none() {
-                continue;
-            }
-            let mut sp = sqlx::Acquire::begin(&mut tx).await?;
-            if let Some(refusal) = use_coupon_and_pay(&mut sp, &w.order).await? {
-                *placement = refusal;
-                sp.rollback().await?;
-            } else {
-                sp.commit().await?;
-            }
+        let mut w = self.writer().await?;
+        let placed = place_batch(w.conn(), batch).await;
+        w.settle(placed)
+    }
+
+    /// One order in its own transaction, every condition checked by SQL.
+    pub(super) async fn place_one(&self, w: &OrderWrite) -> StoreResult<Placement> {
+        let mut writer = self.writer().await?;
+        let placed = place_one(writer.conn(), w).await;
+        writer.settle(placed)
+    }
+
+    pub(super) async fn cancel(
+        &self,
+        id: OrderId,
+        reason: Option<&str>,
+        by: CancelBy,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Cancellation> {
+        let mut w = self.writer().await?;
+        let cancelled = cancel(w.conn(), id, reason, by, now).await;
+        w.settle(cancelled)
+    }
+
+    pub(super) async fn pay(
+        &self,
+        id: OrderId,
+        user: UserId,
+        now: DateTime<Utc>,
+        idempotency: Option<&IdempotencyWrite<'_, Order>>,
+    ) -> StoreResult<Payment> {
+        let mut w = self.writer().await?;
+        let paid = pay(w.conn(), id, user, now, idempotency).await;
+        w.settle(paid)
+    }
+}
+
+/// See [`SqliteStore::place_batch`].
+async fn place_batch(
+    conn: &mut SqliteConnection,
+    batch: &[OrderWrite],
+) -> StoreResult<Option<Vec<Placement>>> {
+    let mut tx = conn.begin().await?;
+    let mut placements = vec![Placement::Placed; batch.len()];
+    // Orders with a coupon, one by one (each in a savepoint, so one
+    // unusable coupon or short balance drops that order alone).
+    for (w, placement) in batch.iter().zip(&mut placements) {
+        if w.order.coupon_id.is_none() {
+            continue;
         }
-        // Paid orders without a coupon: one balance update per user for all
-        // their orders in the batch; a user who cannot pay for all of them
-        // goes order by order.
-        let mut payers: BTreeMap<UserId, Vec<usize>> = BTreeMap::new();
-        for (i, w) in batch.iter().enumerate() {
-            if w.order.coupon_id.is_none() && w.order.payment_status == PaymentStatus::Paid {
-                payers.entry(w.order.user_id).or_default().push(i);
-            }
+        let mut sp = sqlx::Acquire::begin(&mut tx).await?;
+        if let Some(refusal) = use_coupon_and_pay(&mut sp, &w.order).await? {
+            *placement = refusal;
+            sp.rollback().await?;
+        } else {
+            sp.commit().await?;
         }
-        let mut history = Vec::new();
-        for (user, orders) in payers {
-            let total: i64 = orders.iter().map(|&i| batch[i].order.total_amount).sum();
-            let now = orders
-                .iter()
-                .map(|&i| micros(batch[i].order.created_at))
-                .max()
-                .unwrap_or(0);
-            let left: Option<i64> = sqlx::query_scalar(
-                "UPDATE point_accounts SET balance = balance - ?2, updated_at = ?3 \
-                 WHERE user_id = ?1 AND balance >= ?2 RETURNING balance",
-            )
-            .bind(user.0)
-            .bind(total)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            match left {
-                Some(left) => {
-                    let mut balance = left + total;
-                    for &i in &orders {
-                        let o = &batch[i].order;
-                        balance -= o.total_amount;
-                        history.push((
-                            o.user_id,
-                            o.total_amount,
-                            balance,
-                            o.id,
-                            micros(o.created_at),
-                        ));
-                    }
-                }
-                None => {
-                    for &i in &orders {
-                        let mut sp = sqlx::Acquire::begin(&mut tx).await?;
-                        if let Some(refusal) = use_coupon_and_pay(&mut sp, &batch[i].order).await? {
-                            placements[i] = refusal;
-                            sp.rollback().await?;
-                        } else {
-                            sp.commit().await?;
-                        }
-                    }
-                }
-            }
+    }
+    // Paid orders without a coupon: one balance update per user for all
+    // their orders in the batch; a user who cannot pay for all of them
+    // goes order by order.
+    let mut payers: BTreeMap<UserId, Vec<usize>> = BTreeMap::new();
+    for (i, w) in batch.iter().enumerate() {
+        if w.order.coupon_id.is_none() && w.order.payment_status == PaymentStatus::Paid {
+            payers.entry(w.order.user_id).or_default().push(i);
         }
-        for chunk in fixed_chunks(&history) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO point_history (id, user_id, kind, amount, balance_after, order_id, created_at) ",
-            );
-            q.push_values(chunk, |mut b, (user, amount, after, order, at)| {
-                b.push_bind(uuid::Uuid::now_v7())
-                    .push_bind(user.0)
-                    .push_bind(PointKind::Payment.as_str())
-                    .push_bind(*amount)
-                    .push_bind(*after)
-                    .push_bind(order.0)
-                    .push_bind(*at);
-            });
-            q.build().persistent(true).execute(&mut *tx).await?;
-        }
-        let accepted: Vec<&OrderWrite> = batch
+    }
+    let mut history = Vec::new();
+    for (user, orders) in payers {
+        let total: i64 = orders.iter().map(|&i| batch[i].order.total_amount).sum();
+        let now = orders
             .iter()
-            .zip(&placements)
-            .filter(|(_, p)| **p == Placement::Placed)
-            .map(|(w, _)| w)
-            .collect();
-        let mut demand: BTreeMap<StockKey, i64> = BTreeMap::new();
-        let mut held: BTreeMap<(DealId, UserId), i64> = BTreeMap::new();
-        for w in &accepted {
-            for (&key, &qty) in &w.demand {
-                *demand.entry(key).or_insert(0) += qty;
-                if let StockKey::Deal(d) = key {
-                    *held.entry((d, w.order.user_id)).or_insert(0) += qty;
-                }
-            }
-        }
-        let now = accepted
-            .iter()
-            .map(|w| micros(w.order.created_at))
+            .map(|&i| micros(batch[i].order.created_at))
             .max()
             .unwrap_or(0);
-        for (&key, &qty) in &demand {
-            let taken = match key {
+        let left: Option<i64> = sqlx::query_scalar(
+            "UPDATE point_accounts SET balance = balance - ?2, updated_at = ?3 \
+                 WHERE user_id = ?1 AND balance >= ?2 RETURNING balance",
+        )
+        .bind(user.0)
+        .bind(total)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match left {
+            Some(left) => {
+                let mut balance = left + total;
+                for &i in &orders {
+                    let o = &batch[i].order;
+                    balance -= o.total_amount;
+                    history.push((
+                        o.user_id,
+                        o.total_amount,
+                        balance,
+                        o.id,
+                        micros(o.created_at),
+                    ));
+                }
+            }
+            None => {
+                for &i in &orders {
+                    let mut sp = sqlx::Acquire::begin(&mut tx).await?;
+                    if let Some(refusal) = use_coupon_and_pay(&mut sp, &batch[i].order).await? {
+                        placements[i] = refusal;
+                        sp.rollback().await?;
+                    } else {
+                        sp.commit().await?;
+                    }
+                }
+            }
+        }
+    }
+    for chunk in fixed_chunks(&history) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO point_history (id, user_id, kind, amount, balance_after, order_id, created_at) ",
+            );
+        q.push_values(chunk, |mut b, (user, amount, after, order, at)| {
+            b.push_bind(uuid::Uuid::now_v7())
+                .push_bind(user.0)
+                .push_bind(PointKind::Payment.as_str())
+                .push_bind(*amount)
+                .push_bind(*after)
+                .push_bind(order.0)
+                .push_bind(*at);
+        });
+        q.build().persistent(true).execute(&mut *tx).await?;
+    }
+    let accepted: Vec<&OrderWrite> = batch
+        .iter()
+        .zip(&placements)
+        .filter(|(_, p)| **p == Placement::Placed)
+        .map(|(w, _)| w)
+        .collect();
+    let mut demand: BTreeMap<StockKey, i64> = BTreeMap::new();
+    let mut held: BTreeMap<(DealId, UserId), i64> = BTreeMap::new();
+    for w in &accepted {
+        for (&key, &qty) in &w.demand {
+            *demand.entry(key).or_insert(0) += qty;
+            if let StockKey::Deal(d) = key {
+                *held.entry((d, w.order.user_id)).or_insert(0) += qty;
+            }
+        }
+    }
+    let now = accepted
+        .iter()
+        .map(|w| micros(w.order.created_at))
+        .max()
+        .unwrap_or(0);
+    for (&key, &qty) in &demand {
+        let taken = match key {
                 StockKey::Product(p) => sqlx::query(
                     "UPDATE products SET stock = stock - ?1, updated_at = ?2 WHERE id = ?3 AND stock >= ?1",
                 )
@@ -172,91 +214,91 @@ impl SqliteStore {
             }
             .execute(&mut *tx)
             .await?;
-            if taken.rows_affected() != 1 {
-                return Ok(None);
-            }
+        if taken.rows_affected() != 1 {
+            return Ok(None);
         }
-        for chunk in fixed_chunks(&held.iter().collect::<Vec<_>>()) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO deal_purchases (deal_id, user_id, quantity) ",
-            );
-            q.push_values(chunk, |mut b, ((deal, user), qty)| {
-                b.push_bind(deal.0).push_bind(user.0).push_bind(**qty);
-            });
-            q.push(" ON CONFLICT (deal_id, user_id) DO UPDATE SET quantity = quantity + excluded.quantity");
-            q.build().persistent(true).execute(&mut *tx).await?;
-        }
-        let orders: Vec<&Order> = accepted.iter().map(|w| &w.order).collect();
-        insert_orders(&mut tx, &orders).await?;
-        let events: Vec<_> = orders
-            .iter()
-            .map(|o| order_event("order.placed", o))
-            .collect();
-        insert_events(&mut tx, &events, now).await?;
-        let answers: Vec<&IdempotentAnswer> =
-            accepted.iter().filter_map(|w| w.answer.as_ref()).collect();
-        insert_answers(&mut tx, &answers, now).await?;
-        tx.commit().await?;
-        Ok(Some(placements))
     }
+    for chunk in fixed_chunks(&held.iter().collect::<Vec<_>>()) {
+        let mut q =
+            QueryBuilder::<Sqlite>::new("INSERT INTO deal_purchases (deal_id, user_id, quantity) ");
+        q.push_values(chunk, |mut b, ((deal, user), qty)| {
+            b.push_bind(deal.0).push_bind(user.0).push_bind(**qty);
+        });
+        q.push(
+            " ON CONFLICT (deal_id, user_id) DO UPDATE SET quantity = quantity + excluded.quantity",
+        );
+        q.build().persistent(true).execute(&mut *tx).await?;
+    }
+    let orders: Vec<&Order> = accepted.iter().map(|w| &w.order).collect();
+    insert_orders(&mut tx, &orders).await?;
+    let events: Vec<_> = orders
+        .iter()
+        .map(|o| order_event("order.placed", o))
+        .collect();
+    insert_events(&mut tx, &events, now).await?;
+    let answers: Vec<&IdempotentAnswer> =
+        accepted.iter().filter_map(|w| w.answer.as_ref()).collect();
+    insert_answers(&mut tx, &answers, now).await?;
+    tx.commit().await?;
+    Ok(Some(placements))
+}
 
-    /// One order in its own transaction, every condition checked by SQL.
-    pub(super) async fn place_one(&self, w: &OrderWrite) -> StoreResult<Placement> {
-        let order = &w.order;
-        let now = micros(order.created_at);
-        let mut tx = self.writer.begin().await?;
-        for (&key, &qty) in &w.demand {
-            if let Some(refusal) = take_stock(&mut tx, key, qty, now).await? {
-                // Dropping `tx` rolls back what was already taken.
-                return Ok(refusal);
-            }
-            if let StockKey::Deal(d) = key {
-                if let Some(refusal) = count_purchase(&mut tx, d, order.user_id, qty).await? {
-                    return Ok(refusal);
-                }
-            }
-        }
-        if let Some(refusal) = use_coupon_and_pay(&mut tx, order).await? {
+async fn place_one(conn: &mut SqliteConnection, w: &OrderWrite) -> StoreResult<Placement> {
+    let order = &w.order;
+    let now = micros(order.created_at);
+    let mut tx = conn.begin().await?;
+    for (&key, &qty) in &w.demand {
+        if let Some(refusal) = take_stock(&mut tx, key, qty, now).await? {
+            // Dropping `tx` rolls back what was already taken.
             return Ok(refusal);
         }
-        insert_orders(&mut tx, &[order]).await?;
-        insert_events(&mut tx, &[order_event("order.placed", order)], now).await?;
-        if let Some(a) = &w.answer {
-            insert_answers(&mut tx, &[a], now).await?;
+        if let StockKey::Deal(d) = key {
+            if let Some(refusal) = count_purchase(&mut tx, d, order.user_id, qty).await? {
+                return Ok(refusal);
+            }
         }
-        tx.commit().await?;
-        Ok(Placement::Placed)
     }
+    if let Some(refusal) = use_coupon_and_pay(&mut tx, order).await? {
+        return Ok(refusal);
+    }
+    insert_orders(&mut tx, &[order]).await?;
+    insert_events(&mut tx, &[order_event("order.placed", order)], now).await?;
+    if let Some(a) = &w.answer {
+        insert_answers(&mut tx, &[a], now).await?;
+    }
+    tx.commit().await?;
+    Ok(Placement::Placed)
+}
 
-    pub(super) async fn cancel(
-        &self,
-        id: OrderId,
-        reason: Option<&str>,
-        by: CancelBy,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Cancellation> {
-        let mut tx = self.writer.begin().await?;
-        let Some(order) = Self::load_order(&mut tx, id).await? else {
-            return Ok(Cancellation::NotFound);
-        };
-        let reason = match by {
-            CancelBy::Buyer if !order.status.can_cancel() => {
-                return Ok(Cancellation::InvalidState(order.status));
+async fn cancel(
+    conn: &mut SqliteConnection,
+    id: OrderId,
+    reason: Option<&str>,
+    by: CancelBy,
+    now: DateTime<Utc>,
+) -> StoreResult<Cancellation> {
+    let mut tx = conn.begin().await?;
+    let Some(order) = SqliteStore::load_order(&mut tx, id).await? else {
+        return Ok(Cancellation::NotFound);
+    };
+    let reason = match by {
+        CancelBy::Buyer if !order.status.can_cancel() => {
+            return Ok(Cancellation::InvalidState(order.status));
+        }
+        CancelBy::Buyer => reason,
+        CancelBy::Expiry => {
+            let due = order.status.can_cancel()
+                && order.payment_status == PaymentStatus::Unpaid
+                && order.pay_by.is_some_and(|t| t <= now);
+            if !due {
+                return Ok(Cancellation::NotDue);
             }
-            CancelBy::Buyer => reason,
-            CancelBy::Expiry => {
-                let due = order.status.can_cancel()
-                    && order.payment_status == PaymentStatus::Unpaid
-                    && order.pay_by.is_some_and(|t| t <= now);
-                if !due {
-                    return Ok(Cancellation::NotDue);
-                }
-                Some("PAYMENT_TIMEOUT")
-            }
-        };
-        let paid = order.payment_status == PaymentStatus::Paid;
-        let now_us = micros(now);
-        sqlx::query(
+            Some("PAYMENT_TIMEOUT")
+        }
+    };
+    let paid = order.payment_status == PaymentStatus::Paid;
+    let now_us = micros(now);
+    sqlx::query(
             "UPDATE orders SET status = 'cancelled', cancel_reason = ?1, cancelled_at = ?2, updated_at = ?2, \
              pay_by = NULL, payment_status = CASE WHEN payment_status = 'paid' THEN 'refunded' ELSE payment_status END \
              WHERE id = ?3",
@@ -266,19 +308,19 @@ impl SqliteStore {
         .bind(id.0)
         .execute(&mut *tx)
         .await?;
-        let mut returned = Vec::with_capacity(order.items.len());
-        for item in &order.items {
-            let key = return_stock(
-                &mut tx,
-                item.product_id,
-                item.deal_id,
-                item.quantity,
-                now_us,
-            )
-            .await?;
-            returned.push((key, item.quantity));
-            if let Some(d) = item.deal_id {
-                sqlx::query(
+    let mut returned = Vec::with_capacity(order.items.len());
+    for item in &order.items {
+        let key = return_stock(
+            &mut tx,
+            item.product_id,
+            item.deal_id,
+            item.quantity,
+            now_us,
+        )
+        .await?;
+        returned.push((key, item.quantity));
+        if let Some(d) = item.deal_id {
+            sqlx::query(
                     "UPDATE deal_purchases SET quantity = quantity - ?1 WHERE deal_id = ?2 AND user_id = ?3",
                 )
                 .bind(item.quantity)
@@ -286,110 +328,109 @@ impl SqliteStore {
                 .bind(order.user_id.0)
                 .execute(&mut *tx)
                 .await?;
-            }
         }
-        if paid {
-            move_points(
-                &mut tx,
-                order.user_id,
-                PointKind::Refund,
-                order.total_amount,
-                Some(id),
-                now_us,
-            )
-            .await?;
-        }
-        if let Some(coupon) = order.coupon_id {
-            sqlx::query(
-                "UPDATE user_coupons SET status = 'issued', used_at = NULL, order_id = NULL \
-                 WHERE coupon_id = ?1 AND user_id = ?2 AND order_id = ?3",
-            )
-            .bind(coupon)
-            .bind(order.user_id.0)
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let Some(cancelled) = Self::load_order(&mut tx, id).await? else {
-            return Ok(Cancellation::NotFound);
-        };
-        let topic = if by == CancelBy::Expiry {
-            "order.expired"
-        } else {
-            "order.cancelled"
-        };
-        insert_events(&mut tx, &[order_event(topic, &cancelled)], now_us).await?;
-        tx.commit().await?;
-        Ok(Cancellation::Cancelled {
-            order: Box::new(cancelled),
-            returned,
-        })
     }
-
-    pub(super) async fn pay(
-        &self,
-        id: OrderId,
-        user: UserId,
-        now: DateTime<Utc>,
-        idempotency: Option<&IdempotencyWrite<'_, Order>>,
-    ) -> StoreResult<Payment> {
-        let mut tx = self.writer.begin().await?;
-        let Some(order) = Self::load_order(&mut tx, id).await? else {
-            return Ok(Payment::NotFound);
-        };
-        if order.user_id != user {
-            return Ok(Payment::NotFound);
-        }
-        if order.status == OrderStatus::Cancelled {
-            return Ok(
-                if order.cancel_reason.as_deref() == Some("PAYMENT_TIMEOUT") {
-                    Payment::Expired
-                } else {
-                    Payment::InvalidState("the order is cancelled")
-                },
-            );
-        }
-        if order.payment_status != PaymentStatus::Unpaid {
-            return Ok(Payment::InvalidState("the order is already paid"));
-        }
-        if !order.status.can_cancel() {
-            return Ok(Payment::InvalidState("the order has shipped"));
-        }
-        // Expiry and payment both go through this single writer, so exactly
-        // one of them sees the order unpaid and in time.
-        if order.pay_by.is_some_and(|t| t <= now) {
-            return Ok(Payment::Expired);
-        }
-        let now_us = micros(now);
-        let spend = move_points(
+    if paid {
+        move_points(
             &mut tx,
-            user,
-            PointKind::Payment,
-            -order.total_amount,
+            order.user_id,
+            PointKind::Refund,
+            order.total_amount,
             Some(id),
             now_us,
         )
         .await?;
-        if let Spend::Short(balance) = spend {
-            return Ok(Payment::InsufficientPoints { balance });
-        }
+    }
+    if let Some(coupon) = order.coupon_id {
         sqlx::query(
-            "UPDATE orders SET payment_status = 'paid', pay_by = NULL, updated_at = ?1 WHERE id = ?2",
+            "UPDATE user_coupons SET status = 'issued', used_at = NULL, order_id = NULL \
+                 WHERE coupon_id = ?1 AND user_id = ?2 AND order_id = ?3",
         )
-        .bind(now_us)
+        .bind(coupon)
+        .bind(order.user_id.0)
         .bind(id.0)
         .execute(&mut *tx)
         .await?;
-        let Some(paid) = Self::load_order(&mut tx, id).await? else {
-            return Ok(Payment::NotFound);
-        };
-        insert_events(&mut tx, &[order_event("order.paid", &paid)], now_us).await?;
-        if let Some(idem) = idempotency {
-            insert_answers(&mut tx, &[&idem.answer(&paid)], now_us).await?;
-        }
-        tx.commit().await?;
-        Ok(Payment::Paid(Box::new(paid)))
     }
+    let Some(cancelled) = SqliteStore::load_order(&mut tx, id).await? else {
+        return Ok(Cancellation::NotFound);
+    };
+    let topic = if by == CancelBy::Expiry {
+        "order.expired"
+    } else {
+        "order.cancelled"
+    };
+    insert_events(&mut tx, &[order_event(topic, &cancelled)], now_us).await?;
+    tx.commit().await?;
+    Ok(Cancellation::Cancelled {
+        order: Box::new(cancelled),
+        returned,
+    })
+}
+
+async fn pay(
+    conn: &mut SqliteConnection,
+    id: OrderId,
+    user: UserId,
+    now: DateTime<Utc>,
+    idempotency: Option<&IdempotencyWrite<'_, Order>>,
+) -> StoreResult<Payment> {
+    let mut tx = conn.begin().await?;
+    let Some(order) = SqliteStore::load_order(&mut tx, id).await? else {
+        return Ok(Payment::NotFound);
+    };
+    if order.user_id != user {
+        return Ok(Payment::NotFound);
+    }
+    if order.status == OrderStatus::Cancelled {
+        return Ok(
+            if order.cancel_reason.as_deref() == Some("PAYMENT_TIMEOUT") {
+                Payment::Expired
+            } else {
+                Payment::InvalidState("the order is cancelled")
+            },
+        );
+    }
+    if order.payment_status != PaymentStatus::Unpaid {
+        return Ok(Payment::InvalidState("the order is already paid"));
+    }
+    if !order.status.can_cancel() {
+        return Ok(Payment::InvalidState("the order has shipped"));
+    }
+    // Expiry and payment both go through this single writer, so exactly
+    // one of them sees the order unpaid and in time.
+    if order.pay_by.is_some_and(|t| t <= now) {
+        return Ok(Payment::Expired);
+    }
+    let now_us = micros(now);
+    let spend = move_points(
+        &mut tx,
+        user,
+        PointKind::Payment,
+        -order.total_amount,
+        Some(id),
+        now_us,
+    )
+    .await?;
+    if let Spend::Short(balance) = spend {
+        return Ok(Payment::InsufficientPoints { balance });
+    }
+    sqlx::query(
+        "UPDATE orders SET payment_status = 'paid', pay_by = NULL, updated_at = ?1 WHERE id = ?2",
+    )
+    .bind(now_us)
+    .bind(id.0)
+    .execute(&mut *tx)
+    .await?;
+    let Some(paid) = SqliteStore::load_order(&mut tx, id).await? else {
+        return Ok(Payment::NotFound);
+    };
+    insert_events(&mut tx, &[order_event("order.paid", &paid)], now_us).await?;
+    if let Some(idem) = idempotency {
+        insert_answers(&mut tx, &[&idem.answer(&paid)], now_us).await?;
+    }
+    tx.commit().await?;
+    Ok(Payment::Paid(Box::new(paid)))
 }
 
 /// Uses the order's coupon and takes its points, or says why not.

@@ -1,8 +1,10 @@
 //! `/auth/*`: sign-up, login, refresh, verify, me.
 
-use super::dto::{LoginIn, RefreshIn, RegisterIn, RegisteredOut, TokensOut, UserOut, VerifyOut};
+use super::dto::{
+    LoginIn, LogoutIn, RefreshIn, RegisterIn, RegisteredOut, TokensOut, UserOut, VerifyOut,
+};
 use super::error::{ApiError, ApiResult};
-use super::extract::{AuthUser, JsonBody};
+use super::extract::{AuthUser, JsonBody, OptionalJsonBody};
 use super::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -86,3 +88,23 @@ pub async fn me(State(app): State<AppState>, AuthUser(user): AuthUser) -> ApiRes
 }
 
 use super::error::ErrorBody;
+
+/// Log out: the given refresh token, or without one every refresh token of
+/// the caller, can no longer be used.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body(content = Option<LogoutIn>, description = "Optional: the refresh token to revoke"),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 400, body = ErrorBody, description = "BAD_REQUEST: a body that is not JSON"),
+        (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
+        (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
+        (status = 503, body = ErrorBody, description = "OVERLOADED: the store cannot record it now; see Retry-After"),
+    ))]
+pub async fn logout(
+    State(app): State<AppState>,
+    AuthUser(user): AuthUser,
+    OptionalJsonBody(body): OptionalJsonBody<LogoutIn>,
+) -> ApiResult<StatusCode> {
+    app.logout(user, body.refresh_token.as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -79,10 +79,15 @@ impl<T> ListOf<T> {
 
 #[derive(Serialize, ToSchema)]
 pub struct HealthOut {
-    /// Always `healthy` when the process answers.
+    /// `healthy`, or `unhealthy` (with 503) when the process cannot record
+    /// changes.
+    #[schema(value_type = String, pattern = "^(healthy|unhealthy)$")]
     pub status: &'static str,
     /// Which service answered, e.g. `gateway`, `order-service`.
     pub service: &'static str,
+    /// Why it is unhealthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
 }
 
 // ---------------------------------------------------------------- auth
@@ -124,6 +129,14 @@ pub struct LoginIn {
 #[serde(deny_unknown_fields)]
 pub struct RefreshIn {
     pub refresh_token: String,
+}
+
+/// `POST /auth/logout`: the refresh token to revoke; without one, all of
+/// the caller's.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutIn {
+    pub refresh_token: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

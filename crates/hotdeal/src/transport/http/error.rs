@@ -160,6 +160,11 @@ impl From<Error> for ApiError {
                 "OVERLOADED",
                 "the server is busy; retry shortly",
             ),
+            Error::StoreUnavailable => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                "OVERLOADED",
+                "the server cannot record changes right now; nothing was changed, retry shortly",
+            ),
             Error::Internal(cause) => {
                 tracing::error!(error = %cause, source = ?cause.source(), "internal error");
                 ApiError::new(S::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")

@@ -1,18 +1,50 @@
 //! Health routes: one per service of the split deployment, all answered by
 //! the all-in-one process.
+//!
+//! A process that cannot record changes (its store failed: a full disk, an
+//! I/O error) answers 503 `unhealthy`, so a load balancer sends traffic to
+//! an instance that can; it becomes healthy again on its own once a probe
+//! write commits.
 
 use super::dto::HealthOut;
+use super::error::RETRY_AFTER_SECS;
+use super::AppState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+
+fn answer(app: &AppState, service: &'static str) -> Response {
+    if app.store.writable() {
+        return Json(HealthOut {
+            status: "healthy",
+            service,
+            reason: None,
+        })
+        .into_response();
+    }
+    let body = HealthOut {
+        status: "unhealthy",
+        service,
+        reason: Some("the store cannot record changes"),
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, RETRY_AFTER_SECS)],
+        Json(body),
+    )
+        .into_response()
+}
 
 macro_rules! health_route {
     ($fn:ident, $path:literal, $service:literal) => {
         #[utoipa::path(get, path = $path, tag = "health",
-                    responses((status = 200, body = HealthOut, description = "The service is up")))]
-        pub async fn $fn() -> Json<HealthOut> {
-            Json(HealthOut {
-                status: "healthy",
-                service: $service,
-            })
+                    responses(
+                        (status = 200, body = HealthOut, description = "The service is up"),
+                        (status = 503, body = HealthOut, description = "`unhealthy`: the store cannot record changes; see Retry-After"),
+                    ))]
+        pub async fn $fn(State(app): State<AppState>) -> Response {
+            answer(&app, $service)
         }
     };
 }

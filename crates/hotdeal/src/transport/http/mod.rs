@@ -72,6 +72,7 @@ pub fn router(app: Arc<Storefront>, limits: HttpLimits) -> Router {
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/logout", post(auth::logout))
         .route("/auth/verify", get(auth::verify))
         .route("/auth/users/me", get(auth::me))
         .route(

@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi};
     ),
     paths(
         health::gateway, health::auth, health::products, health::orders, health::coupons, health::points,
-        auth::register, auth::login, auth::refresh, auth::verify, auth::me,
+        auth::register, auth::login, auth::refresh, auth::verify, auth::me, auth::logout,
         catalog::list_products, catalog::create_product, catalog::get_product, catalog::update_product,
         catalog::get_stock, catalog::adjust_stock,
         catalog::list_deals, catalog::create_deal, catalog::get_deal, catalog::hot_start, catalog::hot_end,
