@@ -15,4 +15,5 @@ mod load;
 mod malformed;
 mod orders;
 mod points;
+mod storage;
 mod support;
