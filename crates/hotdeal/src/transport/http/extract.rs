@@ -67,13 +67,18 @@ async fn read_json<T: DeserializeOwned, S: Send + Sync>(
     Ok((value, bytes))
 }
 
+/// 413 `PAYLOAD_TOO_LARGE`.
+pub fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        "the body is too large",
+    )
+}
+
 fn body_rejection(r: BytesRejection) -> ApiError {
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
-            "the body is too large",
-        )
+        too_large()
     } else {
         ApiError::bad_request("the body could not be read")
     }
