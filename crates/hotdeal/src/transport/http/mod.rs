@@ -30,6 +30,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 /// Bounds of the HTTP layer.
 #[derive(Clone, Copy, Debug)]
@@ -217,8 +218,11 @@ async fn trace_request(req: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::debug_span!("request", method = %req.method(), route = %route);
-    let _enter = span.enter();
-    let res = next.run(req).await;
-    tracing::debug!(status = res.status().as_u16(), "answered");
-    res
+    async move {
+        let res = next.run(req).await;
+        tracing::debug!(status = res.status().as_u16(), "answered");
+        res
+    }
+    .instrument(span)
+    .await
 }
