@@ -300,3 +300,47 @@ async fn a_head_too_large_is_refused_by_hyper_without_a_body() {
     // hook for a body (see transport/http/server.rs).
     assert_eq!(reply_within(&mut s).await, Reply::Answer(431, Value::Null));
 }
+
+#[tokio::test]
+async fn trailing_data_after_a_json_body_is_a_bad_request() {
+    let app = spawn(|_| {}).await;
+    let (_, token) = app.user("t@x.co").await;
+    let auth = format!("Bearer {token}");
+    for body in [
+        r#"{"amount":5}{"amount":9999999}"#,
+        r#"{"amount":5} x"#,
+        r#"{"amount":5}]"#,
+    ] {
+        let r = app
+            .raw(
+                Method::POST,
+                "/points/charges",
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                ],
+                body,
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+            "{body}"
+        );
+    }
+    let r = app.get("/points", Some(&token)).await;
+    assert_eq!(r.body["balance"], 0, "nothing was charged");
+    // Whitespace after the value is still fine.
+    let r = app
+        .raw(
+            Method::POST,
+            "/points/charges",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            "{\"amount\":5}\n",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}

@@ -97,8 +97,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         fields.insert("body".into(), "must be a JSON object".into());
         return Err(ApiError::validation(fields));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let inner = e.inner();
         // A field error can surface before a later syntax error (`[1,`), so
         // a body only earns a 422 once it is known to be valid JSON.
@@ -112,6 +112,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             _ => ApiError::bad_request(format!("the body is not valid JSON: {inner}")),
         }
     })?;
+    // One value and nothing after it: `{"amount":5}{"amount":9}` is not a
+    // body of this API, whichever object a reader would take.
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     Ok(value)
 }
 
