@@ -344,3 +344,36 @@ async fn trailing_data_after_a_json_body_is_a_bad_request() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }
+
+#[tokio::test]
+async fn ids_that_do_not_decode_are_unknown_ids() {
+    let app = spawn(|_| {}).await;
+    let (_, token) = app.user("p@x.co").await;
+    let gets = [
+        "/products/%FF",
+        "/products/%FF/stock",
+        "/products/deals/%FF",
+        "/orders/%FF",
+        "/coupons/%FF",
+    ];
+    for path in gets {
+        let r = app.get(path, Some(&token)).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            "{path}"
+        );
+    }
+    for path in [
+        "/orders/%FF/cancel",
+        "/coupons/%FF/issue",
+        "/products/%FF/hotdeal/start",
+    ] {
+        let r = app.post(path, Some(&token), json!({})).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            "{path}"
+        );
+    }
+}
