@@ -74,6 +74,10 @@ impl App {
             limits: http::HttpLimits {
                 max_in_flight: config.max_in_flight,
                 read_cache_max_age: Duration::from_millis(config.read_cache_ms),
+                max_connections: config.max_connections,
+                header_timeout: Duration::from_millis(config.header_timeout_ms),
+                body_timeout: Duration::from_millis(config.body_timeout_ms),
+                idle_timeout: Duration::from_millis(config.idle_timeout_ms),
             },
         })
     }
@@ -100,9 +104,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let sweeper = tokio::spawn(housekeeping(self.storefront.clone(), self.deal_sweep));
         let router = http::router(self.storefront.clone(), self.limits);
-        let result = axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = http::server::serve(self.listener, router, self.limits, shutdown).await;
         sweeper.abort();
         self.store.close().await;
         result.context("serving HTTP")

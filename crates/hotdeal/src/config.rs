@@ -70,6 +70,17 @@ pub struct Config {
     pub read_cache_ms: u64,
     /// How long an unpaid order may hold deal stock (seconds).
     pub payment_window_secs: i64,
+    /// Open connections before new ones are refused (each costs a file
+    /// descriptor and buffers; keep it well under `ulimit -n`).
+    pub max_connections: usize,
+    /// Time a client has to send a request head, counted from when the
+    /// server starts waiting for it (ms).
+    pub header_timeout_ms: u64,
+    /// Time a client has to send a request body once its head is in (ms).
+    pub body_timeout_ms: u64,
+    /// A connection with no request running and no bytes moving for this
+    /// long is closed (ms).
+    pub idle_timeout_ms: u64,
 }
 
 /// One layer of settings; `None` means "not set here".
@@ -93,6 +104,10 @@ pub struct ConfigLayer {
     pub max_in_flight: Option<usize>,
     pub read_cache_ms: Option<u64>,
     pub payment_window_secs: Option<i64>,
+    pub max_connections: Option<usize>,
+    pub header_timeout_ms: Option<u64>,
+    pub body_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
 }
 
 impl ConfigLayer {
@@ -135,6 +150,10 @@ impl ConfigLayer {
                 "MAX_IN_FLIGHT" => l.max_in_flight = Some(v.parse().with_context(bad)?),
                 "READ_CACHE_MS" => l.read_cache_ms = Some(v.parse().with_context(bad)?),
                 "PAYMENT_WINDOW_SECS" => l.payment_window_secs = Some(v.parse().with_context(bad)?),
+                "MAX_CONNECTIONS" => l.max_connections = Some(v.parse().with_context(bad)?),
+                "HEADER_TIMEOUT_MS" => l.header_timeout_ms = Some(v.parse().with_context(bad)?),
+                "BODY_TIMEOUT_MS" => l.body_timeout_ms = Some(v.parse().with_context(bad)?),
+                "IDLE_TIMEOUT_MS" => l.idle_timeout_ms = Some(v.parse().with_context(bad)?),
                 _ => {}
             }
         }
@@ -161,6 +180,10 @@ impl ConfigLayer {
             max_in_flight: other.max_in_flight.or(self.max_in_flight),
             read_cache_ms: other.read_cache_ms.or(self.read_cache_ms),
             payment_window_secs: other.payment_window_secs.or(self.payment_window_secs),
+            max_connections: other.max_connections.or(self.max_connections),
+            header_timeout_ms: other.header_timeout_ms.or(self.header_timeout_ms),
+            body_timeout_ms: other.body_timeout_ms.or(self.body_timeout_ms),
+            idle_timeout_ms: other.idle_timeout_ms.or(self.idle_timeout_ms),
         }
     }
 }
@@ -199,6 +222,10 @@ impl Config {
             max_in_flight: l.max_in_flight.unwrap_or(4096),
             read_cache_ms: l.read_cache_ms.unwrap_or(100),
             payment_window_secs: l.payment_window_secs.unwrap_or(600).max(1),
+            max_connections: l.max_connections.unwrap_or(10_000).max(1),
+            header_timeout_ms: l.header_timeout_ms.unwrap_or(10_000).max(1),
+            body_timeout_ms: l.body_timeout_ms.unwrap_or(10_000).max(1),
+            idle_timeout_ms: l.idle_timeout_ms.unwrap_or(5_000).max(1),
         }
     }
 
@@ -252,6 +279,32 @@ mod tests {
         assert_eq!(c.database_url.expose(), "sqlite://data/hotdeal.db");
         assert!(c.jwt_secret.is_none());
         assert_eq!(c.argon2, Argon2Params::default());
+        assert_eq!(c.max_connections, 10_000);
+    }
+
+    #[test]
+    fn connection_limits_come_from_the_environment() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("HOTDEAL_MAX_CONNECTIONS", "20"),
+                ("HOTDEAL_HEADER_TIMEOUT_MS", "1500"),
+                ("HOTDEAL_BODY_TIMEOUT_MS", "2500"),
+                ("HOTDEAL_IDLE_TIMEOUT_MS", "3500"),
+            ]),
+            ConfigLayer::default(),
+        )
+        .expect("config");
+        assert_eq!(
+            (
+                c.max_connections,
+                c.header_timeout_ms,
+                c.body_timeout_ms,
+                c.idle_timeout_ms
+            ),
+            (20, 1500, 2500, 3500)
+        );
+        assert!(ConfigLayer::from_env(env(&[("HOTDEAL_MAX_CONNECTIONS", "-1")])).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod coupons;
 mod crash;
 mod deals;
 mod durability;
+mod edge;
 mod hotpath;
 mod idempotency;
 mod ledger_books;

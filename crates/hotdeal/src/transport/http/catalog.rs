@@ -5,11 +5,11 @@ use super::dto::{
     StockOut,
 };
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{path_id, AuthUser, JsonBody, QueryMap};
+use super::extract::{AuthUser, JsonBody, PathId, QueryMap};
 use super::page_cache::{PageKey, Stamp};
 use super::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -88,9 +88,8 @@ pub async fn create_product(
     ))]
 pub async fn get_product(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId<ProductId>,
 ) -> ApiResult<Response> {
-    let id = path_id(&id, ProductId::parse)?;
     let product = app.product(id)?;
     Ok(cached_json(&app, PageKey::Product(id.0), |_| {
         ProductOut::from(product)
@@ -111,10 +110,9 @@ pub async fn get_product(
 pub async fn update_product(
     State(app): State<AppState>,
     AuthUser(seller): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId<ProductId>,
     JsonBody(body): JsonBody<ProductPatchIn>,
 ) -> ApiResult<Json<ProductOut>> {
-    let id = path_id(&id, ProductId::parse)?;
     let patch = body.parse().map_err(ApiError::validation)?;
     Ok(Json(app.update_product(seller, id, patch).await?.into()))
 }
@@ -126,8 +124,10 @@ pub async fn update_product(
         (status = 200, body = StockOut, description = "Units on hand (excluding units set aside for deals)"),
         (status = 404, body = ErrorBody, description = "NOT_FOUND"),
     ))]
-pub async fn get_stock(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let id = path_id(&id, ProductId::parse)?;
+pub async fn get_stock(
+    State(app): State<AppState>,
+    PathId(id): PathId<ProductId>,
+) -> ApiResult<Response> {
     let product = app.product(id)?;
     Ok(cached_json(&app, PageKey::Stock(id.0), |_| {
         StockOut::from(product)
@@ -149,10 +149,9 @@ pub async fn get_stock(State(app): State<AppState>, Path(id): Path<String>) -> A
 pub async fn adjust_stock(
     State(app): State<AppState>,
     AuthUser(seller): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId<ProductId>,
     JsonBody(body): JsonBody<StockDeltaIn>,
 ) -> ApiResult<Json<StockOut>> {
-    let id = path_id(&id, ProductId::parse)?;
     let delta = body.parse().map_err(ApiError::validation)?;
     Ok(Json(app.adjust_stock(seller, id, delta).await?.into()))
 }
@@ -208,8 +207,10 @@ pub async fn create_deal(
         (status = 200, body = DealOut, description = "The deal"),
         (status = 404, body = ErrorBody, description = "NOT_FOUND"),
     ))]
-pub async fn get_deal(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let id = path_id(&id, DealId::parse)?;
+pub async fn get_deal(
+    State(app): State<AppState>,
+    PathId(id): PathId<DealId>,
+) -> ApiResult<Response> {
     let deal = app.deal(id)?;
     Ok(cached_json(&app, PageKey::Deal(id.0), |now| {
         DealOut::new(deal, now)
@@ -219,10 +220,9 @@ pub async fn get_deal(State(app): State<AppState>, Path(id): Path<String>) -> Ap
 async fn set_hot(
     app: AppState,
     seller: AuthUser,
-    id: String,
+    id: ProductId,
     hot: bool,
 ) -> ApiResult<Json<HotOut>> {
-    let id = path_id(&id, ProductId::parse)?;
     let hot = app.set_hot(seller.0, id, hot)?;
     Ok(Json(HotOut {
         product_id: id.0,
@@ -242,7 +242,7 @@ async fn set_hot(
 pub async fn hot_start(
     State(app): State<AppState>,
     seller: AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId<ProductId>,
 ) -> ApiResult<Json<HotOut>> {
     set_hot(app, seller, id, true).await
 }
@@ -259,7 +259,7 @@ pub async fn hot_start(
 pub async fn hot_end(
     State(app): State<AppState>,
     seller: AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId<ProductId>,
 ) -> ApiResult<Json<HotOut>> {
     set_hot(app, seller, id, false).await
 }

@@ -2,16 +2,12 @@
 
 use super::dto::{page_of, CouponIn, CouponOut, ListOf, UserCouponOut};
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{path_id, AuthUser, JsonBody, QueryMap};
+use super::extract::{AuthUser, JsonBody, PathId, QueryMap};
 use super::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use uuid::Uuid;
-
-fn coupon_id(raw: &str) -> Result<Uuid, ApiError> {
-    path_id(raw, |s| Uuid::try_parse(s).ok())
-}
 
 /// Create a coupon.
 #[utoipa::path(post, path = "/coupons", tag = "coupons", request_body = CouponIn,
@@ -42,9 +38,9 @@ pub async fn create(
     ))]
 pub async fn get(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId<Uuid>,
 ) -> ApiResult<Json<CouponOut>> {
-    Ok(Json(app.coupon(coupon_id(&id)?)?.into()))
+    Ok(Json(app.coupon(id)?.into()))
 }
 
 /// Claim one coupon: first come, first served, one per user.
@@ -61,9 +57,9 @@ pub async fn get(
 pub async fn issue(
     State(app): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId<Uuid>,
 ) -> ApiResult<(StatusCode, Json<UserCouponOut>)> {
-    let issued = app.issue_coupon(user, coupon_id(&id)?).await?;
+    let issued = app.issue_coupon(user, id).await?;
     Ok((StatusCode::CREATED, Json(issued.into())))
 }
 

@@ -7,13 +7,14 @@ use super::error::ApiError;
 use super::AppState;
 use crate::services::Error;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use hotdeal_domain::{FieldErrors, UserId};
+use hotdeal_domain::{DealId, FieldErrors, OrderId, ProductId, UserId};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
+use uuid::Uuid;
 
 /// A JSON body of type `T`.
 pub struct JsonBody<T>(pub T);
@@ -67,13 +68,18 @@ async fn read_json<T: DeserializeOwned, S: Send + Sync>(
     Ok((value, bytes))
 }
 
+/// 413 `PAYLOAD_TOO_LARGE`.
+pub fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        "the body is too large",
+    )
+}
+
 fn body_rejection(r: BytesRejection) -> ApiError {
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
-            "the body is too large",
-        )
+        too_large()
     } else {
         ApiError::bad_request("the body could not be read")
     }
@@ -92,8 +98,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         fields.insert("body".into(), "must be a JSON object".into());
         return Err(ApiError::validation(fields));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let inner = e.inner();
         // A field error can surface before a later syntax error (`[1,`), so
         // a body only earns a 422 once it is known to be valid JSON.
@@ -107,6 +113,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             _ => ApiError::bad_request(format!("the body is not valid JSON: {inner}")),
         }
     })?;
+    // One value and nothing after it: `{"amount":5}{"amount":9}` is not a
+    // body of this API, whichever object a reader would take.
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     Ok(value)
 }
 
@@ -173,10 +183,49 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// Parses a path id; anything that is not a UUID is answered like an
-/// unknown id.
-pub fn path_id<T>(raw: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, ApiError> {
-    parse(raw).ok_or_else(ApiError::not_found)
+/// A typed id from the path. Anything that is not one — not a UUID, or a
+/// segment whose percent-encoding does not decode to UTF-8 (`%FF`) — is
+/// answered like an unknown id: 404 `NOT_FOUND`.
+pub struct PathId<T>(pub T);
+
+/// An id type that can come from a path segment.
+pub trait ParsePathId: Sized {
+    fn parse_path_id(s: &str) -> Option<Self>;
+}
+
+macro_rules! path_ids {
+    ($($t:ty),*) => {$(
+        impl ParsePathId for $t {
+            fn parse_path_id(s: &str) -> Option<Self> {
+                <$t>::parse(s)
+            }
+        }
+    )*};
+}
+path_ids!(ProductId, DealId, OrderId);
+
+impl ParsePathId for Uuid {
+    fn parse_path_id(s: &str) -> Option<Self> {
+        Uuid::try_parse(s).ok()
+    }
+}
+
+impl<T: ParsePathId, S: Send + Sync> FromRequestParts<S> for PathId<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| match rejection {
+                // The route has no parameter: a wiring mistake, not the
+                // client's.
+                PathRejection::MissingPathParams(e) => Error::Internal(Box::new(e)).into(),
+                _ => ApiError::not_found(),
+            })?;
+        T::parse_path_id(&raw)
+            .map(PathId)
+            .ok_or_else(ApiError::not_found)
+    }
 }
 
 /// A JSON body that may be left out entirely (no body at all means

@@ -13,18 +13,24 @@ mod openapi;
 mod orders;
 mod page_cache;
 mod points;
+pub mod server;
 
 use crate::services::Storefront;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use error::ApiError;
+use http_body_util::BodyExt;
 use page_cache::PageCache;
 use std::ops::Deref;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 /// Bounds of the HTTP layer.
 #[derive(Clone, Copy, Debug)]
@@ -32,7 +38,16 @@ pub struct HttpLimits {
     /// Requests handled at once; past it, 503 at once.
     pub max_in_flight: usize,
     /// How long a cached page may show stale stock counts.
-    pub read_cache_max_age: std::time::Duration,
+    pub read_cache_max_age: Duration,
+    /// Open connections; past it new ones are refused at once.
+    pub max_connections: usize,
+    /// Time to send a request head (hyper's header read timeout).
+    pub header_timeout: Duration,
+    /// Time to send a request body once the head is in; past it, 408.
+    pub body_timeout: Duration,
+    /// A connection with no request running and nothing moving for this
+    /// long is closed.
+    pub idle_timeout: Duration,
 }
 
 /// What every handler gets: the services, and the HTTP layer's own cache.
@@ -54,21 +69,25 @@ impl Deref for AppState {
 /// body (an order of 10 lines with an address) is about 2 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The whole API. At most `max_in_flight` requests are handled at once;
-/// past that, requests are refused at once with 503 `OVERLOADED` rather
-/// than queued.
+/// The whole API. A request is read whole first — its body within
+/// `body_timeout` (408) and at most [`MAX_BODY_BYTES`] (413) — and only then
+/// takes one of `max_in_flight` slots, so clients that send slowly hold a
+/// connection, never a slot. Past `max_in_flight`, requests are refused at
+/// once with 503 `OVERLOADED` rather than queued. The health routes take no
+/// slot: they answer however busy the server is.
 pub fn router(app: Arc<Storefront>, limits: HttpLimits) -> Router {
     let openapi = openapi::document();
     let pages = Arc::new(PageCache::new(limits.read_cache_max_age));
     let state = AppState { app, pages };
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
-    Router::new()
+    let health = Router::new()
         .route("/health", get(health::gateway))
         .route("/auth/health", get(health::auth))
         .route("/products/health", get(health::products))
         .route("/orders/health", get(health::orders))
         .route("/coupons/health", get(health::coupons))
-        .route("/points/health", get(health::points))
+        .route("/points/health", get(health::points));
+    let api = Router::new()
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
         .route("/auth/refresh", post(auth::refresh))
@@ -115,6 +134,10 @@ pub fn router(app: Arc<Storefront>, limits: HttpLimits) -> Router {
                 async move { ([("content-type", "application/json")], doc) }
             }),
         )
+        .layer(from_fn_with_state(in_flight, shed_load));
+    Router::new()
+        .merge(health)
+        .merge(api)
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -124,17 +147,63 @@ pub fn router(app: Arc<Storefront>, limits: HttpLimits) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(trace_request))
-        .layer(axum::middleware::from_fn_with_state(in_flight, shed_load))
+        .layer(from_fn_with_state(limits.body_timeout, buffer_body))
+        .layer(from_fn(trace_request))
         .with_state(state)
 }
 
+/// Reads the whole body within `timeout` before the request goes on, so
+/// everything after this (the in-flight slot, the handler) works on a body
+/// that is already in memory. A body too slow answers 408
+/// `REQUEST_TIMEOUT` and the connection is closed (the rest of the body is
+/// never read); a body over [`MAX_BODY_BYTES`] answers 413 — from its
+/// `Content-Length` when it declares one, without reading it.
+async fn buffer_body(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return closing(extract::too_large());
+    }
+    if body.is_end_stream() {
+        // No body (most GETs): nothing to wait for.
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    let bytes = match tokio::time::timeout(timeout, limited.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return closing(extract::too_large())
+        }
+        Ok(Err(_)) => {
+            return closing(ApiError::bad_request("the body could not be read"));
+        }
+        Err(_elapsed) => {
+            return closing(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                "the request body was not received in time",
+            ));
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// An error answer after which the connection is closed: the body that
+/// was not read whole can't be skipped to find the next request.
+fn closing(error: ApiError) -> Response {
+    let mut res = error.into_response();
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
 /// Refuses a request at once when `max_in_flight` are already running.
-async fn shed_load(
-    State(in_flight): State<Arc<Semaphore>>,
-    req: Request,
-    next: axum::middleware::Next,
-) -> Response {
+async fn shed_load(State(in_flight): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {
     match in_flight.try_acquire() {
         Ok(_permit) => next.run(req).await,
         Err(_) => ApiError::from(crate::services::Error::Overloaded).into_response(),
@@ -143,15 +212,18 @@ async fn shed_load(
 
 /// One span per request, named by the route template (not the raw path, so
 /// ids do not explode the cardinality of logs and metrics).
-async fn trace_request(req: Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn trace_request(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::debug_span!("request", method = %req.method(), route = %route);
-    let _enter = span.enter();
-    let res = next.run(req).await;
-    tracing::debug!(status = res.status().as_u16(), "answered");
-    res
+    async move {
+        let res = next.run(req).await;
+        tracing::debug!(status = res.status().as_u16(), "answered");
+        res
+    }
+    .instrument(span)
+    .await
 }

@@ -2,12 +2,12 @@
 
 use super::dto::{page_of, CancelIn, ListOf, OrderIn, OrderOut, PaymentIn};
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::extract::{idempotency_key, path_id, AuthUser, JsonWithRaw, OptionalJsonBody, QueryMap};
+use super::extract::{idempotency_key, AuthUser, JsonWithRaw, OptionalJsonBody, PathId, QueryMap};
 use super::idempotent::{begin, Proceed};
 use super::AppState;
 use crate::model::Order;
 use crate::services::RenderOrder;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -70,11 +70,10 @@ pub async fn place(
 pub async fn pay(
     State(app): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    PathId(order_id): PathId<OrderId>,
     headers: HeaderMap,
     JsonWithRaw(body, raw): JsonWithRaw<PaymentIn>,
 ) -> ApiResult<Response> {
-    let order_id = path_id(&id, OrderId::parse)?;
     let mut v = Validator::new();
     body.check(&mut v, "method");
     v.finish().map_err(ApiError::validation)?;
@@ -139,9 +138,8 @@ pub async fn list(
 pub async fn get(
     State(app): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId<OrderId>,
 ) -> ApiResult<Json<OrderOut>> {
-    let id = path_id(&id, OrderId::parse)?;
     Ok(Json(app.order_of(user, id).await?.into()))
 }
 
@@ -160,10 +158,9 @@ pub async fn get(
 pub async fn cancel(
     State(app): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    PathId(id): PathId<OrderId>,
     OptionalJsonBody(body): OptionalJsonBody<CancelIn>,
 ) -> ApiResult<Json<OrderOut>> {
-    let id = path_id(&id, OrderId::parse)?;
     let reason = body.parse().map_err(ApiError::validation)?;
     Ok(Json(app.cancel_order(user, id, reason).await?.into()))
 }
