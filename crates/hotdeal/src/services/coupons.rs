@@ -27,6 +27,11 @@ pub struct NewCoupon {
 
 impl Storefront {
     pub async fn create_coupon(&self, creator: UserId, c: NewCoupon) -> Result<Coupon> {
+        // Nothing in the coupon's row refers to its creator, so the store
+        // would not notice a token of a user it does not have.
+        if self.store.user_by_id(creator).await?.is_none() {
+            return Err(Error::InvalidToken);
+        }
         let coupon = Coupon {
             id: Uuid::now_v7(),
             name: c.name,

@@ -352,3 +352,118 @@ async fn saturated_hashing_answers_503_quickly() {
     server.abort();
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Logs in once more; returns (access token, refresh token).
+async fn login(app: &crate::support::TestApp, email: &str) -> (String, String) {
+    let r = app
+        .post(
+            "/auth/login",
+            None,
+            json!({"email": email, "password": "password123"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let field = |k: &str| r.body[k].as_str().expect("token").to_owned();
+    (field("access_token"), field("refresh_token"))
+}
+
+#[tokio::test]
+async fn logout_revokes_one_refresh_token_or_all_of_them() {
+    let app = spawn_app().await;
+    app.user("l@x.co").await;
+    app.user("other@x.co").await;
+    let (access, first) = login(&app, "l@x.co").await;
+    let (_, second) = login(&app, "l@x.co").await;
+    let (_, third) = login(&app, "l@x.co").await;
+    let (other_access, others) = login(&app, "other@x.co").await;
+    let refresh = |token: &str| {
+        let body = json!({ "refresh_token": token });
+        let app = &app;
+        async move { app.post("/auth/refresh", None, body).await.status }
+    };
+
+    let r = app.post("/auth/logout", None, json!({})).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
+    );
+    // One token, named: only it stops working.
+    let r = app
+        .post(
+            "/auth/logout",
+            Some(&access),
+            json!({"refresh_token": first}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(refresh(&first).await, StatusCode::UNAUTHORIZED);
+    // Someone else's token is not the caller's to revoke.
+    let r = app
+        .post(
+            "/auth/logout",
+            Some(&access),
+            json!({"refresh_token": others}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(refresh(&others).await, StatusCode::OK);
+    // No body: every refresh token of the caller, and nobody else's.
+    let (_, others_next) = login(&app, "other@x.co").await;
+    let r = app
+        .send(Method::POST, "/auth/logout", Some(&access), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(refresh(&second).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(refresh(&third).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(refresh(&others_next).await, StatusCode::OK);
+    let r = app
+        .post("/auth/logout", Some(&other_access), json!({"nope": 1}))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "unknown field");
+}
+
+/// A token signed with this server's key for a user its store does not
+/// have (another database, same secret) is refused like a bad token, on
+/// writes as well as reads — never a 500.
+#[tokio::test]
+async fn a_token_of_an_unknown_user_is_401_not_500() {
+    let elsewhere = spawn_app().await;
+    let (_, token) = elsewhere.user("ghost@x.co").await;
+    let app = spawn_app().await;
+    let (_, seller) = app.user("seller@x.co").await;
+    let product = app.product(&seller, 1000, 10).await;
+    let now = app.clock_now();
+    let writes = [
+        (
+            "/orders",
+            json!({"items": [{"product_id": product, "quantity": 1}]}),
+        ),
+        ("/points/charges", json!({"amount": 100})),
+        (
+            "/products",
+            json!({"name": "Ghost", "price": 1, "stock": 1}),
+        ),
+        (
+            "/coupons",
+            json!({"name": "Ghost", "discount_type": "fixed", "discount_value": 1,
+                   "min_order_amount": 0, "total_quantity": 1,
+                   "starts_at": now, "ends_at": now + chrono::Duration::days(1)}),
+        ),
+    ];
+    for (path, body) in writes {
+        let r = app.post(path, Some(&token), body).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNAUTHORIZED, "INVALID_TOKEN"),
+            "{path}: {}",
+            r.body
+        );
+    }
+    assert_eq!(
+        app.stock(&product).await,
+        10,
+        "the refused order took nothing"
+    );
+    let r = app.get("/auth/users/me", Some(&token)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}

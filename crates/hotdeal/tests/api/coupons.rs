@@ -288,3 +288,102 @@ async fn two_thousand_users_race_for_five_hundred_coupons() {
         .expect("c");
     assert_eq!(count, 500);
 }
+
+/// A coupon is its creator's: it discounts only their products, on the
+/// subtotal of those lines, and an order with none of them is refused.
+#[tokio::test]
+async fn a_coupon_discounts_only_its_sellers_products() {
+    let app = spawn_app().await;
+    let (_, seller) = app.user("seller@x.co").await;
+    let (_, other) = app.user("other@x.co").await;
+    let (_, buyer) = app.user("buyer@x.co").await;
+    let mine = app.product(&seller, 10_000, 10).await;
+    let theirs = app.product(&other, 50_000, 10).await;
+    // A buyer's own 100 % coupon on someone else's product: the probe's attack.
+    let free = coupon(
+        &app,
+        &buyer,
+        json!({"name": "Free", "discount_type": "percent", "discount_value": 100,
+        "min_order_amount": 0, "total_quantity": 1,
+        "starts_at": app.clock_now(), "ends_at": app.clock_now() + Duration::days(1)}),
+    )
+    .await;
+    app.post(&format!("/coupons/{free}/issue"), Some(&buyer), json!({}))
+        .await;
+    let r = app
+        .post(
+            "/orders",
+            Some(&buyer),
+            json!({"items": [{"product_id": theirs, "quantity": 1}], "coupon_id": free,
+                   "payment": {"method": "points"}}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "COUPON_NOT_USABLE"),
+        "{}",
+        r.body
+    );
+    assert_eq!(app.stock(&theirs).await, 10, "nothing taken");
+
+    // The seller's 20 % coupon, min 15,000 won of the seller's products:
+    // the other seller's line counts toward neither.
+    let pct = coupon(
+        &app,
+        &seller,
+        json!({"name": "20%", "discount_type": "percent", "discount_value": 20,
+        "min_order_amount": 15_000, "total_quantity": 10,
+        "starts_at": app.clock_now(), "ends_at": app.clock_now() + Duration::days(1)}),
+    )
+    .await;
+    app.post(&format!("/coupons/{pct}/issue"), Some(&buyer), json!({}))
+        .await;
+    let mixed = |qty: i64| {
+        json!({"items": [{"product_id": mine, "quantity": qty}, {"product_id": theirs, "quantity": 1}],
+               "coupon_id": pct})
+    };
+    let r = app.post("/orders", Some(&buyer), mixed(1)).await;
+    assert_eq!(
+        r.code(),
+        "COUPON_NOT_USABLE",
+        "10,000 of the seller's < 15,000"
+    );
+    let r = app.post("/orders", Some(&buyer), mixed(2)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(
+        r.body["discount_amount"], 4_000,
+        "20 % of 20,000, not of 70,000"
+    );
+    assert_eq!(r.body["total_amount"], 66_000);
+}
+
+/// `coupon_id` on an order takes the user-coupon id that
+/// `GET /users/me/coupons` shows as well as the coupon's id, and only the
+/// caller's.
+#[tokio::test]
+async fn an_order_takes_the_user_coupon_id() {
+    let app = spawn_app().await;
+    let (_, seller) = app.user("seller@x.co").await;
+    let (_, buyer) = app.user("buyer@x.co").await;
+    let (_, thief) = app.user("thief@x.co").await;
+    let p = app.product(&seller, 10_000, 10).await;
+    let id = coupon(&app, &seller, fixed(&app, 3000, 5, 0)).await;
+    app.post(&format!("/coupons/{id}/issue"), Some(&buyer), json!({}))
+        .await;
+    let mine = app.get("/users/me/coupons", Some(&buyer)).await;
+    let user_coupon = mine.body["items"][0]["id"].as_str().expect("id").to_owned();
+    assert_ne!(user_coupon, id);
+    let body = json!({"items": [{"product_id": p, "quantity": 1}], "coupon_id": user_coupon});
+    let r = app.post("/orders", Some(&thief), body.clone()).await;
+    assert_eq!(r.code(), "COUPON_NOT_USABLE", "someone else's copy");
+    let r = app.post("/orders", Some(&buyer), body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["discount_amount"], 3000);
+    assert_eq!(
+        r.body["coupon_id"],
+        id.as_str(),
+        "the order names the coupon"
+    );
+    let mine = app.get("/users/me/coupons", Some(&buyer)).await;
+    assert_eq!(mine.body["items"][0]["status"], "used");
+}
