@@ -185,3 +185,12 @@ impl Modify for ResponsesComplete {
         }
     }
 }
+
+/// `GET /docs`: a small hand-written page, embedded in the binary, that
+/// fetches `/openapi.json` and renders every operation (no CDN, no bundle).
+pub async fn docs_page() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("docs.html"),
+    )
+}
