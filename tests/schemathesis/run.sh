@@ -5,7 +5,7 @@
 # Any failure fails the run. The server gets a throwaway data dir and port,
 # the demo catalogue, and is stopped on exit.
 #
-# Knobs: MAX_EXAMPLES (cases per operation and phase, default 30), SEED.
+# Knobs: MAX_EXAMPLES (cases per operation and phase, default 100), SEED.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -18,7 +18,12 @@ venv="$target/schemathesis-venv"
 pinned="$(sed -n 's/^schemathesis==//p' "$here/requirements.txt")"
 if [ "$("$venv/bin/schemathesis" --version 2>/dev/null || true)" != "schemathesis, version $pinned" ]; then
   rm -rf "$venv"
-  python3 -m venv "$venv"
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    # Debian ships venv support separately.
+    rm -rf "$venv"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "$venv"
+  fi
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
 fi
 
@@ -75,7 +80,7 @@ status=0
 "$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" run "$base/openapi.json" \
   --checks all \
   --header "Authorization: Bearer $token" \
-  --max-examples "${MAX_EXAMPLES:-30}" \
+  --max-examples "${MAX_EXAMPLES:-100}" \
   ${SEED:+--seed "$SEED"} \
   --workers 2 \
   --request-timeout 10 \
