@@ -62,14 +62,14 @@ impl Validator {
 /// A pragmatic address check: one `@`, a non-empty local part, a dotted
 /// domain without empty labels, no whitespace, at most 254 characters.
 pub fn is_email(s: &str) -> bool {
-    if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if s.chars().count() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return false;
     }
     let Some((local, domain)) = s.split_once('@') else {
         return false;
     };
     !local.is_empty()
-        && local.len() <= 64
+        && local.chars().count() <= 64
         && !domain.contains('@')
         && domain.contains('.')
         && domain.split('.').all(|label| !label.is_empty())

@@ -7,6 +7,7 @@ mod catalog;
 mod coupons;
 mod crash;
 mod deals;
+mod docs;
 mod durability;
 mod edge;
 mod hotpath;

@@ -1,8 +1,8 @@
 //! `/products/*`: the catalogue, stock and deals.
 
 use super::dto::{
-    page_of, DealIn, DealOut, HotOut, ListOf, ProductIn, ProductOut, ProductPatchIn, StockDeltaIn,
-    StockOut,
+    page_of, DealIn, DealOut, HotOut, ListOf, PageQuery, ProductIn, ProductOut, ProductPatchIn,
+    StockDeltaIn, StockOut,
 };
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AuthUser, JsonBody, PathId, QueryMap};
@@ -41,9 +41,8 @@ fn cached_json<T: serde::Serialize>(
 /// List products, newest first.
 #[utoipa::path(get, path = "/products", tag = "products",
     params(
-        ("page" = Option<i64>, Query, description = "≥ 1, default 1"),
-        ("size" = Option<i64>, Query, description = "1..100, default 20"),
-        ("category" = Option<String>, Query, description = "exact category"),
+        PageQuery,
+        ("category" = Option<String>, Query, description = "only products of exactly this category"),
     ),
     responses(
         (status = 200, body = ListOf<ProductOut>, description = "A page of products"),
@@ -159,8 +158,7 @@ pub async fn adjust_stock(
 /// Deals running now (`active` and `sold_out`), soonest-ending first.
 #[utoipa::path(get, path = "/products/deals", tag = "deals",
     params(
-        ("page" = Option<i64>, Query, description = "≥ 1, default 1"),
-        ("size" = Option<i64>, Query, description = "1..100, default 20"),
+        PageQuery,
     ),
     responses(
         (status = 200, body = ListOf<DealOut>, description = "A page of running deals"),

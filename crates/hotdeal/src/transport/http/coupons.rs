@@ -1,6 +1,6 @@
 //! `/coupons/*` and `/users/me/coupons`: first-come-first-served coupons.
 
-use super::dto::{page_of, CouponIn, CouponOut, ListOf, UserCouponOut};
+use super::dto::{page_of, CouponIn, CouponOut, ListOf, PageQuery, UserCouponOut};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AuthUser, JsonBody, PathId, QueryMap};
 use super::AppState;
@@ -66,8 +66,7 @@ pub async fn issue(
 /// The caller's coupons, newest first.
 #[utoipa::path(get, path = "/users/me/coupons", tag = "coupons", security(("bearer" = [])),
     params(
-        ("page" = Option<i64>, Query, description = "≥ 1, default 1"),
-        ("size" = Option<i64>, Query, description = "1..100, default 20"),
+        PageQuery,
     ),
     responses(
         (status = 200, body = ListOf<UserCouponOut>, description = "A page of coupons"),

@@ -10,7 +10,7 @@ use hotdeal_domain::{
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::HashMap;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// Largest money amount accepted (won); keeps every sum far from overflow.
@@ -28,15 +28,94 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// An integer field. JSON Schema (and so the document) counts `3.0` as an
+/// integer, so a number with no fractional part is read as one; `3.5` or a
+/// value outside `i64` is a field error.
+fn whole<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    // 2^63 as f64: every integral f64 strictly below it in magnitude fits.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < LIMIT => Ok(f as i64),
+        _ => Err(serde::de::Error::custom(format!(
+            "invalid number `{n}`, expected an integer"
+        ))),
+    }
+}
+
+/// [`whole`] for an optional field (absent or `null` is `None`).
+fn whole_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Option::<serde_json::Number>::deserialize(d)?
+        .map(|n| whole(n).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// [`whole`] for a PATCH field: absent (`None`), `null` (`Some(None)`).
+fn nullable_whole<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    whole_opt(d).map(Some)
+}
+
+// ---------------------------------------------------------------- text rules
+//
+// Text rules are written into the document as JSON Schema patterns, which
+// follow ECMA-262: `\s` there is the set below, so the code trims and
+// tests blankness with exactly that set and a client (or fuzzer) that
+// obeys the pattern is never refused.
+
+/// ECMA-262 `\s`: WhiteSpace and LineTerminator.
+fn is_space(c: char) -> bool {
+    matches!(
+        c,
+        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202f}'
+                | '\u{205f}'
+                | '\u{3000}'
+                | '\u{feff}'
+    )
+}
+
+/// `s` without leading and trailing [`is_space`] characters.
+fn trimmed(s: &str) -> &str {
+    s.trim_matches(is_space)
+}
+
 // ---------------------------------------------------------------- lists
 
-/// Reads `page` and `size` from the query string.
+/// Largest page number a list accepts.
+const MAX_PAGE: i64 = 1_000_000;
+
+/// The query of every list: documents `page` and `size` with the bounds
+/// that [`page_of`] enforces.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read by `page_of` from the raw query, kept for the document
+pub struct PageQuery {
+    /// Page number, from 1 (default 1).
+    #[param(minimum = 1, maximum = 1_000_000)]
+    page: Option<i64>,
+    /// Items per page (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    size: Option<i64>,
+}
+
+/// Reads `page` and `size` from the query string. A value must be plain
+/// ASCII digits: no sign, no spaces (not even a trailing non-breaking one).
 pub fn page_of(q: &HashMap<String, String>) -> Result<Page, FieldErrors> {
     let mut errors = FieldErrors::new();
     let mut num = |key: &str, default: i64, min: i64, max: i64| -> i64 {
-        match q.get(key).map(|v| v.trim().parse::<i64>()) {
+        let digits = |v: &str| -> Option<i64> {
+            let plain = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+            plain.then(|| v.parse::<i64>().ok()).flatten()
+        };
+        match q.get(key).map(|v| digits(v)) {
             None => default,
-            Some(Ok(n)) if (min..=max).contains(&n) => n,
+            Some(Some(n)) if (min..=max).contains(&n) => n,
             Some(_) => {
                 errors.insert(
                     key.to_owned(),
@@ -46,7 +125,7 @@ pub fn page_of(q: &HashMap<String, String>) -> Result<Page, FieldErrors> {
             }
         }
     };
-    let page = num("page", 1, 1, 1_000_000);
+    let page = num("page", 1, 1, MAX_PAGE);
     let size = num("size", 20, 1, 100);
     if errors.is_empty() {
         Ok(Page { page, size })
@@ -59,8 +138,12 @@ pub fn page_of(q: &HashMap<String, String>) -> Result<Page, FieldErrors> {
 #[derive(Serialize, ToSchema)]
 pub struct ListOf<T> {
     pub items: Vec<T>,
+    /// Items on all pages.
+    #[schema(minimum = 0)]
     pub total: i64,
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub page: i64,
+    #[schema(minimum = 1, maximum = 100)]
     pub size: i64,
 }
 
@@ -79,15 +162,115 @@ impl<T> ListOf<T> {
 
 #[derive(Serialize, ToSchema)]
 pub struct HealthOut {
-    /// `healthy`, or `unhealthy` (with 503) when the process cannot record
-    /// changes.
-    #[schema(value_type = String, pattern = "^(healthy|unhealthy)$")]
+    /// Always `healthy` with a 200.
+    #[schema(value_type = HealthStatus)]
     pub status: &'static str,
-    /// Which service answered, e.g. `gateway`, `order-service`.
+    /// Which service answered.
+    #[schema(value_type = ServiceName)]
     pub service: &'static str,
-    /// Why it is unhealthy.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
+}
+
+/// The 503 answer of a health route: the process cannot record changes.
+#[derive(Serialize, ToSchema)]
+pub struct UnhealthyBody {
+    /// Always `unhealthy`.
+    #[schema(value_type = String, pattern = "^unhealthy$")]
+    pub status: &'static str,
+    /// Which service answered.
+    #[schema(value_type = ServiceName)]
+    pub service: &'static str,
+    /// Why, in words.
+    pub reason: &'static str,
+}
+
+// The closed sets of values the API answers with. The model renders them as
+// strings; these enums only spell them out in the document.
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum HealthStatus {
+    Healthy,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "kebab-case")]
+#[allow(dead_code)]
+pub enum ServiceName {
+    Gateway,
+    AuthService,
+    ProductService,
+    OrderService,
+    CouponService,
+    PointService,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum TokenType {
+    Bearer,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum DealStatus {
+    Scheduled,
+    Active,
+    SoldOut,
+    Ended,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum OrderStatusName {
+    Pending,
+    Confirmed,
+    Shipped,
+    Delivered,
+    Cancelled,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum PaymentStatus {
+    Unpaid,
+    Paid,
+    Refunded,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum PaymentMethod {
+    Points,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum PointKind {
+    Charge,
+    Payment,
+    Refund,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum DiscountType {
+    Fixed,
+    Percent,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum UserCouponStatus {
+    Issued,
+    Used,
 }
 
 // ---------------------------------------------------------------- auth
@@ -95,20 +278,27 @@ pub struct HealthOut {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterIn {
-    /// An email address; compared case-insensitively.
+    /// An email address (at most 254 characters); compared
+    /// case-insensitively.
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]{1,64}@[^@.\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+(\.[^@.\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+)+$"
+    )]
     pub email: String,
-    /// At least 8 characters.
+    /// 8..1024 characters.
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
-    /// 2..50 characters.
+    /// 2..50 characters once leading and trailing spaces are trimmed.
+    #[schema(min_length = 2, pattern = r"^\s*\S[\s\S]{0,48}\S\s*$")]
     pub name: String,
 }
 
 impl RegisterIn {
     pub fn parse(self) -> Result<Registration, FieldErrors> {
         let mut v = Validator::new();
-        v.email("email", self.email.trim())
+        v.email("email", &self.email)
             .length("password", &self.password, 8, 1024)
-            .length("name", self.name.trim(), 2, 50);
+            .length("name", trimmed(&self.name), 2, 50);
         v.finish()?;
         Ok(Registration {
             email: self.email,
@@ -173,8 +363,10 @@ pub struct TokensOut {
     pub access_token: String,
     pub refresh_token: String,
     /// Always `Bearer`.
+    #[schema(value_type = TokenType)]
     pub token_type: &'static str,
     /// Seconds the access token is valid: 3600.
+    #[schema(minimum = 1)]
     pub expires_in: i64,
 }
 
@@ -200,19 +392,28 @@ pub struct VerifyOut {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductIn {
-    /// 1..200 characters.
+    /// 1..200 characters, not all spaces.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     /// At most 5000 characters.
     #[serde(default)]
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
-    /// Won, ≥ 0.
+    /// Won.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "whole")]
     pub price: i64,
-    /// Units, ≥ 0.
+    /// Units.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "whole")]
     pub stock: i64,
     /// At most 50 characters; the list filter matches it exactly.
     #[serde(default)]
+    #[schema(max_length = 50)]
     pub category: Option<String>,
+    /// At most 2048 characters.
     #[serde(default)]
+    #[schema(max_length = 2048)]
     pub image_url: Option<String>,
 }
 
@@ -226,7 +427,7 @@ fn check_product_fields(
 ) {
     if let Some(n) = name {
         v.length("name", n, 1, 200)
-            .check(!n.trim().is_empty(), "name", "must not be blank");
+            .check(!trimmed(n).is_empty(), "name", "must not be blank");
     }
     if let Some(d) = description {
         v.length("description", d, 0, 5000);
@@ -269,25 +470,25 @@ impl ProductIn {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatchIn {
-    /// Cannot be null.
+    /// 1..200 characters, not all spaces; cannot be null.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, required = false, min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<Option<String>>,
-    /// `null` clears it.
+    /// At most 5000 characters; `null` clears it.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 5000)]
     pub description: Option<Option<String>>,
-    /// Cannot be null.
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<i64>)]
+    /// Won; cannot be null.
+    #[serde(default, deserialize_with = "nullable_whole")]
+    #[schema(value_type = i64, required = false, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price: Option<Option<i64>>,
-    /// `null` clears it.
+    /// At most 50 characters; `null` clears it.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 50)]
     pub category: Option<Option<String>>,
-    /// `null` clears it.
+    /// At most 2048 characters; `null` clears it.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 2048)]
     pub image_url: Option<Option<String>>,
 }
 
@@ -320,7 +521,10 @@ pub struct ProductOut {
     pub id: Uuid,
     pub name: String,
     pub description: Option<String>,
+    #[schema(minimum = 0)]
     pub price: i64,
+    /// Free units (excluding units set aside for deals).
+    #[schema(minimum = 0)]
     pub stock: i64,
     pub category: Option<String>,
     pub image_url: Option<String>,
@@ -348,6 +552,8 @@ impl From<Product> for ProductOut {
 #[serde(deny_unknown_fields)]
 pub struct StockDeltaIn {
     /// Units to add (positive) or remove (negative).
+    #[schema(minimum = -1_000_000_000_000_i64, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "whole")]
     pub delta: i64,
 }
 
@@ -363,6 +569,7 @@ impl StockDeltaIn {
 #[derive(Serialize, ToSchema)]
 pub struct StockOut {
     pub product_id: Uuid,
+    #[schema(minimum = 0)]
     pub stock: i64,
     pub updated_at: DateTime<Utc>,
 }
@@ -389,12 +596,18 @@ pub struct HotOut {
 #[serde(deny_unknown_fields)]
 pub struct DealIn {
     pub product_id: Uuid,
-    /// Won, ≥ 0.
+    /// Won.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "whole")]
     pub deal_price: i64,
-    /// Units set aside from the product, ≥ 1.
+    /// Units set aside from the product.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "whole")]
     pub deal_stock: i64,
     /// Units one user may buy from this deal; absent or null = no limit.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "whole_opt")]
     pub per_user_limit: Option<i64>,
     pub starts_at: DateTime<Utc>,
     /// Must be after `starts_at`.
@@ -432,15 +645,22 @@ pub struct DealOut {
     pub id: Uuid,
     pub product_id: Uuid,
     pub product: ProductOut,
+    #[schema(minimum = 0)]
     pub deal_price: i64,
     /// The product's price.
+    #[schema(minimum = 0)]
     pub original_price: i64,
+    #[schema(minimum = 1)]
     pub deal_stock: i64,
+    #[schema(minimum = 0)]
     pub remaining_stock: i64,
+    /// Units one user may buy; null = no limit.
+    #[schema(minimum = 1)]
     pub per_user_limit: Option<i64>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
-    /// `scheduled`, `active`, `sold_out` or `ended`, from the server's clock.
+    /// From the server's clock.
+    #[schema(value_type = DealStatus)]
     pub status: &'static str,
     pub created_at: DateTime<Utc>,
 }
@@ -474,23 +694,29 @@ pub struct OrderLineIn {
     /// Buy at this deal's price; the deal must be of `product_id` and active.
     #[serde(default)]
     pub deal_id: Option<Uuid>,
-    /// 1..10.
+    #[schema(minimum = 1, maximum = 10)]
+    #[serde(deserialize_with = "whole")]
     pub quantity: i64,
 }
 
 #[derive(Deserialize, ToSchema, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct ShippingAddressIn {
-    /// At most 50 characters.
+    /// 1..50 characters once leading and trailing spaces are trimmed.
+    #[schema(min_length = 1, pattern = r"^\s*\S([\s\S]{0,48}\S)?\s*$")]
     pub recipient_name: String,
-    /// `^01[0-9]-?[0-9]{3,4}-?[0-9]{4}$`
+    /// A Korean mobile number, dashes optional: `010-1234-5678`.
+    #[schema(pattern = r"^01[0-9]-?[0-9]{3,4}-?[0-9]{4}$")]
     pub phone: String,
-    /// At most 200 characters.
+    /// 1..200 characters once leading and trailing spaces are trimmed.
+    #[schema(min_length = 1, pattern = r"^\s*\S([\s\S]{0,198}\S)?\s*$")]
     pub address: String,
     /// At most 100 characters.
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub address_detail: Option<String>,
     /// Five digits.
+    #[schema(pattern = r"^[0-9]{5}$")]
     pub postal_code: String,
 }
 
@@ -498,6 +724,7 @@ pub struct ShippingAddressIn {
 #[serde(deny_unknown_fields)]
 pub struct OrderIn {
     /// 1..10 lines.
+    #[schema(min_items = 1, max_items = 10)]
     pub items: Vec<OrderLineIn>,
     #[serde(default)]
     pub shipping_address: Option<ShippingAddressIn>,
@@ -514,6 +741,7 @@ pub struct OrderIn {
 #[serde(deny_unknown_fields)]
 pub struct PaymentIn {
     /// Only `points`.
+    #[schema(value_type = PaymentMethod)]
     pub method: String,
 }
 
@@ -545,7 +773,7 @@ impl OrderIn {
         if let Some(a) = &self.shipping_address {
             v.length(
                 "shipping_address.recipient_name",
-                a.recipient_name.trim(),
+                trimmed(&a.recipient_name),
                 1,
                 50,
             )
@@ -554,7 +782,7 @@ impl OrderIn {
                 "shipping_address.phone",
                 "must look like 010-1234-5678",
             )
-            .length("shipping_address.address", a.address.trim(), 1, 200)
+            .length("shipping_address.address", trimmed(&a.address), 1, 200)
             .check(
                 is_postal_code(&a.postal_code),
                 "shipping_address.postal_code",
@@ -593,6 +821,7 @@ impl OrderIn {
 pub struct CancelIn {
     /// At most 500 characters.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 
@@ -613,8 +842,11 @@ pub struct OrderItemOut {
     pub product_id: Uuid,
     pub deal_id: Option<Uuid>,
     pub product_name: String,
+    #[schema(minimum = 1, maximum = 10)]
     pub quantity: i64,
+    #[schema(minimum = 0)]
     pub unit_price: i64,
+    #[schema(minimum = 0)]
     pub subtotal: i64,
 }
 
@@ -632,11 +864,14 @@ pub struct OrderOut {
     pub id: Uuid,
     pub user_id: Uuid,
     pub items: Vec<OrderItemOut>,
+    /// What the buyer pays, after the discount.
+    #[schema(minimum = 0)]
     pub total_amount: i64,
+    #[schema(minimum = 0)]
     pub discount_amount: i64,
-    /// `pending`, `confirmed`, `shipped`, `delivered` or `cancelled`.
+    #[schema(value_type = OrderStatusName)]
     pub status: &'static str,
-    /// `unpaid`, `paid` or `refunded`.
+    #[schema(value_type = PaymentStatus)]
     pub payment_status: &'static str,
     pub shipping_address: Option<ShippingAddressOut>,
     pub coupon_id: Option<Uuid>,
@@ -689,6 +924,7 @@ impl From<Order> for OrderOut {
 #[derive(Serialize, ToSchema)]
 pub struct PointsOut {
     pub user_id: Uuid,
+    #[schema(minimum = 0)]
     pub balance: i64,
     pub updated_at: DateTime<Utc>,
 }
@@ -706,7 +942,9 @@ impl From<model::PointAccount> for PointsOut {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChargeIn {
-    /// 1..10,000,000 points.
+    /// Points to add.
+    #[schema(minimum = 1, maximum = 10_000_000)]
+    #[serde(deserialize_with = "whole")]
     pub amount: i64,
 }
 
@@ -722,8 +960,10 @@ impl ChargeIn {
 #[derive(Serialize, ToSchema)]
 pub struct ChargeOut {
     pub charge_id: Uuid,
+    #[schema(minimum = 1, maximum = 10_000_000)]
     pub amount: i64,
     /// The balance after the charge.
+    #[schema(minimum = 0)]
     pub balance: i64,
 }
 
@@ -740,10 +980,12 @@ impl From<&crate::ports::Charge> for ChargeOut {
 #[derive(Serialize, ToSchema)]
 pub struct PointEntryOut {
     pub id: Uuid,
-    /// `charge`, `payment` or `refund`.
+    #[schema(value_type = PointKind)]
     pub kind: &'static str,
     /// Points moved (always positive; `kind` says which way).
+    #[schema(minimum = 1)]
     pub amount: i64,
+    #[schema(minimum = 0)]
     pub balance_after: i64,
     pub order_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
@@ -767,18 +1009,29 @@ impl From<model::PointEntry> for PointEntryOut {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CouponIn {
-    /// 1..100 characters.
+    /// 1..100 characters once leading and trailing spaces are trimmed.
+    #[schema(min_length = 1, pattern = r"^\s*\S([\s\S]{0,98}\S)?\s*$")]
     pub name: String,
     /// `fixed` (won off) or `percent` (1..100 % off).
+    #[schema(value_type = DiscountType)]
     pub discount_type: String,
+    /// Won off for `fixed`; 1..100 (percent) for `percent`.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "whole")]
     pub discount_value: i64,
     /// Cap of a percent discount, in won.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "whole_opt")]
     pub max_discount: Option<i64>,
     /// Orders below this (before discount) cannot use the coupon.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "whole_opt")]
     pub min_order_amount: Option<i64>,
-    /// 1..10,000,000 coupons.
+    /// Coupons to hand out.
+    #[schema(minimum = 1, maximum = 10_000_000)]
+    #[serde(deserialize_with = "whole")]
     pub total_quantity: i64,
     pub starts_at: DateTime<Utc>,
     /// Must be after `starts_at`; the coupon is usable until then.
@@ -788,7 +1041,7 @@ pub struct CouponIn {
 impl CouponIn {
     pub fn parse(self) -> Result<crate::services::NewCoupon, FieldErrors> {
         let mut v = Validator::new();
-        v.length("name", self.name.trim(), 1, 100);
+        v.length("name", trimmed(&self.name), 1, 100);
         let kind = model::DiscountType::parse(&self.discount_type);
         v.check(kind.is_some(), "discount_type", "must be fixed or percent");
         match kind {
@@ -826,12 +1079,19 @@ impl CouponIn {
 pub struct CouponOut {
     pub id: Uuid,
     pub name: String,
+    #[schema(value_type = DiscountType)]
     pub discount_type: &'static str,
+    #[schema(minimum = 1)]
     pub discount_value: i64,
+    #[schema(minimum = 1)]
     pub max_discount: Option<i64>,
+    #[schema(minimum = 0)]
     pub min_order_amount: i64,
+    #[schema(minimum = 1)]
     pub total_quantity: i64,
+    #[schema(minimum = 0)]
     pub issued_count: i64,
+    #[schema(minimum = 0)]
     pub remaining: i64,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
@@ -862,7 +1122,7 @@ pub struct UserCouponOut {
     pub id: Uuid,
     pub coupon_id: Uuid,
     pub user_id: Uuid,
-    /// `issued` or `used`.
+    #[schema(value_type = UserCouponStatus)]
     pub status: &'static str,
     pub issued_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,

@@ -6,7 +6,7 @@
 //! an instance that can; it becomes healthy again on its own once a probe
 //! write commits.
 
-use super::dto::HealthOut;
+use super::dto::{HealthOut, UnhealthyBody};
 use super::error::RETRY_AFTER_SECS;
 use super::AppState;
 use axum::extract::State;
@@ -19,14 +19,13 @@ fn answer(app: &AppState, service: &'static str) -> Response {
         return Json(HealthOut {
             status: "healthy",
             service,
-            reason: None,
         })
         .into_response();
     }
-    let body = HealthOut {
+    let body = UnhealthyBody {
         status: "unhealthy",
         service,
-        reason: Some("the store cannot record changes"),
+        reason: "the store cannot record changes",
     };
     (
         StatusCode::SERVICE_UNAVAILABLE,
@@ -41,7 +40,7 @@ macro_rules! health_route {
         #[utoipa::path(get, path = $path, tag = "health",
                     responses(
                         (status = 200, body = HealthOut, description = "The service is up"),
-                        (status = 503, body = HealthOut, description = "`unhealthy`: the store cannot record changes; see Retry-After"),
+                        (status = 503, body = UnhealthyBody, description = "`unhealthy`: the store cannot record changes; see Retry-After"),
                     ))]
         pub async fn $fn(State(app): State<AppState>) -> Response {
             answer(&app, $service)

@@ -127,6 +127,7 @@ pub fn router(app: Arc<Storefront>, limits: HttpLimits) -> Router {
         .route("/coupons/{coupon_id}", get(coupons::get))
         .route("/coupons/{coupon_id}/issue", post(coupons::issue))
         .route("/users/me/coupons", get(coupons::mine))
+        .route("/docs", get(openapi::docs_page))
         .route(
             "/openapi.json",
             get(move || {

@@ -1,6 +1,8 @@
 //! `/orders/*`: place, list, read and cancel orders.
 
-use super::dto::{page_of, CancelIn, ListOf, OrderIn, OrderOut, PaymentIn};
+use super::dto::{
+    page_of, CancelIn, ListOf, OrderIn, OrderOut, OrderStatusName, PageQuery, PaymentIn,
+};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{idempotency_key, AuthUser, JsonWithRaw, OptionalJsonBody, PathId, QueryMap};
 use super::idempotent::{begin, Proceed};
@@ -23,7 +25,7 @@ fn render_order(o: &Order) -> Vec<u8> {
 /// Accepts an `Idempotency-Key`.
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = OrderIn,
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1..255 printable characters; a repeat returns the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "1..255 printable ASCII characters; a repeat with the same body returns the first answer")),
     responses(
         (status = 201, body = OrderOut, description = "Placed: `status: confirmed`; `payment_status: paid` with `payment`, else `unpaid`"),
         (status = 400, body = ErrorBody, description = "BAD_REQUEST / INSUFFICIENT_STOCK / DEAL_NOT_ACTIVE / COUPON_NOT_USABLE / INSUFFICIENT_POINTS"),
@@ -56,7 +58,7 @@ pub async fn place(
 /// `Idempotency-Key`.
 #[utoipa::path(post, path = "/orders/{order_id}/payments", tag = "orders",
     params(("order_id" = String, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "1..255 printable characters; a repeat returns the first answer")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "1..255 printable ASCII characters; a repeat with the same body returns the first answer")),
     request_body = PaymentIn, security(("bearer" = [])),
     responses(
         (status = 200, body = OrderOut, description = "`payment_status: paid`"),
@@ -92,9 +94,8 @@ pub async fn pay(
 /// The caller's orders, newest first.
 #[utoipa::path(get, path = "/orders", tag = "orders", security(("bearer" = [])),
     params(
-        ("page" = Option<i64>, Query, description = "≥ 1, default 1"),
-        ("size" = Option<i64>, Query, description = "1..100, default 20"),
-        ("status" = Option<String>, Query, description = "pending | confirmed | shipped | delivered | cancelled"),
+        PageQuery,
+        ("status" = Option<OrderStatusName>, Query, description = "only orders in this status"),
     ),
     responses(
         (status = 200, body = ListOf<OrderOut>, description = "A page of orders"),

@@ -1,6 +1,6 @@
 //! `/points/*`: balance, charges, history.
 
-use super::dto::{page_of, ChargeIn, ChargeOut, ListOf, PointEntryOut, PointsOut};
+use super::dto::{page_of, ChargeIn, ChargeOut, ListOf, PageQuery, PointEntryOut, PointsOut};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{idempotency_key, AuthUser, JsonWithRaw, QueryMap};
 use super::idempotent::{begin, Proceed};
@@ -31,7 +31,7 @@ fn render_charge(c: &Charge) -> Vec<u8> {
 /// Add points. Accepts an `Idempotency-Key`.
 #[utoipa::path(post, path = "/points/charges", tag = "points", request_body = ChargeIn,
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1..255 printable characters; a repeat returns the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "1..255 printable ASCII characters; a repeat with the same body returns the first answer")),
     responses(
         (status = 201, body = ChargeOut, description = "Charged"),
         (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
@@ -60,8 +60,7 @@ pub async fn charge(
 /// The caller's point history, newest first.
 #[utoipa::path(get, path = "/points/history", tag = "points", security(("bearer" = [])),
     params(
-        ("page" = Option<i64>, Query, description = "≥ 1, default 1"),
-        ("size" = Option<i64>, Query, description = "1..100, default 20"),
+        PageQuery,
     ),
     responses(
         (status = 200, body = ListOf<PointEntryOut>, description = "A page of history"),
