@@ -314,4 +314,70 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
         std::fs::remove_dir_all(other).ok();
     }
+
+    fn temp_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("hotdeal-secret-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    fn config_in(dir: &Path) -> Config {
+        let mut config = Config::for_tests(dir);
+        config.jwt_secret = None;
+        config
+    }
+
+    #[test]
+    fn short_secrets_are_refused_from_every_source() {
+        let dir = temp_dir();
+        let mut config = config_in(&dir);
+        for short in ["", "x", "0123456789abcdef0123456789abcde"] {
+            config.jwt_secret = Some(crate::config::Secret::new(short));
+            let err = jwt_secret(&config).expect_err("short setting").to_string();
+            assert!(err.contains("at least 32 bytes"), "{err}");
+        }
+        config.jwt_secret = None;
+        let file = dir.join("given-secret");
+        // Trailing newlines are not key material: 31 bytes + "\n" is short.
+        std::fs::write(&file, "0123456789abcdef0123456789abcde\n").expect("write");
+        config.jwt_secret_file = Some(file.clone());
+        assert!(jwt_secret(&config).is_err(), "short file");
+        std::fs::write(&file, "0123456789abcdef0123456789abcdef\n").expect("write");
+        assert_eq!(
+            jwt_secret(&config).expect("32 bytes"),
+            b"0123456789abcdef0123456789abcdef"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn an_empty_or_short_generated_secret_file_is_refused_not_used() {
+        // What a first start on a full disk used to leave behind.
+        for content in ["", "eA==", "MDEyMzQ1Njc4OWFiY2RlZg=="] {
+            let dir = temp_dir();
+            std::fs::write(dir.join("jwt-secret"), content).expect("write");
+            let err = jwt_secret(&config_in(&dir)).expect_err("refused");
+            assert!(err.to_string().contains("Delete the file"), "{err}");
+            std::fs::remove_dir_all(dir).ok();
+        }
+    }
+
+    #[test]
+    fn a_failed_secret_write_leaves_no_file_behind() {
+        let dir = temp_dir();
+        // A directory where the file should go makes the rename fail.
+        let path = dir.join("jwt-secret");
+        std::fs::create_dir(&path).expect("blocker");
+        assert!(write_atomically(&path, b"secret").is_err());
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("jwt-secret")],
+            "no temp file left"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
 }

@@ -2,13 +2,13 @@
 //! order is there and the units add up.
 
 use hyper::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::Res;
+use crate::support::Client;
 
 /// The real `hotdeal serve` binary on a data dir and a free port.
 struct Server {
@@ -57,83 +57,6 @@ fn start(dir: &std::path::Path) -> Server {
     Server {
         child,
         base: format!("http://127.0.0.1:{port}"),
-    }
-}
-
-struct Client {
-    base: String,
-    http: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        http_body_util::Full<bytes::Bytes>,
-    >,
-}
-
-impl Client {
-    fn new(base: &str) -> Self {
-        let http =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
-        Self {
-            base: base.to_owned(),
-            http,
-        }
-    }
-
-    /// `None` when the server is gone.
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Option<Res> {
-        use http_body_util::BodyExt;
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let bytes = match body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                bytes::Bytes::from(serde_json::to_vec(&b).expect("json"))
-            }
-            None => bytes::Bytes::new(),
-        };
-        let res = self
-            .http
-            .request(req.body(http_body_util::Full::new(bytes)).expect("req"))
-            .await
-            .ok()?;
-        let status = res.status();
-        let headers = res.headers().clone();
-        let body = res.into_body().collect().await.ok()?.to_bytes();
-        Some(Res {
-            status,
-            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-            headers,
-        })
-    }
-
-    async fn ok(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Value {
-        let r = self
-            .send(method, path, token, body)
-            .await
-            .expect("server up");
-        assert!(
-            r.status.is_success(),
-            "{method} {path}: {} {}",
-            r.status,
-            r.body
-        );
-        r.body
     }
 }
 

@@ -8,7 +8,7 @@ use hotdeal::{App, Config};
 use http_body_util::{BodyExt, Full};
 use hyper::header::HeaderValue;
 use hyper::{HeaderMap, Method, Request, StatusCode};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 pub struct TestApp {
     pub base: String,
-    pub client: Client<HttpConnector, Full<Bytes>>,
+    pub client: HyperClient<HttpConnector, Full<Bytes>>,
     pub storefront: Arc<Storefront>,
     pub clock: Arc<ManualClock>,
     pub dir: PathBuf,
@@ -73,7 +73,7 @@ pub async fn spawn_app_with(
     let server = tokio::spawn(app.serve(async {
         let _ = rx.await;
     }));
-    let client = Client::builder(TokioExecutor::new()).build_http();
+    let client = HyperClient::builder(TokioExecutor::new()).build_http();
     TestApp {
         base,
         client,
@@ -261,5 +261,90 @@ impl Drop for TestApp {
         if self.stop.is_some() {
             std::fs::remove_dir_all(&self.dir).ok();
         }
+    }
+}
+
+/// A client of a server this test did not spawn in-process (the real
+/// binary): `None` instead of a panic when the server is gone.
+pub struct Client {
+    base: String,
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Self {
+        let http = HyperClient::builder(TokioExecutor::new()).build_http();
+        Self {
+            base: base.to_owned(),
+            http,
+        }
+    }
+
+    /// `None` when the server is gone.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Option<Res> {
+        let bytes = body.map(|b| serde_json::to_vec(&b).expect("json"));
+        self.send_bytes(method, path, token, bytes).await
+    }
+
+    /// As [`Client::send`], with a body of any bytes (sent as JSON).
+    pub async fn send_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Option<Res> {
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let bytes = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Bytes::from(b)
+            }
+            None => Bytes::new(),
+        };
+        let res = self
+            .http
+            .request(req.body(Full::new(bytes)).expect("req"))
+            .await
+            .ok()?;
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.ok()?.to_bytes();
+        Some(Res {
+            status,
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            headers,
+        })
+    }
+
+    pub async fn ok(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Value {
+        let r = self
+            .send(method, path, token, body)
+            .await
+            .expect("server up");
+        assert!(
+            r.status.is_success(),
+            "{method} {path}: {} {}",
+            r.status,
+            r.body
+        );
+        r.body
     }
 }
