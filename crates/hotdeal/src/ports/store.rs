@@ -21,6 +21,11 @@ pub enum StoreError {
     /// database file gone): nothing was written; retry later.
     #[error("storage unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Another writer got in the way (a lock not granted in time, a
+    /// serialization failure, a deadlock): nothing was written; the same
+    /// call may succeed if retried.
+    #[error("conflicting write")]
+    Conflict(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("storage backend failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -158,6 +163,14 @@ impl<T> IdempotencyWrite<'_, T> {
 
 /// An adapter answers a write as done only after it committed durably; a
 /// write that may not have committed is an error, never a success.
+///
+/// An adapter may not rely on its callers being serialised: several
+/// instances, or several connections of one, call it at once. Every state
+/// change is one guarded statement (`UPDATE … WHERE <the state it expects>
+/// RETURNING …`) or happens after the rows it depends on are locked, so two
+/// racing callers can never both win (two cancels, a payment and an
+/// expiry, two settlements of one deal); a write that lost a race to a lock
+/// answers [`StoreError::Conflict`] and may be retried.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// False after a storage failure, until the store has committed a write

@@ -67,6 +67,8 @@ impl From<StoreError> for Error {
             StoreError::UnknownUser => Error::InvalidToken,
             // Logged by the store once when it happens, not per request.
             StoreError::Unavailable(_) => Error::StoreUnavailable,
+            // Another writer held what this one needed; the client retries.
+            StoreError::Conflict(_) => Error::Overloaded,
             StoreError::Backend(inner) => Error::Internal(inner),
         }
     }

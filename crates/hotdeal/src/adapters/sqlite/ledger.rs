@@ -2,7 +2,7 @@
 
 use super::orders::{charge_points, fixed_chunks, insert_answers, insert_events};
 use super::rows::{micros, time};
-use super::SqliteStore;
+use super::{writer, SqliteStore};
 use crate::model::{
     Coupon, DiscountType, IdempotentAnswer, Page, Paged, PointAccount, PointEntry, PointKind,
     UserCoupon,
@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealWindow, OrderId, UserId};
 use serde_json::json;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -91,7 +91,7 @@ async fn issue_batch(conn: &mut SqliteConnection, batch: &[IssueWrite]) -> Store
         .map(|w| micros(w.user_coupon.issued_at))
         .max()
         .unwrap_or(0);
-    let mut tx = conn.begin().await?;
+    let mut tx = writer::begin(conn).await?;
     for (coupon, n) in &per_coupon {
         let counted = sqlx::query(
             "UPDATE coupons SET issued_count = issued_count + ?1 \
@@ -135,7 +135,7 @@ async fn issue_batch(conn: &mut SqliteConnection, batch: &[IssueWrite]) -> Store
 
 async fn issue_one(conn: &mut SqliteConnection, w: &IssueWrite) -> StoreResult<Issued> {
     let uc = &w.user_coupon;
-    let mut tx = conn.begin().await?;
+    let mut tx = writer::begin(conn).await?;
     let counted = sqlx::query(
             "UPDATE coupons SET issued_count = issued_count + 1 WHERE id = ?1 AND issued_count < total_quantity",
         )
@@ -196,7 +196,7 @@ impl Ledger for SqliteStore {
         let now = micros(now);
         let mut w = self.writer().await?;
         let charged = async {
-            let mut tx = w.conn().begin().await?;
+            let mut tx = writer::begin(w.conn()).await?;
             let (charge_id, balance) = charge_points(&mut tx, user, amount, now).await?;
             let charge = Charge {
                 charge_id,

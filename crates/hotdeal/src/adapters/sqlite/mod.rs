@@ -24,7 +24,7 @@ use rows::{deal_from_row, micros, order_from_rows, product_from_row, user_from_r
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::{Row, SqliteConnection};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -583,7 +583,7 @@ async fn adjust_stock(
 }
 
 async fn insert_deal(conn: &mut SqliteConnection, d: &Deal) -> StoreResult<DealCreation> {
-    let mut tx = conn.begin().await?;
+    let mut tx = writer::begin(conn).await?;
     let taken = sqlx::query(
         "UPDATE products SET stock = stock - ?1, updated_at = ?2 WHERE id = ?3 AND stock >= ?1",
     )
@@ -626,7 +626,7 @@ async fn settle_ended_deals(
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<Settled>> {
     let now = micros(now);
-    let mut tx = conn.begin().await?;
+    let mut tx = writer::begin(conn).await?;
     let due = sqlx::query(
             "SELECT id, product_id, remaining_stock FROM deals WHERE settled_at IS NULL AND ends_at <= ?",
         )
@@ -638,20 +638,28 @@ async fn settle_ended_deals(
         let deal = DealId(row.try_get("id")?);
         let product = ProductId(row.try_get("product_id")?);
         let returned: i64 = row.try_get("remaining_stock")?;
+        // Settled once, with the count it was read with: a deal another
+        // writer settled (or sold from) meanwhile is left to it, or to the
+        // next round.
+        let won = sqlx::query(
+            "UPDATE deals SET returned_stock = returned_stock + remaining_stock, \
+             remaining_stock = 0, settled_at = ?1 \
+             WHERE id = ?2 AND settled_at IS NULL AND remaining_stock = ?3",
+        )
+        .bind(now)
+        .bind(deal.0)
+        .bind(returned)
+        .execute(&mut *tx)
+        .await?;
+        if won.rows_affected() != 1 {
+            continue;
+        }
         sqlx::query("UPDATE products SET stock = stock + ?1, updated_at = ?2 WHERE id = ?3")
             .bind(returned)
             .bind(now)
             .bind(product.0)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE deals SET returned_stock = returned_stock + remaining_stock, \
-                 remaining_stock = 0, settled_at = ?1 WHERE id = ?2",
-        )
-        .bind(now)
-        .bind(deal.0)
-        .execute(&mut *tx)
-        .await?;
         settled.push(Settled {
             deal,
             product,

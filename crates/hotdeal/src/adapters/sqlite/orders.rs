@@ -2,7 +2,7 @@
 //! payments, and the points and outbox rows that go with them.
 
 use super::rows::micros;
-use super::{SqliteStore, ORDER_COLS};
+use super::{writer, SqliteStore, ORDER_COLS};
 use crate::model::{IdempotentAnswer, Order, PointKind};
 use crate::ports::store::{
     CancelBy, Cancellation, IdempotencyWrite, OrderWrite, Payment, Placement, StoreError,
@@ -11,7 +11,7 @@ use crate::ports::store::{
 use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealId, OrderId, OrderStatus, PaymentStatus, ProductId, StockKey, UserId};
 use serde_json::json;
-use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
 use std::collections::BTreeMap;
 
 /// Rows per multi-row INSERT. Batches are cut into these fixed sizes so
@@ -29,9 +29,10 @@ pub(super) fn fixed_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-/// Why a paid order's points step failed.
+/// What a points move did: the history row it wrote and the balance it
+/// left, or the balance that was too short.
 enum Spend {
-    Done,
+    Done { entry: uuid::Uuid, balance: i64 },
     Short(i64),
 }
 
@@ -90,7 +91,7 @@ async fn place_batch(
     conn: &mut SqliteConnection,
     batch: &[OrderWrite],
 ) -> StoreResult<Option<Vec<Placement>>> {
-    let mut tx = conn.begin().await?;
+    let mut tx = writer::begin(conn).await?;
     let mut placements = vec![Placement::Placed; batch.len()];
     // Orders with a coupon, one by one (each in a savepoint, so one
     // unusable coupon or short balance drops that order alone).
@@ -196,26 +197,37 @@ async fn place_batch(
         .map(|w| micros(w.order.created_at))
         .max()
         .unwrap_or(0);
+    // The same conditions as the one-by-one path, checked for the batch
+    // as a whole: enough stock, the deal running, each user within the
+    // deal's limit. Any miss and nothing is written: `None` sends the batch
+    // down the slow path, which finds the order at fault.
+    let mut limits: BTreeMap<DealId, Option<i64>> = BTreeMap::new();
     for (&key, &qty) in &demand {
         let taken = match key {
-                StockKey::Product(p) => sqlx::query(
-                    "UPDATE products SET stock = stock - ?1, updated_at = ?2 WHERE id = ?3 AND stock >= ?1",
-                )
-                .bind(qty)
-                .bind(now)
-                .bind(p.0),
-                StockKey::Deal(d) => sqlx::query(
-                    "UPDATE deals SET remaining_stock = remaining_stock - ?1 \
-                     WHERE id = ?3 AND remaining_stock >= ?1 AND settled_at IS NULL AND ?2 IS NOT NULL",
-                )
-                .bind(qty)
-                .bind(now)
-                .bind(d.0),
-            }
-            .execute(&mut *tx)
-            .await?;
-        if taken.rows_affected() != 1 {
+            StockKey::Product(p) => sqlx::query(
+                "UPDATE products SET stock = stock - ?1, updated_at = ?2 WHERE id = ?3 AND stock >= ?1 \
+                 RETURNING NULL",
+            )
+            .bind(qty)
+            .bind(now)
+            .bind(p.0),
+            StockKey::Deal(d) => sqlx::query(
+                "UPDATE deals SET remaining_stock = remaining_stock - ?1 \
+                 WHERE id = ?3 AND remaining_stock >= ?1 AND settled_at IS NULL \
+                   AND starts_at <= ?2 AND ends_at > ?2 \
+                 RETURNING per_user_limit",
+            )
+            .bind(qty)
+            .bind(now)
+            .bind(d.0),
+        }
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = taken else {
             return Ok(None);
+        };
+        if let StockKey::Deal(d) = key {
+            limits.insert(d, row.try_get(0)?);
         }
     }
     for chunk in fixed_chunks(&held.iter().collect::<Vec<_>>()) {
@@ -225,9 +237,16 @@ async fn place_batch(
             b.push_bind(deal.0).push_bind(user.0).push_bind(**qty);
         });
         q.push(
-            " ON CONFLICT (deal_id, user_id) DO UPDATE SET quantity = quantity + excluded.quantity",
+            " ON CONFLICT (deal_id, user_id) DO UPDATE SET quantity = quantity + excluded.quantity \
+             RETURNING deal_id, quantity",
         );
-        q.build().persistent(true).execute(&mut *tx).await?;
+        for row in q.build().persistent(true).fetch_all(&mut *tx).await? {
+            let deal = DealId(row.try_get("deal_id")?);
+            let holds: i64 = row.try_get("quantity")?;
+            if limits.get(&deal).copied().flatten().is_some_and(|l| holds > l) {
+                return Ok(None);
+            }
+        }
     }
     let orders: Vec<&Order> = accepted.iter().map(|w| &w.order).collect();
     insert_orders(&mut tx, &orders).await?;
@@ -246,7 +265,7 @@ async fn place_batch(
 async fn place_one(conn: &mut SqliteConnection, w: &OrderWrite) -> StoreResult<Placement> {
     let order = &w.order;
     let now = micros(order.created_at);
-    let mut tx = conn.begin().await?;
+    let mut tx = writer::begin(conn).await?;
     for (&key, &qty) in &w.demand {
         if let Some(refusal) = take_stock(&mut tx, key, qty, now).await? {
             // Dropping `tx` rolls back what was already taken.
@@ -277,7 +296,7 @@ async fn cancel(
     by: CancelBy,
     now: DateTime<Utc>,
 ) -> StoreResult<Cancellation> {
-    let mut tx = conn.begin().await?;
+    let mut tx = writer::begin(conn).await?;
     let Some(order) = SqliteStore::load_order(&mut tx, id).await? else {
         return Ok(Cancellation::NotFound);
     };
@@ -296,18 +315,32 @@ async fn cancel(
             Some("PAYMENT_TIMEOUT")
         }
     };
-    let paid = order.payment_status == PaymentStatus::Paid;
     let now_us = micros(now);
-    sqlx::query(
-            "UPDATE orders SET status = 'cancelled', cancel_reason = ?1, cancelled_at = ?2, updated_at = ?2, \
-             pay_by = NULL, payment_status = CASE WHEN payment_status = 'paid' THEN 'refunded' ELSE payment_status END \
-             WHERE id = ?3",
-        )
-        .bind(reason)
-        .bind(now_us)
-        .bind(id.0)
-        .execute(&mut *tx)
-        .await?;
+    // The state the cancel expects is part of the statement, so of two
+    // racing cancels (a buyer's and an expiry's) only one changes the row,
+    // and a refund follows what the row said at that moment.
+    let payment_after: Option<String> = sqlx::query_scalar(&format!(
+        "UPDATE orders SET status = 'cancelled', cancel_reason = ?1, cancelled_at = ?2, updated_at = ?2, \
+         pay_by = NULL, payment_status = CASE WHEN payment_status = 'paid' THEN 'refunded' ELSE payment_status END \
+         WHERE id = ?3 AND status IN {CANCELLABLE} \
+           AND (NOT ?4 OR (payment_status = 'unpaid' AND pay_by IS NOT NULL AND pay_by <= ?2)) \
+         RETURNING payment_status"
+    ))
+    .bind(reason)
+    .bind(now_us)
+    .bind(id.0)
+    .bind(by == CancelBy::Expiry)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(payment_after) = payment_after else {
+        // Another writer changed the order since it was read.
+        return Ok(match SqliteStore::load_order(&mut tx, id).await? {
+            None => Cancellation::NotFound,
+            Some(o) if by == CancelBy::Buyer => Cancellation::InvalidState(o.status),
+            Some(_) => Cancellation::NotDue,
+        });
+    };
+    let paid = payment_after == PaymentStatus::Refunded.as_str();
     let mut returned = Vec::with_capacity(order.items.len());
     for item in &order.items {
         let key = return_stock(
@@ -375,34 +408,34 @@ async fn pay(
     now: DateTime<Utc>,
     idempotency: Option<&IdempotencyWrite<'_, Order>>,
 ) -> StoreResult<Payment> {
-    let mut tx = conn.begin().await?;
+    let mut tx = writer::begin(conn).await?;
     let Some(order) = SqliteStore::load_order(&mut tx, id).await? else {
         return Ok(Payment::NotFound);
     };
-    if order.user_id != user {
-        return Ok(Payment::NotFound);
-    }
-    if order.status == OrderStatus::Cancelled {
-        return Ok(
-            if order.cancel_reason.as_deref() == Some("PAYMENT_TIMEOUT") {
-                Payment::Expired
-            } else {
-                Payment::InvalidState("the order is cancelled")
-            },
-        );
-    }
-    if order.payment_status != PaymentStatus::Unpaid {
-        return Ok(Payment::InvalidState("the order is already paid"));
-    }
-    if !order.status.can_cancel() {
-        return Ok(Payment::InvalidState("the order has shipped"));
-    }
-    // Expiry and payment both go through this single writer, so exactly
-    // one of them sees the order unpaid and in time.
-    if order.pay_by.is_some_and(|t| t <= now) {
-        return Ok(Payment::Expired);
+    if let Some(refusal) = not_payable(&order, user, now) {
+        return Ok(refusal);
     }
     let now_us = micros(now);
+    // Guarded like a cancel: of a payment and an expiry racing for one
+    // order, exactly one changes it, whoever runs them.
+    let taken = sqlx::query(&format!(
+        "UPDATE orders SET payment_status = 'paid', pay_by = NULL, updated_at = ?1 \
+         WHERE id = ?2 AND user_id = ?3 AND status IN {CANCELLABLE} AND payment_status = 'unpaid' \
+           AND (pay_by IS NULL OR pay_by > ?1)"
+    ))
+    .bind(now_us)
+    .bind(id.0)
+    .bind(user.0)
+    .execute(&mut *tx)
+    .await?;
+    if taken.rows_affected() != 1 {
+        // Another writer changed the order since it was read.
+        let now_order = SqliteStore::load_order(&mut tx, id).await?;
+        return Ok(now_order
+            .and_then(|o| not_payable(&o, user, now))
+            .unwrap_or(Payment::NotFound));
+    }
+    // Dropping `tx` on a short balance rolls the payment back too.
     let spend = move_points(
         &mut tx,
         user,
@@ -415,13 +448,6 @@ async fn pay(
     if let Spend::Short(balance) = spend {
         return Ok(Payment::InsufficientPoints { balance });
     }
-    sqlx::query(
-        "UPDATE orders SET payment_status = 'paid', pay_by = NULL, updated_at = ?1 WHERE id = ?2",
-    )
-    .bind(now_us)
-    .bind(id.0)
-    .execute(&mut *tx)
-    .await?;
     let Some(paid) = SqliteStore::load_order(&mut tx, id).await? else {
         return Ok(Payment::NotFound);
     };
@@ -431,6 +457,35 @@ async fn pay(
     }
     tx.commit().await?;
     Ok(Payment::Paid(Box::new(paid)))
+}
+
+/// Order states a cancel may change (`OrderStatus::can_cancel`), as SQL.
+const CANCELLABLE: &str = "('pending', 'confirmed')";
+
+/// Why `user` may not pay `order` now, if they may not.
+fn not_payable(order: &Order, user: UserId, now: DateTime<Utc>) -> Option<Payment> {
+    if order.user_id != user {
+        return Some(Payment::NotFound);
+    }
+    if order.status == OrderStatus::Cancelled {
+        return Some(
+            if order.cancel_reason.as_deref() == Some("PAYMENT_TIMEOUT") {
+                Payment::Expired
+            } else {
+                Payment::InvalidState("the order is cancelled")
+            },
+        );
+    }
+    if order.payment_status != PaymentStatus::Unpaid {
+        return Some(Payment::InvalidState("the order is already paid"));
+    }
+    if !order.status.can_cancel() {
+        return Some(Payment::InvalidState("the order has shipped"));
+    }
+    if order.pay_by.is_some_and(|t| t <= now) {
+        return Some(Payment::Expired);
+    }
+    None
 }
 
 /// Uses the order's coupon and takes its points, or says why not.
@@ -511,11 +566,12 @@ async fn move_points(
                 .await?;
         return Ok(Spend::Short(balance.unwrap_or(0)));
     };
+    let entry = uuid::Uuid::now_v7();
     sqlx::query(
         "INSERT INTO point_history (id, user_id, kind, amount, balance_after, order_id, created_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(uuid::Uuid::now_v7())
+    .bind(entry)
     .bind(user.0)
     .bind(kind.as_str())
     .bind(delta.abs())
@@ -524,7 +580,10 @@ async fn move_points(
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    Ok(Spend::Done)
+    Ok(Spend::Done {
+        entry,
+        balance: balance_after,
+    })
 }
 
 /// Credits a charge; returns the history row's id and the new balance.
@@ -534,14 +593,11 @@ pub(super) async fn charge_points(
     amount: i64,
     now: i64,
 ) -> StoreResult<(uuid::Uuid, i64)> {
-    move_points(conn, user, PointKind::Charge, amount, None, now).await?;
-    let row = sqlx::query(
-        "SELECT id, balance_after FROM point_history WHERE user_id = ? ORDER BY id DESC LIMIT 1",
-    )
-    .bind(user.0)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok((row.try_get("id")?, row.try_get("balance_after")?))
+    match move_points(conn, user, PointKind::Charge, amount, None, now).await? {
+        Spend::Done { entry, balance } => Ok((entry, balance)),
+        // A credit never falls short; the upsert always returns the row.
+        Spend::Short(_) => Err(StoreError::Backend("a charge did not credit".into())),
+    }
 }
 
 /// Takes `qty` units of `key`, or says why not.

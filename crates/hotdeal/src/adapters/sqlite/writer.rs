@@ -16,20 +16,28 @@
 //! answers 503 with `Retry-After`, `/health` reports the store) and a probe
 //! retries a one-row write until one commits. Nothing is answered as
 //! written unless its `COMMIT` returned success on a healthy connection.
+//!
+//! Write transactions start with `BEGIN IMMEDIATE` ([`begin`]): they take
+//! SQLite's write lock before reading what they are about to change, so a
+//! second writer (another connection, another process on the same file)
+//! waits for it instead of failing half way with `SQLITE_BUSY_SNAPSHOT`.
 
 use crate::ports::store::{StoreError, StoreResult};
 use sqlx::pool::PoolConnection;
-use sqlx::{Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// SQLite's primary result codes that mean "the storage failed", not "this
-/// statement was refused": `SQLITE_BUSY`, `SQLITE_LOCKED`, `SQLITE_NOMEM`,
-/// `SQLITE_READONLY`, `SQLITE_IOERR`, `SQLITE_CORRUPT`, `SQLITE_FULL`,
-/// `SQLITE_CANTOPEN`, `SQLITE_PROTOCOL`, `SQLITE_NOTADB`.
-const STORAGE_FAILURES: [i32; 10] = [5, 6, 7, 8, 10, 11, 13, 14, 15, 26];
+/// statement was refused": `SQLITE_NOMEM`, `SQLITE_READONLY`,
+/// `SQLITE_IOERR`, `SQLITE_CORRUPT`, `SQLITE_FULL`, `SQLITE_CANTOPEN`,
+/// `SQLITE_PROTOCOL`, `SQLITE_NOTADB`.
+const STORAGE_FAILURES: [i32; 8] = [7, 8, 10, 11, 13, 14, 15, 26];
+
+/// `SQLITE_BUSY`, `SQLITE_LOCKED`: another connection holds the lock.
+const LOCK_CONFLICTS: [i32; 2] = [5, 6];
 
 /// How a sqlx error reads in the store's vocabulary.
 pub(super) fn classify(e: sqlx::Error) -> StoreError {
@@ -42,6 +50,9 @@ pub(super) fn classify(e: sqlx::Error) -> StoreError {
                 .map(|c| c & 0xff);
             if primary.is_some_and(|c| STORAGE_FAILURES.contains(&c)) {
                 return StoreError::Unavailable(Box::new(e));
+            }
+            if primary.is_some_and(|c| LOCK_CONFLICTS.contains(&c)) {
+                return StoreError::Conflict(Box::new(e));
             }
             // Products, deals, orders and coupons are never deleted, so the
             // one row a write can name that may be missing is its user: a
@@ -172,7 +183,8 @@ impl<'a> Writer<'a> {
                 self.conn.close_on_drop();
                 self.health.failed(&e.to_string());
             }
-            Err(StoreError::Backend(_)) => self.conn.close_on_drop(),
+            // SQLite may leave the transaction open after a refused COMMIT.
+            Err(StoreError::Backend(_) | StoreError::Conflict(_)) => self.conn.close_on_drop(),
         }
         result
     }
@@ -214,4 +226,9 @@ pub(super) async fn probe_loop(pool: SqlitePool, health: Arc<Health>, every: Dur
             health.recovered();
         }
     }
+}
+
+/// Starts a write transaction holding the write lock from the start.
+pub(super) async fn begin(conn: &mut SqliteConnection) -> StoreResult<Transaction<'_, Sqlite>> {
+    Ok(conn.begin_with("BEGIN IMMEDIATE").await?)
 }
