@@ -18,6 +18,7 @@ mod load;
 mod malformed;
 mod orders;
 mod points;
+mod races;
 mod secrets;
 mod storage;
 mod support;

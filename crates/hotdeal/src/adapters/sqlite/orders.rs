@@ -243,7 +243,12 @@ async fn place_batch(
         for row in q.build().persistent(true).fetch_all(&mut *tx).await? {
             let deal = DealId(row.try_get("deal_id")?);
             let holds: i64 = row.try_get("quantity")?;
-            if limits.get(&deal).copied().flatten().is_some_and(|l| holds > l) {
+            if limits
+                .get(&deal)
+                .copied()
+                .flatten()
+                .is_some_and(|l| holds > l)
+            {
                 return Ok(None);
             }
         }
