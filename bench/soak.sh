@@ -37,7 +37,8 @@ fi
     while kill -0 "$SERVER_PID" 2>/dev/null; do
         rss=$(awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status" 2>/dev/null || echo 0)
         db=$(du -sk "$DATA_DIR" 2>/dev/null | cut -f1)
-        echo "$(date +%s) $rss $db"
+        wal=$(du -sk "$DATA_DIR/hotdeal.db-wal" 2>/dev/null | cut -f1)
+        echo "$(date +%s) $rss $db ${wal:-0}"
         sleep 10
     done
 ) > "$OUT/rss.raw" &
@@ -58,14 +59,16 @@ run = json.load(open(f"{out}/run/summary.json"))
 series = run["timeseries"]
 raw = [l.split() for l in open(f"{out}/rss.raw") if l.strip()]
 start = int(raw[0][0]) if raw else 0
-rows = ["t_s\trss_mib\tdb_mib\treq_per_s\tp99_ms_worst_second\tfailed"]
-for i, (ts, rss, db) in enumerate(raw):
+rows = ["t_s\trss_mib\tdata_mib\twal_mib\treq_per_s\tp99_ms_worst_second\tfailed"]
+for i, (ts, rss, db, wal) in enumerate(raw):
     t = int(ts) - start
     window = [s for s in series if t - 10 <= s["t"] < t]
     reqs = sum(s["requests"] for s in window) / 10 if window else 0
     p99 = max((s["p99_ms"] for s in window), default=0)
     failed = sum(s["failed"] for s in window)
-    rows.append(f"{t}\t{int(rss) / 1024:.1f}\t{int(db) / 1024:.1f}\t{reqs:.0f}\t{p99:.2f}\t{failed}")
+    rows.append(
+        f"{t}\t{int(rss) / 1024:.1f}\t{int(db) / 1024:.1f}\t{int(wal) / 1024:.1f}\t{reqs:.0f}\t{p99:.2f}\t{failed}"
+    )
 open(f"{out}/samples.tsv", "w").write("\n".join(rows) + "\n")
 rss = [int(r[1]) / 1024 for r in raw]
 d = run["http_req_duration"]

@@ -79,28 +79,51 @@ fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
+/// WAL frames (pages) past which the checkpointer restarts the log: about
+/// 64 MiB of 4 KiB pages.
+const WAL_RESTART_FRAMES: i64 = 16_384;
+
 /// Checkpoints the WAL every 200 ms until the store is closed. A PASSIVE
 /// checkpoint runs beside the writer and readers and never blocks them.
+///
+/// Under a steady stream of commits a PASSIVE checkpoint never catches up
+/// with the last frame, so the writer never gets to start the log over and
+/// the WAL grows without bound (a 40 s soak at 5,400 orders/s left 2.9 GB).
+/// Past [`WAL_RESTART_FRAMES`] the checkpointer therefore asks for a
+/// RESTART: it waits for the writer's current transaction, copies the rest,
+/// and the next commit starts the log from its beginning; the writer waits
+/// for that copy once, a few tens of milliseconds. `journal_size_limit`
+/// then cuts the file back.
 async fn checkpoint_loop(pool: SqlitePool) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Logged when checkpoints start and stop failing, not every 200 ms.
     let mut failing = false;
+    let mut mode = "PASSIVE";
     while !pool.is_closed() {
         tick.tick().await;
-        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
+        // (busy, frames in the log, frames copied)
+        let done: Result<(i64, i64, i64), _> =
+            sqlx::query_as(&format!("PRAGMA wal_checkpoint({mode})"))
+                .fetch_one(&pool)
+                .await;
+        match done {
             Err(e) if !failing && !pool.is_closed() => {
                 failing = true;
                 tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
             }
-            Ok(_) if failing => {
-                failing = false;
-                tracing::info!("WAL checkpoints work again");
+            Err(_) => {}
+            Ok((_, frames, _)) => {
+                if failing {
+                    failing = false;
+                    tracing::info!("WAL checkpoints work again");
+                }
+                mode = if frames > WAL_RESTART_FRAMES {
+                    "RESTART"
+                } else {
+                    "PASSIVE"
+                };
             }
-            _ => {}
         }
     }
 }
@@ -131,6 +154,8 @@ impl SqliteStore {
                 Durability::Power => SqliteSynchronous::Full,
             })
             .busy_timeout(Duration::from_secs(10))
+            // A restarted WAL is cut back to 64 MiB (see `checkpoint_loop`).
+            .pragma("journal_size_limit", "67108864")
             .foreign_keys(true);
         // The writer never checkpoints: a checkpoint syncs the database file
         // and would stall the commit that triggers it. A second connection
