@@ -349,6 +349,11 @@ impl Ledger for PgStore {
         })
     }
 
+    // Known gap: with concurrent writers a lower `seq` can commit after a
+    // higher one was read and marked, and `mark_published(up_to)` then
+    // marks it unread. Harmless while the only subscribers are in-process
+    // and best effort; a broker relay must claim rows (`FOR UPDATE SKIP
+    // LOCKED`) instead of marking up to a sequence number.
     async fn unpublished(&self, limit: i64) -> StoreResult<Vec<OutboxEntry>> {
         let rows = sqlx::query(
             "SELECT seq, topic, payload FROM outbox WHERE published_at IS NULL \
