@@ -14,6 +14,10 @@ BASE_URL="http://127.0.0.1:${PORT}"
 RESULTS="${RESULTS:-bench/results}"
 SERVER_PID=""
 DATA_DIR=""
+# DATABASE_URL=postgres://USER@HOST/DB runs the server on PostgreSQL, in a
+# fresh schema dropped on exit; unset, on SQLite in the data directory.
+DATABASE_URL="${DATABASE_URL:-}"
+PG_SCHEMA=""
 
 build() {
     # BUILD=0 reuses the binaries already in target/release.
@@ -42,6 +46,10 @@ stop_server() {
         rm -rf "$DATA_DIR"
         DATA_DIR=""
     fi
+    if [[ -n "$PG_SCHEMA" ]]; then
+        psql "$DATABASE_URL" -qc "DROP SCHEMA IF EXISTS $PG_SCHEMA CASCADE" >/dev/null 2>&1 || true
+        PG_SCHEMA=""
+    fi
 }
 
 start_server() {
@@ -50,7 +58,14 @@ start_server() {
         exit 1
     fi
     DATA_DIR="$(mktemp -d "${TMPDIR:-/tmp}/hotdeal-bench.XXXXXX")"
-    target/release/hotdeal serve --listen "127.0.0.1:${PORT}" --data-dir "$DATA_DIR" \
+    local store=()
+    if [[ -n "$DATABASE_URL" ]]; then
+        PG_SCHEMA="bench_$$_${RANDOM}"
+        # Passed in the environment, not on the command line (`ps` shows it).
+        export HOTDEAL_DATABASE_URL="$DATABASE_URL"
+        store=(--database-schema "$PG_SCHEMA")
+    fi
+    target/release/hotdeal serve --listen "127.0.0.1:${PORT}" --data-dir "$DATA_DIR" "${store[@]}" \
         >"$DATA_DIR/server.log" 2>&1 &
     SERVER_PID=$!
     trap stop_server EXIT

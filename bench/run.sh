@@ -7,6 +7,7 @@
 #   PORT=18081 bench/run.sh           # another port
 #   BUILD=0 bench/run.sh              # reuse the binaries in target/release
 #   EXTRA="--stages 3s:20,5s:20" bench/run.sh order-stress   # smoke run
+#   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres bench/run.sh   # on PostgreSQL
 #
 # One server serves the whole list (data from earlier scenarios stays, as
 # it would in production). Exit code: the worst scenario's (0 all passed,

@@ -1,15 +1,17 @@
 //! Wiring: from a [`Config`] to a bound, ready-to-serve application.
 //!
-//! `App::build` opens the store, loads or creates the JWT secret, binds the
+//! `App::build` opens the store named by the configuration (SQLite or
+//! PostgreSQL, see [`StoreBackend`]), loads or creates the JWT secret, binds the
 //! listener (port 0 works, so tests never race for ports) and assembles the
 //! services; `App::serve` runs until the shutdown future resolves, then
 //! drains in-flight requests and closes the store.
 
 use crate::adapters::argon2::Argon2Hasher;
 use crate::adapters::memory_admission::MemoryAdmission;
+use crate::adapters::postgres::PgStore;
 use crate::adapters::sqlite::SqliteStore;
-use crate::config::{Config, MIN_JWT_SECRET_BYTES};
-use crate::ports::{Clock, SystemClock};
+use crate::config::{Config, StoreBackend, MIN_JWT_SECRET_BYTES};
+use crate::ports::{Clock, Ledger, Store, SystemClock};
 use crate::services::tokens::TokenKeys;
 use crate::services::{Engines, Storefront, WritePath};
 use crate::transport::http;
@@ -27,7 +29,7 @@ use tokio::net::TcpListener;
 pub struct App {
     listener: TcpListener,
     storefront: Arc<Storefront>,
-    store: Arc<SqliteStore>,
+    store: OpenStore,
     deal_sweep: Duration,
     limits: http::HttpLimits,
 }
@@ -41,14 +43,15 @@ impl App {
     pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         create_private_dir(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        let backend = config.store_backend()?;
         let secret = jwt_secret(config)?;
-        let store = Arc::new(open_store(config).await?);
+        let store = open_store(&backend).await?;
         let hasher = Argon2Hasher::new(config.argon2, config.hash_workers, config.hash_queue)
             .context("configuring Argon2")?;
         let admission = Arc::new(MemoryAdmission::new());
         let engines = Engines {
-            store: store.clone(),
-            ledger: store.clone(),
+            store: store.store(),
+            ledger: store.ledger(),
             admission: admission.clone(),
             coupon_admission: admission,
             clock,
@@ -111,15 +114,53 @@ impl App {
     }
 }
 
-/// Opens the store named by the configuration's URL. The URL may carry a
-/// password: it appears in no message.
-pub async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    if !config.database_url.expose().starts_with("sqlite:") {
-        bail!("unsupported database URL: this build stores in SQLite (sqlite://PATH)");
+/// An opened store, whichever backend it is.
+#[derive(Clone, Debug)]
+pub enum OpenStore {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PgStore>),
+}
+
+impl OpenStore {
+    pub fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite(s) => s.clone(),
+            Self::Postgres(s) => s.clone(),
+        }
     }
-    SqliteStore::open(config.database_url.expose(), config.durability)
-        .await
-        .context("opening the SQLite store")
+
+    pub fn ledger(&self) -> Arc<dyn Ledger> {
+        match self {
+            Self::Sqlite(s) => s.clone(),
+            Self::Postgres(s) => s.clone(),
+        }
+    }
+
+    /// Flushes and closes; for PostgreSQL this also releases the instance
+    /// lock, so the next instance can start.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => s.close().await,
+            Self::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+/// Opens the store of `backend`. The URL may carry a password: it appears
+/// in no message.
+pub async fn open_store(backend: &StoreBackend) -> anyhow::Result<OpenStore> {
+    Ok(match backend {
+        StoreBackend::Sqlite { url, durability } => OpenStore::Sqlite(Arc::new(
+            SqliteStore::open(url.expose(), *durability)
+                .await
+                .context("opening the SQLite store")?,
+        )),
+        StoreBackend::Postgres(settings) => OpenStore::Postgres(Arc::new(
+            PgStore::open(settings)
+                .await
+                .context("opening the PostgreSQL store")?,
+        )),
+    })
 }
 
 /// The HS256 key: from the settings, from the secret file, or generated

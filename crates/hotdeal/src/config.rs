@@ -4,6 +4,7 @@
 //! list of pairs, so tests never touch the process environment.
 
 use crate::adapters::argon2::Argon2Params;
+use crate::adapters::postgres::{valid_schema, PgSettings};
 use crate::adapters::sqlite::Durability;
 use anyhow::{bail, Context};
 use serde::Deserialize;
@@ -43,8 +44,14 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the embedded database and the generated JWT secret live.
     pub data_dir: PathBuf,
-    /// Store URL; defaults to `sqlite://<data_dir>/hotdeal.db`.
+    /// Store URL; defaults to `sqlite://<data_dir>/hotdeal.db`. A
+    /// `postgres://` URL stores in PostgreSQL (see [`StoreBackend`]).
     pub database_url: Secret,
+    /// PostgreSQL only: the schema holding hotdeal's tables (created if
+    /// missing), so several stores can share one database.
+    pub database_schema: Option<String>,
+    /// PostgreSQL only: pooled connections.
+    pub database_pool: u32,
     /// HS256 key for access tokens (at least 32 bytes). When absent, it is
     /// read from `jwt_secret_file`, else generated once and kept in
     /// `<data_dir>/jwt-secret`.
@@ -90,6 +97,8 @@ pub struct ConfigLayer {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<Secret>,
+    pub database_schema: Option<String>,
+    pub database_pool: Option<u32>,
     pub jwt_secret: Option<Secret>,
     pub jwt_secret_file: Option<PathBuf>,
     pub argon2_memory_kib: Option<u32>,
@@ -130,6 +139,8 @@ impl ConfigLayer {
                 "LISTEN" => l.listen = Some(v.parse().with_context(bad)?),
                 "DATA_DIR" => l.data_dir = Some(v.into()),
                 "DATABASE_URL" => l.database_url = Some(Secret(v)),
+                "DATABASE_SCHEMA" => l.database_schema = Some(v),
+                "DATABASE_POOL" => l.database_pool = Some(v.parse().with_context(bad)?),
                 "JWT_SECRET" => l.jwt_secret = Some(Secret(v)),
                 "JWT_SECRET_FILE" => l.jwt_secret_file = Some(v.into()),
                 "ARGON2_MEMORY_KIB" => l.argon2_memory_kib = Some(v.parse().with_context(bad)?),
@@ -166,6 +177,8 @@ impl ConfigLayer {
             listen: other.listen.or(self.listen),
             data_dir: other.data_dir.or(self.data_dir),
             database_url: other.database_url.or(self.database_url),
+            database_schema: other.database_schema.or(self.database_schema),
+            database_pool: other.database_pool.or(self.database_pool),
             jwt_secret: other.jwt_secret.or(self.jwt_secret),
             jwt_secret_file: other.jwt_secret_file.or(self.jwt_secret_file),
             argon2_memory_kib: other.argon2_memory_kib.or(self.argon2_memory_kib),
@@ -188,7 +201,62 @@ impl ConfigLayer {
     }
 }
 
+/// Where the durable state lives, built and checked from a [`Config`]
+/// before anything listens.
+#[derive(Clone, Debug)]
+pub enum StoreBackend {
+    /// The embedded store: one SQLite file.
+    Sqlite { url: Secret, durability: Durability },
+    /// A PostgreSQL database (with the in-memory admission tier, one
+    /// instance per database and schema).
+    Postgres(PgSettings),
+}
+
+impl StoreBackend {
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sqlite { .. } => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
 impl Config {
+    /// The store this configuration names, or why it names none. Errors
+    /// never quote the URL: it may carry a password.
+    pub fn store_backend(&self) -> anyhow::Result<StoreBackend> {
+        let url = self.database_url.expose();
+        if url.starts_with("sqlite:") {
+            if self.database_schema.is_some() {
+                bail!("database_schema applies to PostgreSQL only; the database URL is sqlite://");
+            }
+            return Ok(StoreBackend::Sqlite {
+                url: self.database_url.clone(),
+                durability: self.durability,
+            });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            use std::str::FromStr;
+            if sqlx::postgres::PgConnectOptions::from_str(url).is_err() {
+                bail!("the database URL is not a valid postgres:// URL (not shown: it may hold a password)");
+            }
+            if let Some(schema) = &self.database_schema {
+                if !valid_schema(schema) {
+                    bail!("database_schema must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 63 characters)");
+                }
+            }
+            return Ok(StoreBackend::Postgres(PgSettings {
+                url: url.to_owned(),
+                schema: self.database_schema.clone(),
+                pool_size: self.database_pool,
+            }));
+        }
+        bail!(
+            "unsupported database URL: use sqlite://PATH or postgres://USER@HOST/DB              (the URL is not shown: it may hold a password)"
+        )
+    }
+
     /// Fills every unset value with its default.
     pub fn resolve(l: ConfigLayer) -> Self {
         let data_dir = l.data_dir.unwrap_or_else(|| PathBuf::from("data"));
@@ -206,6 +274,10 @@ impl Config {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir,
             database_url,
+            database_schema: l.database_schema,
+            // Enough for the batch writers, cancels and reads on a small
+            // machine; PostgreSQL does best with few busy connections.
+            database_pool: l.database_pool.unwrap_or(12).clamp(2, 1000),
             jwt_secret: l.jwt_secret,
             jwt_secret_file: l.jwt_secret_file,
             argon2: Argon2Params {
@@ -362,6 +434,44 @@ mod tests {
         assert!(!shown.contains("jwt-secret-value"), "{shown}");
         assert!(!shown.contains("pa55word-value"), "{shown}");
         assert!(!shown.contains("db.internal"), "{shown}");
+    }
+
+    #[test]
+    fn the_store_backend_comes_from_the_url() {
+        let load = |pairs: &[(&str, &str)]| {
+            Config::load(None, env(pairs), ConfigLayer::default()).expect("config")
+        };
+        let c = load(&[]);
+        assert!(matches!(
+            c.store_backend().expect("sqlite"),
+            StoreBackend::Sqlite { .. }
+        ));
+        let c = load(&[
+            (
+                "HOTDEAL_DATABASE_URL",
+                "postgres://app:pa55word-value@db.internal/hotdeal",
+            ),
+            ("HOTDEAL_DATABASE_SCHEMA", "shop_1"),
+            ("HOTDEAL_DATABASE_POOL", "9"),
+        ]);
+        let StoreBackend::Postgres(pg) = c.store_backend().expect("postgres") else {
+            panic!("not postgres");
+        };
+        assert_eq!((pg.schema.as_deref(), pg.pool_size), (Some("shop_1"), 9));
+        let shown = format!("{:?} {:?}", c.store_backend().expect("postgres"), pg);
+        assert!(!shown.contains("pa55word-value"), "{shown}");
+        assert!(!shown.contains("db.internal"), "{shown}");
+        for bad in [
+            vec![("HOTDEAL_DATABASE_URL", "mysql://u:pa55word-value@h/db")],
+            vec![("HOTDEAL_DATABASE_SCHEMA", "shop")],
+            vec![
+                ("HOTDEAL_DATABASE_URL", "postgres://u:pa55word-value@h/db"),
+                ("HOTDEAL_DATABASE_SCHEMA", "Robert'); DROP"),
+            ],
+        ] {
+            let err = format!("{:#}", load(&bad).store_backend().expect_err("refused"));
+            assert!(!err.contains("pa55word-value"), "{err}");
+        }
     }
 
     #[test]

@@ -57,9 +57,15 @@ struct Settings {
     /// Data directory [default: ./data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Store URL [default: sqlite://<data-dir>/hotdeal.db].
+    /// Store URL: sqlite://PATH or postgres://USER@HOST/DB
+    /// [default: sqlite://<data-dir>/hotdeal.db]. A password in it is never
+    /// logged; prefer HOTDEAL_DATABASE_URL (a command line is visible to
+    /// other users of the machine).
     #[arg(long)]
     database_url: Option<String>,
+    /// PostgreSQL: the schema for hotdeal's tables (created if missing).
+    #[arg(long)]
+    database_schema: Option<String>,
     /// HS256 secret for access tokens, at least 32 bytes [default: generated,
     /// kept in the data dir]. Prefer --jwt-secret-file or HOTDEAL_JWT_SECRET:
     /// other users of the machine can read a command line.
@@ -85,6 +91,7 @@ impl Settings {
             listen: self.listen,
             data_dir: self.data_dir,
             database_url: self.database_url.map(Secret::new),
+            database_schema: self.database_schema,
             jwt_secret: self.jwt_secret.map(Secret::new),
             jwt_secret_file: self.jwt_secret_file,
             argon2_memory_kib: self.argon2_memory_kib,
@@ -125,6 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { settings, demo } => {
             let config = settings.resolve()?;
+            let store = config.store_backend()?.name();
             let app = App::build(&config).await?;
             if demo && seed::demo(&app.storefront()).await? {
                 tracing::info!(
@@ -133,7 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     seed::DEMO_PASSWORD
                 );
             }
-            tracing::info!(addr = %app.local_addr(), store = "sqlite", "hotdeal listening");
+            tracing::info!(addr = %app.local_addr(), store, "hotdeal listening");
             app.serve(app::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -263,4 +263,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Payment>;
     /// Unpaid orders with a payment deadline (to arm the expiry timers).
     async fn awaiting_payment(&self) -> StoreResult<Vec<(OrderId, DateTime<Utc>)>>;
+
+    /// Whether payment expiry is driven by [`Store::expire_due`] alone. A
+    /// store that several instances share says yes: the due orders are
+    /// found in the store, so no instance needs timers for orders another
+    /// one placed. A store that says no is swept from timers armed from
+    /// [`Store::awaiting_payment`] and at placement.
+    fn expires_from_store(&self) -> bool {
+        false
+    }
+
+    /// Cancels up to `limit` unpaid orders whose payment window passed at
+    /// `now` (as [`CancelBy::Expiry`]); returns the cancellations. Safe to
+    /// run from several places at once: an order is cancelled once.
+    async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Cancellation>>;
 }

@@ -79,8 +79,12 @@ pub struct Storefront {
     /// Writes admitted coupon issues in batches.
     issues: Batcher<IssueWrite, Issued>,
     /// Payment deadlines of unpaid orders holding deal stock, soonest
-    /// first: expiry pops what is due instead of scanning orders.
+    /// first: expiry pops what is due instead of scanning orders. Unused
+    /// when the store finds due orders itself (`expiry_in_store`).
     deadlines: Mutex<Deadlines>,
+    /// The store sweeps due orders from its own deadline index (a shared
+    /// database: another instance may have placed them).
+    expiry_in_store: bool,
     payment_window: Duration,
     /// Idempotency keys whose first request is still running.
     pub in_flight: InFlight,
@@ -160,6 +164,7 @@ impl Storefront {
             path.queue,
             path.max_batch,
         );
+        let expiry_in_store = e.store.expires_from_store();
         Ok(Self {
             store: e.store,
             ledger: e.ledger,
@@ -169,6 +174,7 @@ impl Storefront {
             coupons: RwLock::new(coupons),
             orders,
             issues,
+            expiry_in_store,
             deadlines: Mutex::new(deadlines),
             payment_window: path.payment_window,
             in_flight: InFlight::default(),
@@ -182,6 +188,9 @@ impl Storefront {
 
     /// Arms the payment deadline of a placed order.
     fn arm_deadline(&self, order: &Order) {
+        if self.expiry_in_store {
+            return;
+        }
         if let Some(at) = order.pay_by {
             self.deadlines
                 .lock()

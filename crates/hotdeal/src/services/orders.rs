@@ -219,7 +219,14 @@ impl Storefront {
             .store
             .cancel_order(id, reason, by, self.clock.now())
             .await?;
-        if let Cancellation::Cancelled { order, returned } = &outcome {
+        self.cancelled(&outcome);
+        Ok(outcome)
+    }
+
+    /// Gives a cancelled order's units and per-user claims back to the
+    /// admission tier.
+    fn cancelled(&self, outcome: &Cancellation) {
+        if let Cancellation::Cancelled { order, returned } = outcome {
             for &(key, units) in returned {
                 self.admission.restock(key, units);
             }
@@ -230,7 +237,6 @@ impl Storefront {
             }
             self.catalog.touch();
         }
-        Ok(outcome)
     }
 
     /// Pays an unpaid order from the buyer's points.
@@ -260,11 +266,31 @@ impl Storefront {
     }
 
     /// Cancels the unpaid orders whose payment window has passed; returns
-    /// how many. Pops due deadlines from the timer heap, so it touches only
-    /// the orders that are due. Run every second by a background task; safe
-    /// to call at any time.
+    /// how many. Run every second by a background task; safe to call at any
+    /// time.
+    ///
+    /// On a store shared by instances (PostgreSQL) the store finds the due
+    /// orders on its deadline index and claims them with `SKIP LOCKED`.
+    /// On the embedded store this pops due deadlines from the timer heap,
+    /// so it touches only the orders that are due.
     pub async fn expire_due_orders(&self) -> Result<usize> {
+        const SWEEP: i64 = 256;
         let now = self.clock.now();
+        if self.expiry_in_store {
+            let mut expired = 0;
+            loop {
+                let swept = self.store.expire_due(now, SWEEP).await?;
+                for outcome in &swept {
+                    self.cancelled(outcome);
+                    if matches!(outcome, Cancellation::Cancelled { .. }) {
+                        expired += 1;
+                    }
+                }
+                if (swept.len() as i64) < SWEEP {
+                    return Ok(expired);
+                }
+            }
+        }
         let mut expired = 0;
         loop {
             let due = {

@@ -272,20 +272,13 @@ async fn two_thousand_users_race_for_five_hundred_coupons() {
         (Some(500), Some(0))
     );
     // The store agrees: 500 rows, one per user.
-    let url = app.db_url();
-    let mut side = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
-        .await
-        .expect("connect");
-    let (rows, users): (i64, i64) =
-        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT user_id) FROM user_coupons")
-            .fetch_one(&mut side)
-            .await
-            .expect("count");
+    let mut side = app.probe().await;
+    let rows = side.count("user_coupons").await;
+    let users = side
+        .int("SELECT COUNT(DISTINCT user_id) FROM user_coupons")
+        .await;
     assert_eq!((rows, users), (500, 500));
-    let count: i64 = sqlx::query_scalar("SELECT issued_count FROM coupons")
-        .fetch_one(&mut side)
-        .await
-        .expect("c");
+    let count = side.int("SELECT issued_count FROM coupons").await;
     assert_eq!(count, 500);
 }
 

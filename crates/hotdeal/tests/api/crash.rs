@@ -37,6 +37,7 @@ fn start(dir: &std::path::Path) -> Server {
         .env("HOTDEAL_ARGON2_MEMORY_KIB", "64")
         .env("HOTDEAL_ARGON2_ITERATIONS", "1")
         .env("RUST_LOG", "info")
+        .envs(store_env(dir))
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn hotdeal");
@@ -57,6 +58,17 @@ fn start(dir: &std::path::Path) -> Server {
     Server {
         child,
         base: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+/// The store settings of the test run, for the child's environment.
+fn store_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    match crate::support::postgres_url() {
+        Some(url) => vec![
+            ("HOTDEAL_DATABASE_URL", url),
+            ("HOTDEAL_DATABASE_SCHEMA", crate::support::schema_for(dir)),
+        ],
+        None => vec![],
     }
 }
 
@@ -205,5 +217,6 @@ async fn kill_9_mid_rush_loses_no_acknowledged_order() {
     );
     server.child.kill().ok();
     server.child.wait().ok();
-    std::fs::remove_dir_all(dir).ok();
+    std::fs::remove_dir_all(&dir).ok();
+    crate::support::drop_schema_of(&dir);
 }

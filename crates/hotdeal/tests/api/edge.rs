@@ -8,7 +8,6 @@ use hotdeal::ports::ManualClock;
 use hotdeal::Config;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
-use sqlx::Connection;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -158,13 +157,8 @@ async fn health_is_never_shed() {
     let (_, buyer) = app.user("h@x.co").await;
     let user = app.storefront.authenticate(&buyer).expect("token");
     // Stall the writer so two charges stay in flight and fill both slots.
-    let mut side = sqlx::SqliteConnection::connect(&app.db_url())
-        .await
-        .expect("connect");
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut side)
-        .await
-        .expect("lock");
+    let mut side = app.probe().await;
+    side.stall_writes().await;
     let auth = format!("Bearer {buyer}");
     let mut running = Vec::new();
     for key in ["k1", "k2"] {
@@ -204,10 +198,7 @@ async fn health_is_never_shed() {
         let r = app.get(path, None).await;
         assert_eq!(r.status, StatusCode::OK, "{path}: {:?}", r.body);
     }
-    sqlx::query("ROLLBACK")
-        .execute(&mut side)
-        .await
-        .expect("unlock");
+    side.release().await;
     for r in running {
         assert_eq!(r.await.expect("join").status, StatusCode::CREATED);
     }

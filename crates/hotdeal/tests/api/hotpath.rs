@@ -6,18 +6,11 @@ use hotdeal::ports::ManualClock;
 use hotdeal_domain::{ProductId, StockKey};
 use hyper::StatusCode;
 use serde_json::json;
-use sqlx::Connection;
 use std::sync::Arc;
 
 async fn app_with(tune: impl FnOnce(&mut hotdeal::Config)) -> Arc<TestApp> {
     let dir = std::env::temp_dir().join(format!("hotdeal-test-{}", uuid::Uuid::new_v4()));
     Arc::new(spawn_app_with(dir, Arc::new(ManualClock::new(t0())), tune).await)
-}
-
-async fn side_connection(app: &TestApp) -> sqlx::SqliteConnection {
-    sqlx::SqliteConnection::connect(&app.db_url())
-        .await
-        .expect("side connection")
 }
 
 fn tier_units(app: &TestApp, product: &str) -> Option<i64> {
@@ -63,14 +56,8 @@ async fn a_failing_order_in_a_batch_fails_alone_and_leaves_nothing() {
     let good = app.product(&seller, 1_000, 100).await;
     let poison = app.product(&seller, 4_242, 100).await;
     // The store refuses any order of exactly 4,242 won.
-    let mut side = side_connection(&app).await;
-    sqlx::query(
-        "CREATE TRIGGER poison BEFORE INSERT ON orders WHEN NEW.total_amount = 4242 \
-         BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
-    )
-    .execute(&mut side)
-    .await
-    .expect("trigger");
+    let mut side = app.probe().await;
+    side.poison_orders_of(4242).await;
     let tokens = buyers(&app, 30).await;
     let mut tasks = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
@@ -102,10 +89,7 @@ async fn a_failing_order_in_a_batch_fails_alone_and_leaves_nothing() {
         (tier_units(&app, &good), tier_units(&app, &poison)),
         (Some(73), Some(100))
     );
-    let orders: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
-        .fetch_one(&mut side)
-        .await
-        .expect("count");
+    let orders = side.count("orders").await;
     assert_eq!(orders, 27, "only the answered orders exist");
 }
 
@@ -115,11 +99,8 @@ async fn when_every_commit_fails_nothing_is_written_and_stock_returns() {
     let (_, seller) = app.user("s@x.co").await;
     let product = app.product(&seller, 1_000, 50).await;
     let deal = app.deal(&seller, &product, 500, 20, Some(1)).await;
-    let mut side = side_connection(&app).await;
-    sqlx::query("CREATE TRIGGER broken BEFORE INSERT ON orders BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
-        .execute(&mut side)
-        .await
-        .expect("trigger");
+    let mut side = app.probe().await;
+    side.break_order_inserts().await;
     let tokens = buyers(&app, 20).await;
     let answers = rush(
         &app,
@@ -131,17 +112,11 @@ async fn when_every_commit_fails_nothing_is_written_and_stock_returns() {
         .iter()
         .all(|r| r.status == StatusCode::INTERNAL_SERVER_ERROR));
     assert_eq!(app.remaining(&deal).await, 20);
-    let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deal_purchases")
-        .fetch_one(&mut side)
-        .await
-        .expect("count");
+    let held = side.count("deal_purchases").await;
     assert_eq!(held, 0, "no purchase was recorded");
     // Once the store works again, the same buyers can buy: their per-user
     // claims were given back.
-    sqlx::query("DROP TRIGGER broken")
-        .execute(&mut side)
-        .await
-        .expect("drop");
+    side.heal().await;
     let answers = rush(
         &app,
         &tokens,
@@ -162,12 +137,9 @@ async fn a_full_writer_queue_is_refused_at_once_with_retry_after() {
     let (_, seller) = app.user("s@x.co").await;
     let product = app.product(&seller, 1_000, 1_000).await;
     let tokens = buyers(&app, 24).await;
-    // Another process holds SQLite's write lock: the writer stalls.
-    let mut side = side_connection(&app).await;
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut side)
-        .await
-        .expect("lock");
+    // Another connection holds the store's write locks: the writer stalls.
+    let mut side = app.probe().await;
+    side.stall_writes().await;
     let started = std::time::Instant::now();
     let tasks: Vec<_> = tokens
         .iter()
@@ -181,10 +153,7 @@ async fn a_full_writer_queue_is_refused_at_once_with_retry_after() {
         })
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    sqlx::query("ROLLBACK")
-        .execute(&mut side)
-        .await
-        .expect("unlock");
+    side.release().await;
     let (mut created, mut refused) = (0, 0);
     for t in tasks {
         let (r, took) = t.await.expect("join");
@@ -219,11 +188,8 @@ async fn first_come_first_served() {
     // The writer is stalled, so admitted orders stay in flight together
     // while later ones arrive; each request arrives only after the one
     // before it was admitted or refused.
-    let mut side = side_connection(&app).await;
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut side)
-        .await
-        .expect("lock");
+    let mut side = app.probe().await;
+    side.stall_writes().await;
     let mut tasks = Vec::new();
     for t in &tokens {
         let before = app.storefront.admission.available(deal_key).map(|a| a.0);
@@ -237,10 +203,7 @@ async fn first_come_first_served() {
         }
         tasks.push(task);
     }
-    sqlx::query("ROLLBACK")
-        .execute(&mut side)
-        .await
-        .expect("unlock");
+    side.release().await;
     for (i, t) in tasks.into_iter().enumerate() {
         let r = t.await.expect("join");
         if i < 10 {

@@ -4,7 +4,6 @@ use crate::points::charge;
 use crate::support::{spawn_app, spawn_app_in};
 use hyper::{Method, StatusCode};
 use serde_json::json;
-use sqlx::Connection;
 use std::sync::Arc;
 
 #[tokio::test]
@@ -131,13 +130,8 @@ async fn a_repeat_during_the_first_is_told_to_wait() {
     let app = Arc::new(spawn_app().await);
     let (_, buyer) = app.user("b@x.co").await;
     // Stall the writer so the first request stays in flight.
-    let mut side = sqlx::SqliteConnection::connect(&app.db_url())
-        .await
-        .expect("connect");
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut side)
-        .await
-        .expect("lock");
+    let mut side = app.probe().await;
+    side.stall_writes().await;
     let auth = format!("Bearer {buyer}");
     let first = {
         let (app, auth) = (app.clone(), auth.clone());
@@ -175,10 +169,7 @@ async fn a_repeat_during_the_first_is_told_to_wait() {
         (second.status, second.code()),
         (StatusCode::CONFLICT, "REQUEST_IN_PROGRESS")
     );
-    sqlx::query("ROLLBACK")
-        .execute(&mut side)
-        .await
-        .expect("unlock");
+    side.release().await;
     assert_eq!(first.await.expect("join").status, StatusCode::CREATED);
     assert_eq!(app.get("/points", Some(&buyer)).await.body["balance"], 100);
 }

@@ -1,10 +1,10 @@
 //! The load tool against a real server: its summary must agree with what
 //! the server stored.
 
+use crate::support::{config_for, drop_schema_of, Probe};
 use clap::Parser;
 use hotdeal::{App, Config};
 use serde_json::Value;
-use sqlx::Connection;
 
 #[derive(Parser)]
 struct Cli {
@@ -14,9 +14,9 @@ struct Cli {
 
 /// Runs `scenario` with `flags` against a fresh server; returns the exit
 /// code, the summary and a connection to the server's database.
-async fn run(scenario: &str, flags: &[&str]) -> (i32, Value, sqlx::SqliteConnection) {
+async fn run(scenario: &str, flags: &[&str]) -> (i32, Value, Store) {
     let dir = std::env::temp_dir().join(format!("hotdeal-load-{}", uuid::Uuid::new_v4()));
-    let config = Config::for_tests(&dir);
+    let config: Config = config_for(&dir);
     let app = App::build(&config).await.expect("build");
     let base = format!("http://{}", app.local_addr());
     let server = tokio::spawn(app.serve(std::future::pending()));
@@ -31,11 +31,22 @@ async fn run(scenario: &str, flags: &[&str]) -> (i32, Value, sqlx::SqliteConnect
     let summary: Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).expect("summary"))
             .expect("json");
-    let db = sqlx::SqliteConnection::connect(config.database_url.expose())
-        .await
-        .expect("db");
+    let probe = Probe::connect(&config).await;
     server.abort();
-    (code, summary, db)
+    (code, summary, Store { probe, dir })
+}
+
+/// The server's store, dropped (schema and files) with the test.
+struct Store {
+    probe: Probe,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+        drop_schema_of(&self.dir);
+    }
 }
 
 /// The run's books balanced and no request failed. (Latency thresholds
@@ -72,10 +83,7 @@ async fn order_stress_counts_match_the_stored_orders() {
     );
     let created = count_of(&summary, "201");
     assert!(created > 0);
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
-        .fetch_one(&mut db)
-        .await
-        .expect("count");
+    let stored = db.probe.count("orders").await;
     assert_eq!(
         created, stored,
         "every 201 the tool counted is an order the server stored"
@@ -96,10 +104,7 @@ async fn coupon_rush_counts_match_the_stored_issues() {
     .await;
     assert_eq!(code, 0);
     let issued = count_of(&summary, "201");
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM user_coupons")
-        .fetch_one(&mut db)
-        .await
-        .expect("count");
+    let stored = db.probe.count("user_coupons").await;
     assert_eq!(issued, stored);
     assert!(issued <= 30, "one per user");
 }
@@ -130,17 +135,21 @@ async fn paid_orders_balance_the_points() {
         summary["books"]
     );
     let created = count_of(&summary, "201");
-    let paid: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE payment_status = 'paid'")
-        .fetch_one(&mut db)
-        .await
-        .expect("count");
+    let paid = db
+        .probe
+        .int("SELECT COUNT(*) FROM orders WHERE payment_status = 'paid'")
+        .await;
     assert_eq!(created, paid);
-    let (balances, history): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT SUM(balance) FROM point_accounts), \
-         (SELECT SUM(CASE kind WHEN 'payment' THEN -amount ELSE amount END) FROM point_history)",
-    )
-    .fetch_one(&mut db)
-    .await
-    .expect("sums");
+    let balances = db
+        .probe
+        .int("SELECT CAST(SUM(balance) AS BIGINT) FROM point_accounts")
+        .await;
+    let history = db
+        .probe
+        .int(
+            "SELECT CAST(SUM(CASE kind WHEN 'payment' THEN -amount ELSE amount END) AS BIGINT) \
+             FROM point_history",
+        )
+        .await;
     assert_eq!(balances, history, "Σ balances = Σ history");
 }

@@ -1,7 +1,9 @@
 //! The API over real HTTP: every test starts its own server on port 0 with
-//! its own SQLite file, so the tests run in parallel.
+//! its own store (an SQLite file, or a PostgreSQL schema when
+//! `HOTDEAL_TEST_DATABASE_URL` is set), so the tests run in parallel.
 
 mod auth;
+mod backends;
 mod books;
 mod catalog;
 mod coupons;

@@ -277,3 +277,58 @@ async fn per_user_limit_is_enforced_and_freed_by_cancel() {
         "a cancel frees the limit"
     );
 }
+
+/// Racing cancels of one due order (the buyer's and two expiry sweeps at
+/// once, as several instances would run them): it is cancelled once and
+/// its units come back once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_cancels_and_expiries_return_units_once() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let (_, seller) = app.user("s@x.co").await;
+    let p = app.product(&seller, 3000, 50).await;
+    let deal = app.deal(&seller, &p, 1000, 40, None).await;
+    let mut buyers = Vec::new();
+    let mut orders = Vec::new();
+    for i in 0..8 {
+        let (_, token) = app.user(&format!("b{i}@x.co")).await;
+        let r = app
+            .order(
+                &token,
+                json!([{"product_id": p, "deal_id": deal, "quantity": 2}]),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        orders.push(r.body["id"].as_str().expect("id").to_owned());
+        buyers.push(token);
+    }
+    assert_eq!(app.remaining(&deal).await, 24);
+    // Past the payment window: every order is due.
+    app.clock
+        .advance(chrono::Duration::hours(1) - chrono::Duration::seconds(1));
+    let mut tasks = Vec::new();
+    for (token, id) in buyers.iter().zip(&orders) {
+        let (app, token, id) = (app.clone(), token.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = app
+                .post(&format!("/orders/{id}/cancel"), Some(&token), json!({}))
+                .await;
+            usize::from(r.status == StatusCode::OK)
+        }));
+    }
+    for _ in 0..2 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            app.storefront.expire_due_orders().await.expect("expire")
+        }));
+    }
+    let mut cancelled = 0;
+    for t in tasks {
+        cancelled += t.await.expect("join");
+    }
+    assert_eq!(cancelled, 8, "each order cancelled exactly once");
+    assert_eq!(app.remaining(&deal).await, 40, "units returned once each");
+    for (token, id) in buyers.iter().zip(&orders) {
+        let r = app.get(&format!("/orders/{id}"), Some(token)).await;
+        assert_eq!(r.body["status"], "cancelled");
+    }
+}

@@ -3,7 +3,7 @@
 //! storage fails, writes get a fast 503 with `Retry-After` and `/health`
 //! says so; once space is back the server takes writes again by itself.
 
-use crate::support::{spawn_app_in, spawn_app_with, t0, TestApp};
+use crate::support::{skip_unless_sqlite, spawn_app_in, spawn_app_with, t0, TestApp};
 use hotdeal::ports::ManualClock;
 use hyper::StatusCode;
 use serde_json::json;
@@ -87,6 +87,9 @@ async fn wait_for_health(app: &TestApp, want: StatusCode) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_disk_acknowledges_nothing_it_did_not_commit_and_recovers() {
+    if skip_unless_sqlite("a_full_disk_acknowledges_nothing_it_did_not_commit_and_recovers") {
+        return;
+    }
     let Some(disk) = TmpFs::mount("6m") else {
         return;
     };
@@ -236,6 +239,9 @@ async fn a_full_disk_acknowledges_nothing_it_did_not_commit_and_recovers() {
 
 #[tokio::test]
 async fn a_deleted_database_file_refuses_writes_instead_of_losing_them() {
+    if skip_unless_sqlite("a_deleted_database_file_refuses_writes_instead_of_losing_them") {
+        return;
+    }
     let dir = std::env::temp_dir().join(format!("hotdeal-test-{}", uuid::Uuid::new_v4()));
     let app = spawn_app_in(dir.clone(), Arc::new(ManualClock::new(t0()))).await;
     let (_, seller) = app.user("seller@example.com").await;
@@ -259,6 +265,9 @@ async fn a_deleted_database_file_refuses_writes_instead_of_losing_them() {
 #[cfg(unix)]
 #[tokio::test]
 async fn the_data_dir_and_database_are_private() {
+    if skip_unless_sqlite("the_data_dir_and_database_are_private") {
+        return;
+    }
     use std::os::unix::fs::PermissionsExt;
     let dir = std::env::temp_dir()
         .join(format!("hotdeal-test-{}", uuid::Uuid::new_v4()))

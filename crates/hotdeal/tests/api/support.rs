@@ -1,4 +1,7 @@
-//! `spawn_app()` and a small HTTP client for the tests.
+//! `spawn_app()` and a small HTTP client for the tests, on the store the
+//! environment names: `HOTDEAL_TEST_DATABASE_URL=postgres://…` runs every
+//! test on PostgreSQL, each in its own schema (so they run in parallel on
+//! one server); unset, each test has its own SQLite file.
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration, SubsecRound, Utc};
@@ -60,7 +63,7 @@ pub async fn spawn_app_with(
     clock: Arc<ManualClock>,
     tune: impl FnOnce(&mut Config),
 ) -> TestApp {
-    let mut config = Config::for_tests(&dir);
+    let mut config = config_for(&dir);
     // Tests settle deals explicitly after moving the clock.
     config.deal_sweep_ms = 3_600_000;
     tune(&mut config);
@@ -246,9 +249,9 @@ impl TestApp {
         r.body["remaining_stock"].as_i64().expect("remaining")
     }
 
-    /// The SQLite file of this server, for tests that reach under the API.
-    pub fn db_url(&self) -> String {
-        format!("sqlite://{}", self.dir.join("hotdeal.db").display())
+    /// A probe of this server's store, for tests that reach under the API.
+    pub async fn probe(&self) -> Probe {
+        Probe::connect(&config_for(&self.dir)).await
     }
 
     pub fn clock_now(&self) -> DateTime<Utc> {
@@ -260,6 +263,7 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if self.stop.is_some() {
             std::fs::remove_dir_all(&self.dir).ok();
+            drop_schema_of(&self.dir);
         }
     }
 }
@@ -346,5 +350,209 @@ impl Client {
             r.body
         );
         r.body
+    }
+}
+
+/// The PostgreSQL server the tests run on, if any. Under `CI=true` a
+/// PostgreSQL-only test never skips: it uses the local server, and fails
+/// if that is down.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("HOTDEAL_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => None,
+    }
+}
+
+/// For PostgreSQL-only tests: the server's URL, or `None` after printing
+/// why the test is skipped.
+pub fn postgres_or_skip(test: &str) -> Option<String> {
+    if let Some(url) = postgres_url() {
+        return Some(url);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        return Some("postgres://postgres@127.0.0.1:5432/postgres".into());
+    }
+    eprintln!("notice: {test} skipped: it needs PostgreSQL (set HOTDEAL_TEST_DATABASE_URL)");
+    None
+}
+
+/// For SQLite-only tests: true after printing why the test is skipped on
+/// PostgreSQL.
+pub fn skip_unless_sqlite(test: &str) -> bool {
+    if postgres_url().is_some() {
+        eprintln!("notice: {test} skipped: it tests the embedded SQLite store only");
+        return true;
+    }
+    false
+}
+
+/// The schema of the store kept in `dir`: the same after a restart on the
+/// same dir, different for every test.
+pub fn schema_for(dir: &std::path::Path) -> String {
+    // FNV-1a of the path: stable, no extra dependency.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in dir.as_os_str().as_encoded_bytes() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("hd_{h:016x}")
+}
+
+/// The test configuration for a store kept in `dir`, on the backend the
+/// environment names.
+pub fn config_for(dir: &std::path::Path) -> Config {
+    let mut config = Config::for_tests(dir);
+    if let Some(url) = postgres_url() {
+        config.database_url = hotdeal::config::Secret::new(url);
+        config.database_schema = Some(schema_for(dir));
+        config.database_pool = 4;
+    }
+    config
+}
+
+/// Drops the PostgreSQL schema of the store in `dir`, if the tests run
+/// on PostgreSQL. Best effort: a schema left behind is dropped by the CI
+/// script's next run.
+pub fn drop_schema_of(dir: &std::path::Path) {
+    let Some(url) = postgres_url() else { return };
+    let schema = schema_for(dir);
+    // Its own thread and runtime: this runs from `Drop`, maybe inside the
+    // test's runtime.
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            use sqlx::Connection;
+            let Ok(mut c) = sqlx::PgConnection::connect(&url).await else {
+                return;
+            };
+            let _ = sqlx::query("SET lock_timeout = '3s'").execute(&mut c).await;
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .execute(&mut c)
+                .await;
+            let _ = c.close().await;
+        });
+    })
+    .join();
+}
+
+/// A look under the API at the store of a test server, in either dialect:
+/// count rows, break or stall writes the way a failing disk or a busy
+/// database would.
+pub enum Probe {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl Probe {
+    pub async fn connect(config: &Config) -> Self {
+        use sqlx::Connection;
+        match &config.database_schema {
+            None => Probe::Sqlite(
+                sqlx::SqliteConnection::connect(config.database_url.expose())
+                    .await
+                    .expect("probe connection"),
+            ),
+            Some(schema) => {
+                use std::str::FromStr;
+                let options =
+                    sqlx::postgres::PgConnectOptions::from_str(config.database_url.expose())
+                        .expect("postgres url")
+                        .options([("search_path", schema.as_str())]);
+                Probe::Postgres(
+                    sqlx::PgConnection::connect_with(&options)
+                        .await
+                        .expect("probe connection"),
+                )
+            }
+        }
+    }
+
+    async fn execute(&mut self, sql: &str) {
+        match self {
+            Probe::Sqlite(c) => sqlx::raw_sql(sql).execute(c).await.map(drop),
+            Probe::Postgres(c) => sqlx::raw_sql(sql).execute(c).await.map(drop),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// One integer from a query both dialects read the same way (cast
+    /// sums with `CAST(… AS BIGINT)`).
+    pub async fn int(&mut self, sql: &str) -> i64 {
+        match self {
+            Probe::Sqlite(c) => sqlx::query_scalar(sql).fetch_one(c).await,
+            Probe::Postgres(c) => sqlx::query_scalar(sql).fetch_one(c).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    pub async fn count(&mut self, table: &str) -> i64 {
+        self.int(&format!("SELECT COUNT(*) FROM {table}")).await
+    }
+
+    /// From now on the store refuses to insert an order of exactly
+    /// `total` won.
+    pub async fn poison_orders_of(&mut self, total: i64) {
+        let sql = match self {
+            Probe::Sqlite(_) => format!(
+                "CREATE TRIGGER poison BEFORE INSERT ON orders WHEN NEW.total_amount = {total} \
+                 BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
+            ),
+            Probe::Postgres(_) => format!(
+                "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                   IF NEW.total_amount = {total} THEN RAISE EXCEPTION 'poisoned'; END IF; \
+                   RETURN NEW; END $$; \
+                 CREATE TRIGGER poison BEFORE INSERT ON orders \
+                   FOR EACH ROW EXECUTE FUNCTION poison()"
+            ),
+        };
+        self.execute(&sql).await;
+    }
+
+    /// Until [`Probe::heal`], every insert of an order fails.
+    pub async fn break_order_inserts(&mut self) {
+        let sql = match self {
+            Probe::Sqlite(_) => {
+                "CREATE TRIGGER broken BEFORE INSERT ON orders \
+                 BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
+            }
+            Probe::Postgres(_) => {
+                "CREATE FUNCTION broken() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                   RAISE EXCEPTION 'disk on fire'; END $$; \
+                 CREATE TRIGGER broken BEFORE INSERT ON orders \
+                   FOR EACH ROW EXECUTE FUNCTION broken()"
+            }
+        };
+        self.execute(sql).await;
+    }
+
+    pub async fn heal(&mut self) {
+        let sql = match self {
+            Probe::Sqlite(_) => "DROP TRIGGER broken",
+            Probe::Postgres(_) => "DROP TRIGGER broken ON orders",
+        };
+        self.execute(sql).await;
+    }
+
+    /// Until [`Probe::release`], every write waits (SQLite: another
+    /// connection holds the write lock; PostgreSQL: the tables are locked
+    /// against changes, reads still run).
+    pub async fn stall_writes(&mut self) {
+        let sql = match self {
+            Probe::Sqlite(_) => "BEGIN IMMEDIATE",
+            Probe::Postgres(_) => {
+                "BEGIN; LOCK TABLE users, refresh_tokens, products, deals, orders, order_items, \
+                 deal_purchases, point_accounts, point_history, coupons, user_coupons, \
+                 idempotency_keys, outbox IN EXCLUSIVE MODE"
+            }
+        };
+        self.execute(sql).await;
+    }
+
+    pub async fn release(&mut self) {
+        self.execute("ROLLBACK").await;
     }
 }

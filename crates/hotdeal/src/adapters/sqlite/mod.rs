@@ -34,6 +34,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        if super::postgres::is_postgres_error(&e) {
+            return super::postgres::classify(e);
+        }
         writer::classify(e)
     }
 }
@@ -576,6 +579,28 @@ impl Store for SqliteStore {
                 ))
             })
             .collect()
+    }
+
+    /// The due orders, each cancelled by the guarded cancel (which checks
+    /// again, under the writer, that it is still unpaid and due).
+    async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Cancellation>> {
+        let due: Vec<uuid::Uuid> = sqlx::query_scalar(
+            "SELECT id FROM orders \
+             WHERE pay_by IS NOT NULL AND payment_status = 'unpaid' AND status != 'cancelled' \
+               AND pay_by <= ? ORDER BY pay_by LIMIT ?",
+        )
+        .bind(micros(now))
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut out = Vec::with_capacity(due.len());
+        for id in due {
+            out.push(
+                self.cancel(OrderId(id), None, CancelBy::Expiry, now)
+                    .await?,
+            );
+        }
+        Ok(out)
     }
 }
 
