@@ -1,11 +1,12 @@
 //! The store is exact because its statements are guarded, not because one
 //! connection serialises every write: each test races a second store handle
-//! (its own writer connection on the same database) against the server's
+//! (its own writer connections on the same database) against the server's
 //! own, straight through the store port, past the batcher and the
-//! admission tier.
+//! admission tier — on SQLite and on PostgreSQL.
 
-use crate::support::{spawn_app, TestApp};
+use crate::support::{config_for, spawn_app, TestApp};
 use chrono::Duration;
+use hotdeal::adapters::postgres::{PgSettings, PgStore};
 use hotdeal::adapters::sqlite::{Durability, SqliteStore};
 use hotdeal::model::Order;
 use hotdeal::ports::{CancelBy, Cancellation, Ledger, OrderWrite, Payment, Placement, Store};
@@ -15,13 +16,29 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// The store port and the ledger port of one handle.
+trait Books: Store + Ledger {}
+impl<T: Store + Ledger> Books for T {}
+
 /// A second handle on the server's database: another writer.
-async fn second_writer(app: &TestApp) -> Arc<SqliteStore> {
-    Arc::new(
-        SqliteStore::open(&app.db_url(), Durability::Process)
+async fn second_writer(app: &TestApp) -> Arc<dyn Books> {
+    let config = config_for(&app.dir);
+    match &config.database_schema {
+        None => Arc::new(
+            SqliteStore::open(config.database_url.expose(), Durability::Process)
+                .await
+                .expect("second handle"),
+        ),
+        Some(schema) => Arc::new(
+            PgStore::open_shared(&PgSettings {
+                url: config.database_url.expose().to_owned(),
+                schema: Some(schema.clone()),
+                pool_size: 4,
+            })
             .await
             .expect("second handle"),
-    )
+        ),
+    }
 }
 
 /// A deal of `units` with an unpaid order of 1 unit per buyer on it.
@@ -45,7 +62,7 @@ async fn unpaid_deal_orders(app: &TestApp, buyers: usize) -> (String, String, Ve
     (product, deal, ids)
 }
 
-async fn deal_remaining(store: &dyn Store, deal: &str) -> i64 {
+async fn deal_remaining<S: Store + ?Sized>(store: &S, deal: &str) -> i64 {
     let snapshot = store.snapshot().await.expect("snapshot");
     snapshot
         .deals
@@ -161,9 +178,14 @@ async fn concurrent_charges_each_read_back_their_own_row() {
     let now = app.clock_now();
     let mut charges = Vec::new();
     for i in 1..=40i64 {
-        let ledger: Arc<dyn Ledger> = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let (a, b) = (a.clone(), b.clone());
         charges.push(tokio::spawn(async move {
-            ledger.charge(user, i, now, None).await.expect("charge")
+            let charged = if i % 2 == 0 {
+                a.charge(user, i, now, None).await
+            } else {
+                b.charge(user, i, now, None).await
+            };
+            charged.expect("charge")
         }));
     }
     let mut seen = Vec::new();

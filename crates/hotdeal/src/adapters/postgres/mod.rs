@@ -268,10 +268,44 @@ pub fn valid_schema(name: &str) -> bool {
         && name.len() <= 63
 }
 
+/// A connection holding the session advisory lock of this database and
+/// schema, or why it could not be had.
+async fn instance_lock(options: &PgConnectOptions) -> StoreResult<PgConnection> {
+    let mut lock = PgConnection::connect_with(options)
+        .await
+        .map_err(opening("connecting to PostgreSQL"))?;
+    let locked: bool = sqlx::query_scalar(
+        "SELECT pg_try_advisory_lock(hashtextextended('hotdeal:' || current_schema(), 0))",
+    )
+    .fetch_one(&mut lock)
+    .await
+    .map_err(opening("taking the instance lock"))?;
+    if !locked {
+        return Err(StoreError::Backend(
+            "another hotdeal instance is running on this database and schema: with the \
+             in-memory admission tier a second instance would oversell, so this one \
+             refuses to start (stop the other one, or use another database or schema)"
+                .into(),
+        ));
+    }
+    Ok(lock)
+}
+
 impl PgStore {
     /// Connects, takes the instance lock, creates the schema if needed and
     /// applies the migrations.
     pub async fn open(settings: &PgSettings) -> StoreResult<Self> {
+        Self::open_with(settings, true).await
+    }
+
+    /// As [`PgStore::open`], without the instance lock: for writers that
+    /// share the database on purpose (another connection racing this one in
+    /// tests; instances in front of a shared admission tier).
+    pub async fn open_shared(settings: &PgSettings) -> StoreResult<Self> {
+        Self::open_with(settings, false).await
+    }
+
+    async fn open_with(settings: &PgSettings, exclusive: bool) -> StoreResult<Self> {
         let mut options = PgConnectOptions::from_str(&settings.url).map_err(|_| {
             StoreError::Backend("the database URL is not a valid postgres URL".into())
         })?;
@@ -298,23 +332,11 @@ impl PgStore {
             admin.close().await.ok();
             options = options.options([("search_path", schema.as_str())]);
         }
-        let mut lock = PgConnection::connect_with(&options)
-            .await
-            .map_err(opening("connecting to PostgreSQL"))?;
-        let locked: bool = sqlx::query_scalar(
-            "SELECT pg_try_advisory_lock(hashtextextended('hotdeal:' || current_schema(), 0))",
-        )
-        .fetch_one(&mut lock)
-        .await
-        .map_err(opening("taking the instance lock"))?;
-        if !locked {
-            return Err(StoreError::Backend(
-                "another hotdeal instance is running on this database and schema: with the \
-                 in-memory admission tier a second instance would oversell, so this one \
-                 refuses to start (stop the other one, or use another database or schema)"
-                    .into(),
-            ));
-        }
+        let lock = if exclusive {
+            Some(instance_lock(&options).await?)
+        } else {
+            None
+        };
         let pool = PgPoolOptions::new()
             .max_connections(settings.pool_size.max(2))
             .min_connections(2)
@@ -333,7 +355,7 @@ impl PgStore {
         tokio::spawn(probe_loop(pool.clone(), health.clone()));
         Ok(Self {
             pool,
-            lock: tokio::sync::Mutex::new(Some(lock)),
+            lock: tokio::sync::Mutex::new(lock),
             health,
         })
     }
