@@ -15,6 +15,7 @@ mod idempotency;
 mod ledger_books;
 mod load;
 mod malformed;
+mod observability;
 mod orders;
 mod points;
 mod storage;
