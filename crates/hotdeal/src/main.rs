@@ -23,8 +23,8 @@ struct Cli {
         default_value = "text"
     )]
     log_format: LogFormat,
-    /// Export spans over OTLP/HTTP to this collector (e.g.
-    /// http://127.0.0.1:4318); needs a build with the `otlp` feature.
+    /// Export spans over OTLP to this collector. Reserved: this build has
+    /// no OTLP exporter and refuses the setting rather than ignore it.
     #[arg(long, global = true, env = "HOTDEAL_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
 }

@@ -1,7 +1,8 @@
 //! The process's log and trace pipeline, chosen at start: human-readable
 //! lines (the default) or one JSON object per line (`--log-format json`),
-//! filtered by `RUST_LOG`; and, in builds with the `otlp` feature, spans
-//! exported over OTLP when `--otlp-endpoint` is set.
+//! filtered by `RUST_LOG`. `--otlp-endpoint` is reserved for an OTLP span
+//! exporter (to come behind a cargo feature, so the default build stays
+//! lean); until then it is refused rather than silently ignored.
 
 use std::io::IsTerminal;
 use tracing_subscriber::layer::SubscriberExt;

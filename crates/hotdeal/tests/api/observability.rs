@@ -446,3 +446,35 @@ async fn ops_page_updates_live_in_chromium() {
         "orders placed moved to 4:\n{dom}"
     );
 }
+
+/// The dashboard and the docs name only metrics the server exposes.
+#[tokio::test]
+async fn deploy_files_name_only_exposed_metrics() {
+    let app = spawn_app().await;
+    let text = scrape(&app).await;
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+        .collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dashboard =
+        std::fs::read_to_string(root.join("deploy/grafana/hotdeal.json")).expect("dashboard");
+    serde_json::from_str::<serde_json::Value>(&dashboard).expect("the dashboard is JSON");
+    let mut named = 0;
+    for (i, _) in dashboard.match_indices("hotdeal_") {
+        let name: String = dashboard[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let family = ["_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name);
+        assert!(
+            families.contains(&family),
+            "{name} is on the dashboard but not exposed"
+        );
+        named += 1;
+    }
+    assert!(named >= 15, "{named}");
+}
