@@ -60,7 +60,7 @@ impl Storefront {
             })
             .collect();
         let total = deals.len();
-        deals.sort_by(|a, b| (a.ends_at, a.id).cmp(&(b.ends_at, b.id)));
+        deals.sort_by_key(|a| (a.ends_at, a.id));
         deals.truncate(MAX_LIVE);
         (deals, total)
     }
@@ -86,7 +86,7 @@ impl Storefront {
             })
             .collect();
         let total = out.len();
-        out.sort_by(|a, b| (a.ends_at, a.id).cmp(&(b.ends_at, b.id)));
+        out.sort_by_key(|a| (a.ends_at, a.id));
         out.truncate(MAX_LIVE);
         (out, total)
     }
