@@ -181,7 +181,13 @@ pub struct LoadArgs {
     #[arg(long)]
     pub server_pid: Option<u32>,
 
-    /// No progress lines on stderr.
+    /// Also write the run's figures in the JSON shape of k6's
+    /// `--summary-export` to this file.
+    #[arg(long)]
+    pub summary_export: Option<PathBuf>,
+
+    /// No live progress line on stderr (it is off anyway when stderr is
+    /// not a terminal).
     #[arg(long)]
     pub quiet: bool,
 }

@@ -194,6 +194,7 @@ pub struct Metrics {
     /// Live counters for the progress line (relaxed atomics, read rarely).
     live_requests: AtomicU64,
     live_iterations: AtomicU64,
+    live_failed: AtomicU64,
 }
 
 fn histogram(sigfig: u8) -> anyhow::Result<Histogram<u64>> {
@@ -239,6 +240,7 @@ impl Metrics {
             names,
             live_requests: AtomicU64::new(0),
             live_iterations: AtomicU64::new(0),
+            live_failed: AtomicU64::new(0),
         })
     }
 
@@ -263,6 +265,37 @@ impl Metrics {
             self.live_requests.load(Ordering::Relaxed),
             self.live_iterations.load(Ordering::Relaxed),
         )
+    }
+
+    /// Failed requests so far, for the progress line.
+    pub fn live_failed(&self) -> u64 {
+        self.live_failed.load(Ordering::Relaxed)
+    }
+
+    /// Requests finished in second `sec` of the run and their p95 (ms),
+    /// across shards; for the progress line, once a second.
+    pub fn second_figures(&self, sec: usize) -> (u64, Option<f64>) {
+        let mut requests = 0;
+        let mut merged: Option<Histogram<u64>> = None;
+        for shard in self.shards.iter() {
+            let s = lock(shard);
+            let Some(b) = s.seconds.get(sec) else {
+                continue;
+            };
+            requests += b.requests;
+            if let Some(h) = &b.hist {
+                match &mut merged {
+                    Some(m) => {
+                        let _ = m.add(h);
+                    }
+                    None => merged = Some(h.clone()),
+                }
+            }
+        }
+        let p95 = merged
+            .filter(|h| !h.is_empty())
+            .map(|h| h.value_at_quantile(0.95) as f64 / 1000.0);
+        (requests, p95)
     }
 
     pub fn set_active_vus(&self, n: u32) {
@@ -409,6 +442,9 @@ impl Recorder {
         let us = micros(latency);
         let sec = self.metrics.sec_index(done);
         self.metrics.live_requests.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.metrics.live_failed.fetch_add(1, Ordering::Relaxed);
+        }
         let mut guard = self.shard();
         // Reborrow once so the fields can be borrowed apart.
         let s = &mut *guard;

@@ -44,6 +44,36 @@ async fn constant_vus() {
 }
 
 #[tokio::test]
+async fn summary_export_is_written_in_k6_shape() {
+    let dir = temp_dir("k6-export");
+    let file = dir.join("nested").join("k6.json");
+    let file_s = file.to_string_lossy().to_string();
+    let (code, s, served) = health_run(&[
+        "--vus",
+        "3",
+        "--duration",
+        "1s",
+        "--summary-export",
+        &file_s,
+    ])
+    .await;
+    assert_eq!(code, 0);
+    let k6: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("export written")).expect("json");
+    let m = &k6["metrics"];
+    assert_eq!(m["http_reqs"]["count"], served);
+    assert_eq!(m["iterations"]["count"], s["iterations"]["count"]);
+    assert_eq!(m["http_req_failed"]["passes"], 0);
+    assert_eq!(m["http_req_failed"]["value"], 0.0);
+    for stat in ["avg", "min", "med", "max", "p(90)", "p(95)"] {
+        assert!(m["http_req_duration"][stat].is_number(), "{stat}");
+    }
+    assert_eq!(m["vus"]["max"], 3);
+    assert!(k6["root_group"]["checks"].is_object());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn ramping_vus() {
     let (code, s, served) = health_run(&["--stages", "500ms:4,500ms:0"]).await;
     assert_eq!(code, 0);

@@ -14,7 +14,7 @@ use crate::config::{Config, StoreBackend, MIN_JWT_SECRET_BYTES};
 use crate::ports::{Clock, Ledger, Store, SystemClock};
 use crate::services::tokens::TokenKeys;
 use crate::services::{Engines, Storefront, WritePath};
-use crate::transport::http;
+use crate::transport::{admin, http};
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -28,6 +28,8 @@ use tokio::net::TcpListener;
 
 pub struct App {
     listener: TcpListener,
+    /// `/metrics` and the ops page, when enabled.
+    admin: Option<TcpListener>,
     storefront: Arc<Storefront>,
     store: OpenStore,
     deal_sweep: Duration,
@@ -69,8 +71,17 @@ impl App {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
+        let admin = match config.admin_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the admin listener {addr}"))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             listener,
+            admin,
             storefront,
             store,
             deal_sweep: Duration::from_millis(config.deal_sweep_ms.max(10)),
@@ -95,6 +106,11 @@ impl App {
         self.local_addr().port()
     }
 
+    /// The admin listener's address (`/metrics`, `/ops`), if enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The services, for in-process callers (tests, seeding).
     pub fn storefront(&self) -> Arc<Storefront> {
         self.storefront.clone()
@@ -107,7 +123,20 @@ impl App {
     ) -> anyhow::Result<()> {
         let sweeper = tokio::spawn(housekeeping(self.storefront.clone(), self.deal_sweep));
         let router = http::router(self.storefront.clone(), self.limits);
+        let (admin_stop, admin_stopping) = tokio::sync::oneshot::channel::<()>();
+        let admin = self.admin.map(|listener| {
+            let stopping = async {
+                let _ = admin_stopping.await;
+            };
+            tokio::spawn(admin::serve(listener, self.storefront.clone(), stopping))
+        });
         let result = http::server::serve(self.listener, router, self.limits, shutdown).await;
+        let _ = admin_stop.send(());
+        if let Some(task) = admin {
+            if let Ok(Err(e)) = task.await {
+                tracing::warn!(error = %e, "the admin listener failed");
+            }
+        }
         sweeper.abort();
         self.store.close().await;
         result.context("serving HTTP")

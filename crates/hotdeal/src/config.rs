@@ -34,6 +34,30 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The admin listener's setting: an address, or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct AdminListen(pub Option<SocketAddr>);
+
+impl std::str::FromStr for AdminListen {
+    type Err = std::net::AddrParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Self(None));
+        }
+        s.parse().map(|a| Self(Some(a)))
+    }
+}
+
+impl TryFrom<String> for AdminListen {
+    type Error = std::net::AddrParseError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 /// The shortest HS256 key accepted: 256 bits, the size of the hash.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
@@ -42,6 +66,8 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 pub struct Config {
     /// Address of the HTTP listener.
     pub listen: SocketAddr,
+    /// Address of the admin listener (`/metrics`, `/ops`); `None` = off.
+    pub admin_listen: Option<SocketAddr>,
     /// Where the embedded database and the generated JWT secret live.
     pub data_dir: PathBuf,
     /// Store URL; defaults to `sqlite://<data_dir>/hotdeal.db`. A
@@ -95,6 +121,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ConfigLayer {
     pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<AdminListen>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<Secret>,
     pub database_schema: Option<String>,
@@ -137,6 +164,7 @@ impl ConfigLayer {
             let bad = || format!("{k}={v} is not valid");
             match key {
                 "LISTEN" => l.listen = Some(v.parse().with_context(bad)?),
+                "ADMIN_LISTEN" => l.admin_listen = Some(v.parse().with_context(bad)?),
                 "DATA_DIR" => l.data_dir = Some(v.into()),
                 "DATABASE_URL" => l.database_url = Some(Secret(v)),
                 "DATABASE_SCHEMA" => l.database_schema = Some(v),
@@ -175,6 +203,7 @@ impl ConfigLayer {
     pub fn merge(self, other: Self) -> Self {
         Self {
             listen: other.listen.or(self.listen),
+            admin_listen: other.admin_listen.or(self.admin_listen),
             data_dir: other.data_dir.or(self.data_dir),
             database_url: other.database_url.or(self.database_url),
             database_schema: other.database_schema.or(self.database_schema),
@@ -272,6 +301,10 @@ impl Config {
             listen: l
                 .listen
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            admin_listen: l
+                .admin_listen
+                .unwrap_or(AdminListen(Some(SocketAddr::from(([127, 0, 0, 1], 9090)))))
+                .0,
             data_dir,
             database_url,
             database_schema: l.database_schema,
@@ -319,6 +352,7 @@ impl Config {
     pub fn for_tests(data_dir: &Path) -> Self {
         Self::resolve(ConfigLayer {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            admin_listen: Some(AdminListen(Some(SocketAddr::from(([127, 0, 0, 1], 0))))),
             data_dir: Some(data_dir.to_owned()),
             jwt_secret: Some(Secret::new("test-secret-of-at-least-32-bytes")),
             argon2_memory_kib: Some(64),
@@ -352,6 +386,24 @@ mod tests {
         assert!(c.jwt_secret.is_none());
         assert_eq!(c.argon2, Argon2Params::default());
         assert_eq!(c.max_connections, 10_000);
+        assert_eq!(
+            c.admin_listen,
+            Some("127.0.0.1:9090".parse().expect("addr"))
+        );
+    }
+
+    #[test]
+    fn the_admin_listener_can_move_or_be_turned_off() {
+        let c = Config::load(
+            None,
+            env(&[("HOTDEAL_ADMIN_LISTEN", "0.0.0.0:9100")]),
+            ConfigLayer::default(),
+        )
+        .expect("config");
+        assert_eq!(c.admin_listen, Some("0.0.0.0:9100".parse().expect("addr")));
+        let off: ConfigLayer = toml::from_str("admin_listen = \"off\"").expect("toml");
+        assert_eq!(Config::resolve(off).admin_listen, None);
+        assert!(ConfigLayer::from_env(env(&[("HOTDEAL_ADMIN_LISTEN", "nope")])).is_err());
     }
 
     #[test]

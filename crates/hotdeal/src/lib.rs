@@ -6,6 +6,7 @@
 //! - [`adapters`]: engines behind the ports (SQLite via sqlx, Argon2id);
 //! - [`services`]: the use cases (sign-up, deals, orders);
 //! - [`transport`]: HTTP (axum) over the services;
+//! - [`observability`]: metrics, trace context and the log pipeline;
 //! - [`app`]: wiring from a [`config::Config`] to a running server.
 
 #![forbid(unsafe_code)]
@@ -14,6 +15,7 @@ pub mod adapters;
 pub mod app;
 pub mod config;
 pub mod model;
+pub mod observability;
 pub mod ports;
 pub mod seed;
 pub mod services;

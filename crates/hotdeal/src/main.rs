@@ -3,9 +3,9 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use hotdeal::config::{Config, ConfigLayer, Secret};
+use hotdeal::config::{AdminListen, Config, ConfigLayer, Secret};
+use hotdeal::observability::logging::{self, LogFormat};
 use hotdeal::{app, seed, App};
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +15,18 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as `text` or one JSON object per line (`json`).
+    #[arg(
+        long,
+        global = true,
+        env = "HOTDEAL_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    /// Export spans over OTLP to this collector. Reserved: this build has
+    /// no OTLP exporter and refuses the setting rather than ignore it.
+    #[arg(long, global = true, env = "HOTDEAL_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -54,6 +66,9 @@ struct Settings {
     /// Listen address [default: 127.0.0.1:8080].
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Admin listener for /metrics and /ops, or `off` [default: 127.0.0.1:9090].
+    #[arg(long)]
+    admin_listen: Option<AdminListen>,
     /// Data directory [default: ./data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -89,6 +104,7 @@ impl Settings {
     fn resolve(self) -> anyhow::Result<Config> {
         let flags = ConfigLayer {
             listen: self.listen,
+            admin_listen: self.admin_listen,
             data_dir: self.data_dir,
             database_url: self.database_url.map(Secret::new),
             database_schema: self.database_schema,
@@ -104,14 +120,14 @@ impl Settings {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let cli = Cli::parse();
+    let _logging = match logging::init(cli.log_format, cli.otlp_endpoint.as_deref()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -119,7 +135,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(Cli::parse())) {
+    match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -142,6 +158,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             tracing::info!(addr = %app.local_addr(), store, "hotdeal listening");
+            if let Some(admin) = app.admin_addr() {
+                tracing::info!(addr = %admin, "metrics on /metrics, live ops page on /ops");
+            }
             app.serve(app::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -153,6 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // obeys every rule the API does.
             let app = App::build(&Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                admin_listen: None,
                 ..config
             })
             .await

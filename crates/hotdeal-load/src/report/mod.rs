@@ -5,6 +5,7 @@
 
 pub mod format;
 pub mod html;
+pub mod k6;
 pub mod text;
 
 use std::path::Path;

@@ -200,6 +200,40 @@ fn json_round_trips_the_figures() {
 }
 
 #[test]
+fn summary_export_has_k6_shape() {
+    let s = fixture();
+    let v = super::k6::render(&s);
+    let m = &v["metrics"];
+    assert_eq!(m["http_reqs"]["count"], 7500);
+    assert!(m["http_reqs"]["rate"].as_f64().is_some_and(|r| r > 0.0));
+    for stat in ["avg", "min", "med", "max", "p(90)", "p(95)"] {
+        assert!(m["http_req_duration"][stat].is_number(), "{stat}");
+    }
+    assert_eq!(m["http_req_duration"]["p(95)"], 20.0);
+    // k6's http_req_failed: passes are the failed requests.
+    assert_eq!(m["http_req_failed"]["passes"], s.http_req_failed.hits);
+    assert_eq!(
+        m["http_req_failed"]["fails"],
+        s.http_req_failed.total - s.http_req_failed.hits
+    );
+    assert!(m["http_req_failed"]["value"].is_number());
+    assert!(m["iterations"]["count"].is_number());
+    assert!(m["vus"]["max"].is_number());
+    assert!(m["checks"]["passes"].is_number());
+    assert_eq!(v["root_group"]["path"], "");
+    assert_eq!(v["root_group"]["id"], "d41d8cd98f00b204e9800998ecf8427e");
+    for c in &s.checks {
+        assert_eq!(v["root_group"]["checks"][&c.name]["passes"], c.passes);
+    }
+    // Thresholds sit on their metric, `true` when failed (as k6 writes).
+    let failed: Vec<_> = s.thresholds.iter().filter(|t| !t.pass).collect();
+    assert!(!failed.is_empty());
+    for t in failed {
+        assert_eq!(m[&t.metric]["thresholds"][&t.expr], true, "{}", t.expr);
+    }
+}
+
+#[test]
 fn html_report_is_self_contained_with_three_charts() {
     let s = fixture();
     let page = html::render(&s);

@@ -114,6 +114,10 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<i32> {
     };
     let summary = report::Summary::build(&ctx, outcome);
     print!("{}", report::text::render(&summary));
+    if let Some(path) = &ctx.args.summary_export {
+        report::k6::write(path, &summary)
+            .with_context(|| format!("writing the summary export {}", path.display()))?;
+    }
     if let Some(dir) = &ctx.args.out {
         report::write(dir, &summary)
             .with_context(|| format!("writing the report to {}", dir.display()))?;
@@ -278,14 +282,12 @@ impl Ctx {
 
         let shards = self.args.threads.max(1) * 2;
         let metrics = Arc::new(Metrics::new(names, shards)?);
-        let progress = (!self.args.quiet)
+        let progress = (!self.args.quiet && std::io::stderr().is_terminal())
             .then(|| tokio::spawn(progress(metrics.clone(), exec.plan.duration())));
         let report = execute(workload, self.target.clone(), metrics.clone(), exec.clone()).await;
         if let Some(p) = progress {
             p.abort();
-            if std::io::stderr().is_terminal() {
-                eprintln!();
-            }
+            eprintln!();
         }
         let report = report?;
         let wall = report.elapsed.as_secs_f64();
@@ -317,32 +319,37 @@ impl Ctx {
     }
 }
 
-/// k6-like progress on stderr: rewritten in place on a terminal, a line
-/// every 10 s otherwise (logs stay readable).
+/// k6-like live progress on stderr, rewritten in place once a second:
+/// elapsed, VUs, requests per second and p95 over the last full second,
+/// and the errors so far. Only on a terminal (and not with `--quiet`).
 async fn progress(metrics: Arc<Metrics>, planned: Duration) {
-    let tty = std::io::stderr().is_terminal();
-    let every = if tty {
-        Duration::from_secs(1)
-    } else {
-        Duration::from_secs(10)
-    };
-    let mut tick = tokio::time::interval(every);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
     loop {
         tick.tick().await;
-        let (reqs, iters) = metrics.live();
-        let (active, allocated) = metrics.vus_now();
-        let line = format!(
-            "running ({:.0}s/{:.0}s), {active}/{allocated} VUs, {iters} complete iterations, {reqs} requests",
-            metrics.origin().elapsed().as_secs_f64(),
-            planned.as_secs_f64()
-        );
-        if tty {
-            eprint!("\r{line}   ");
-        } else {
-            eprintln!("{line}");
-        }
+        eprint!("\r{}   ", progress_line(&metrics, planned));
     }
+}
+
+/// One progress line, from the live counters and the last full second.
+pub(crate) fn progress_line(metrics: &Metrics, planned: Duration) -> String {
+    let elapsed = metrics.origin().elapsed();
+    let (reqs, iters) = metrics.live();
+    let failed = metrics.live_failed();
+    let (active, allocated) = metrics.vus_now();
+    let last = elapsed.as_secs().checked_sub(1);
+    let (per_s, p95) = last.map_or((0, None), |s| metrics.second_figures(s as usize));
+    let errors = if reqs == 0 {
+        0.0
+    } else {
+        100.0 * failed as f64 / reqs as f64
+    };
+    format!(
+        "running ({:.0}s/{:.0}s), {active}/{allocated} VUs, {per_s} req/s, p95 {}, errors {errors:.2}% ({failed}), {iters} iterations",
+        elapsed.as_secs_f64(),
+        planned.as_secs_f64(),
+        p95.map_or("-".to_owned(), |ms| format!("{ms:.1}ms")),
+    )
 }
 
 fn kind_of(plan: &Plan) -> ExecutorKind {
@@ -635,5 +642,35 @@ mod tests {
                 max_duration: Duration::from_secs(60)
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+    use crate::metrics::{Names, Status};
+
+    #[test]
+    fn the_progress_line_shows_rate_p95_and_errors() {
+        let metrics = Arc::new(Metrics::new(Names::default(), 2).expect("metrics"));
+        let origin = metrics.origin();
+        let rec = metrics.recorder(0);
+        // Second 0 of the run: 9 fast answers and one failure.
+        for i in 0..10 {
+            let failed = i == 9;
+            rec.request(
+                origin + Duration::from_millis(10 * i),
+                Duration::from_millis(if failed { 80 } else { 2 }),
+                Status::Http(if failed { 503 } else { 200 }, None),
+                failed,
+            );
+        }
+        assert_eq!(metrics.second_figures(0).0, 10);
+        let p95 = metrics.second_figures(0).1.expect("p95");
+        assert!((79.0..=81.0).contains(&p95), "{p95}");
+        let line = progress_line(&metrics, Duration::from_secs(20));
+        assert!(line.starts_with("running ("), "{line}");
+        assert!(line.contains("/20s), 0/0 VUs"), "{line}");
+        assert!(line.contains("errors 10.00% (1)"), "{line}");
     }
 }

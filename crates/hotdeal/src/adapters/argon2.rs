@@ -14,13 +14,13 @@
 //! buffers are allocated once per worker slot and reused: memory for
 //! hashing is `workers × memory_kib`, whatever the traffic.
 
-use crate::ports::hasher::{HashError, PasswordHasher};
+use crate::ports::hasher::{HashError, HasherStats, PasswordHasher};
 use argon2::password_hash::{rand_core::OsRng, Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use async_trait::async_trait;
 use rand::RngCore;
 use serde::Deserialize;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
@@ -59,6 +59,9 @@ pub struct Argon2Hasher {
     /// Hashes running or waiting; bounded by `slots + queue`.
     in_system: AtomicUsize,
     limit: usize,
+    workers: usize,
+    /// Hashes refused for a full queue, for `/metrics`.
+    shed: AtomicU64,
     /// A real hash of a random password, verified against when the user is
     /// unknown so both answers take the same time.
     dummy: String,
@@ -86,6 +89,8 @@ impl Argon2Hasher {
             buffers,
             in_system: AtomicUsize::new(0),
             limit: workers + queue,
+            workers,
+            shed: AtomicU64::new(0),
             dummy,
         })
     }
@@ -98,6 +103,7 @@ impl Argon2Hasher {
     ) -> Result<T, HashError> {
         if self.in_system.fetch_add(1, Ordering::AcqRel) >= self.limit {
             self.in_system.fetch_sub(1, Ordering::AcqRel);
+            self.shed.fetch_add(1, Ordering::Relaxed);
             return Err(HashError::Saturated);
         }
         let _leave = Leave(&self.in_system);
@@ -222,6 +228,18 @@ impl PasswordHasher for Argon2Hasher {
             .run(move |buffer| verify_with(&phc, password.as_bytes(), buffer))
             .await??;
         Ok(matched && known)
+    }
+
+    fn stats(&self) -> Option<HasherStats> {
+        let running = self.workers - self.slots.available_permits().min(self.workers);
+        let in_system = self.in_system.load(Ordering::Relaxed);
+        Some(HasherStats {
+            running,
+            waiting: in_system.saturating_sub(running),
+            workers: self.workers,
+            queue: self.limit - self.workers,
+            shed: self.shed.load(Ordering::Relaxed),
+        })
     }
 }
 

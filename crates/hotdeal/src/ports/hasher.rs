@@ -22,4 +22,25 @@ pub trait PasswordHasher: Send + Sync + 'static {
     /// adapter still spends the time of one verification, so the answer's
     /// timing does not reveal whether an email is registered.
     async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, HashError>;
+
+    /// Slots, queue and refusals, for `/metrics` (adapters without a
+    /// queue have none to show).
+    fn stats(&self) -> Option<HasherStats> {
+        None
+    }
+}
+
+/// A hasher's load at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HasherStats {
+    /// Hashes running now.
+    pub running: usize,
+    /// Hashes waiting for a slot.
+    pub waiting: usize,
+    /// Slots (hashes that may run at once).
+    pub workers: usize,
+    /// Hashes that may wait before new ones are refused.
+    pub queue: usize,
+    /// Hashes refused since start because slots and queue were full.
+    pub shed: u64,
 }

@@ -38,6 +38,7 @@ fn refresh_hash(token: &str) -> [u8; 32] {
 }
 
 impl Storefront {
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn register(&self, r: Registration) -> Result<User> {
         let email = normalize_email(&r.email);
         // Checked before hashing so a duplicate costs no Argon2 time; the
@@ -57,6 +58,7 @@ impl Storefront {
         Ok(user)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn login(&self, email: &str, password: String) -> Result<TokenPair> {
         let user = self.store.user_by_email(&normalize_email(email)).await?;
         let phc = user.as_ref().map(|u| u.password_hash.clone());

@@ -10,10 +10,14 @@
 //! The task, not the request, undoes an admission when a change does not
 //! go through: a client that hangs up mid-commit must not strand units.
 
+use crate::observability::metrics::WriterStats;
 use crate::ports::StoreResult;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 /// Writes a batch; returns one outcome per write, in order, and the writes.
 pub type CommitFn<W, O> = Box<
@@ -38,6 +42,8 @@ pub struct QueueFull;
 
 pub struct Batcher<W, O> {
     queue: mpsc::Sender<Job<W, O>>,
+    /// Batch sizes and commit latencies, for `/metrics`.
+    stats: Arc<WriterStats>,
 }
 
 impl<W: Send + 'static, O: Send + 'static> Batcher<W, O> {
@@ -50,8 +56,23 @@ impl<W: Send + 'static, O: Send + 'static> Batcher<W, O> {
         max_batch: usize,
     ) -> Self {
         let (tx, rx) = mpsc::channel(queue.max(1));
-        tokio::spawn(run(commit, succeeded, rx, max_batch.max(1)));
-        Self { queue: tx }
+        let stats = Arc::new(WriterStats::default());
+        tokio::spawn(run(commit, succeeded, rx, max_batch.max(1), stats.clone()));
+        Self { queue: tx, stats }
+    }
+
+    /// Changes waiting for the writer now.
+    pub fn depth(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
+    /// Most changes that may wait.
+    pub fn capacity(&self) -> usize {
+        self.queue.max_capacity()
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
     }
 
     /// Queues an admitted write. On a full queue `undo` runs here and the
@@ -82,6 +103,7 @@ async fn run<W, O>(
     succeeded: fn(&StoreResult<O>) -> bool,
     mut rx: mpsc::Receiver<Job<W, O>>,
     max_batch: usize,
+    stats: Arc<WriterStats>,
 ) {
     let mut jobs: Vec<Job<W, O>> = Vec::with_capacity(max_batch);
     loop {
@@ -94,7 +116,12 @@ async fn run<W, O>(
             writes.push(j.write);
             waiting.push((j.undo, j.reply));
         }
-        let (writes, outcomes) = commit(writes).await;
+        let size = writes.len();
+        stats.batch_sizes.record(size as u64);
+        let started = Instant::now();
+        let span = tracing::debug_span!("commit_batch", size);
+        let (writes, outcomes) = commit(writes).instrument(span).await;
+        stats.commit_seconds.record_duration(started.elapsed());
         let mut outcomes = outcomes.into_iter();
         for (write, (undo, reply)) in writes.into_iter().zip(waiting) {
             let outcome = outcomes.next().unwrap_or_else(|| {

@@ -33,6 +33,7 @@ pub struct NewDeal {
 }
 
 impl Storefront {
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn create_product(&self, seller: UserId, p: NewProduct) -> Result<Product> {
         let now = self.clock.now();
         let product = Product {
@@ -148,6 +149,7 @@ impl Storefront {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn create_deal(&self, seller: UserId, d: NewDeal) -> Result<DealView> {
         let product = self
             .catalog

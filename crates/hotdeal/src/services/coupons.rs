@@ -7,6 +7,7 @@
 
 use super::{Error, Result, Storefront};
 use crate::model::{Coupon, DiscountType, Page, Paged, UserCoupon};
+use crate::observability::metrics::{Flow, Outcome, Shed};
 use crate::ports::{CouponRefused, IssueWrite, Issued};
 use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealWindow, UserId};
@@ -26,6 +27,7 @@ pub struct NewCoupon {
 }
 
 impl Storefront {
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn create_coupon(&self, creator: UserId, c: NewCoupon) -> Result<Coupon> {
         // Nothing in the coupon's row refers to its creator, so the store
         // would not notice a token of a user it does not have.
@@ -70,6 +72,7 @@ impl Storefront {
         Ok(coupon)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn issue_coupon(&self, user: UserId, id: Uuid) -> Result<UserCoupon> {
         let coupon = self.coupon(id)?;
         let now = self.clock.now();
@@ -79,8 +82,14 @@ impl Storefront {
         self.coupon_admission
             .admit_issue(id, user)
             .map_err(|r| match r {
-                CouponRefused::AlreadyIssued => Error::CouponAlreadyIssued,
-                CouponRefused::SoldOut => Error::CouponSoldOut,
+                CouponRefused::AlreadyIssued => {
+                    self.metrics.admission(Flow::Coupon, Outcome::AlreadyIssued);
+                    Error::CouponAlreadyIssued
+                }
+                CouponRefused::SoldOut => {
+                    self.metrics.admission(Flow::Coupon, Outcome::SoldOut);
+                    Error::CouponSoldOut
+                }
             })?;
         let user_coupon = UserCoupon {
             id: Uuid::now_v7(),
@@ -97,12 +106,22 @@ impl Storefront {
             .submit(IssueWrite { user_coupon }, move || {
                 tier.release_issue(id, user)
             })
-            .map_err(|_| Error::Overloaded)?;
+            .map_err(|_| {
+                self.metrics.admission(Flow::Coupon, Outcome::Shed);
+                self.metrics.shed(Shed::IssueQueue);
+                Error::Overloaded
+            })?;
+        self.metrics.admission(Flow::Coupon, Outcome::Admitted);
         let (issued, write) = committed
             .await
             .map_err(|_| Error::Internal("the coupon writer stopped".into()))?;
         match issued? {
-            Issued::Issued => Ok(write.user_coupon),
+            Issued::Issued => {
+                self.metrics
+                    .coupons_issued
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(write.user_coupon)
+            }
             Issued::AlreadyIssued => Err(Error::CouponAlreadyIssued),
             Issued::SoldOut => Err(Error::CouponSoldOut),
         }

@@ -11,6 +11,7 @@ mod coupons;
 mod error;
 mod events;
 mod idempotency;
+mod observe;
 mod orders;
 mod points;
 pub mod tokens;
@@ -20,6 +21,7 @@ pub use catalog::{NewDeal, NewProduct};
 pub use coupons::NewCoupon;
 pub use error::{Error, Result};
 pub use idempotency::{Begun, FlightGuard as InFlightGuard, IdempotencyKey, InFlight};
+pub use observe::{LiveCoupon, LiveDeal, WriterView};
 pub use orders::{PlaceOrder, RenderOrder};
 pub use points::RenderCharge;
 
@@ -97,6 +99,8 @@ pub struct Storefront {
     /// correctness never depends on it. A std Mutex: held for an insert or
     /// lookup, never across an await.
     hot: Mutex<HashSet<ProductId>>,
+    /// Counters of this server, read by `/metrics` and the ops page.
+    pub metrics: Arc<crate::observability::Metrics>,
 }
 
 impl Storefront {
@@ -183,6 +187,7 @@ impl Storefront {
             hasher: e.hasher,
             tokens,
             hot: Mutex::new(HashSet::new()),
+            metrics: Arc::default(),
         })
     }
 

@@ -10,10 +10,12 @@ use super::catalog::refused;
 use super::idempotency::IdempotencyKey;
 use super::{Error, Result, Storefront};
 use crate::model::{IdempotentAnswer, Order, OrderItem, Page, Paged, ShippingAddress};
+use crate::observability::metrics::{Flow, Outcome, Shed};
 use crate::ports::{CancelBy, Cancellation, LimitClaim, OrderWrite, Payment, Placement, Refused};
 use hotdeal_domain::{sum_demands, LineDemand, OrderId, OrderStatus, PaymentStatus, UserId};
 use serde_json::json;
 use std::cmp::Reverse;
+use std::sync::atomic::Ordering::Relaxed;
 use uuid::Uuid;
 
 /// Renders an order as the API answers it (for idempotency answers).
@@ -29,6 +31,7 @@ pub struct PlaceOrder {
 }
 
 impl Storefront {
+    #[tracing::instrument(level = "debug", skip_all, fields(lines = req.lines.len()))]
     pub async fn place_order(
         &self,
         user: UserId,
@@ -121,10 +124,14 @@ impl Storefront {
         });
         let demand = sum_demands(&req.lines);
         // Sold out or over the limit? Refused here, in microseconds.
-        let admitted = self
-            .admission
-            .admit(user, &demand, &limits)
-            .map_err(refused)?;
+        let admitted = self.admission.admit(user, &demand, &limits).map_err(|r| {
+            let outcome = match r {
+                Refused::Stock { .. } => Outcome::SoldOut,
+                Refused::Limit { .. } => Outcome::OverLimit,
+            };
+            self.metrics.admission(Flow::Order, outcome);
+            refused(r)
+        })?;
         let tier = self.admission.clone();
         let committed = self
             .orders
@@ -136,12 +143,18 @@ impl Storefront {
                 },
                 move || tier.release(&admitted),
             )
-            .map_err(|_| Error::Overloaded)?;
+            .map_err(|_| {
+                self.metrics.admission(Flow::Order, Outcome::Shed);
+                self.metrics.shed(Shed::OrderQueue);
+                Error::Overloaded
+            })?;
+        self.metrics.admission(Flow::Order, Outcome::Admitted);
         let (placement, write) = committed
             .await
             .map_err(|_| Error::Internal("the order writer stopped".into()))?;
         match placement? {
             Placement::Placed => {
+                self.metrics.orders_placed.fetch_add(1, Relaxed);
                 self.arm_deadline(&write.order);
                 Ok(write.order)
             }
@@ -187,6 +200,7 @@ impl Storefront {
         Ok(self.store.orders_of(user, status, page).await?)
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn cancel_order(
         &self,
         user: UserId,
@@ -240,6 +254,7 @@ impl Storefront {
     }
 
     /// Pays an unpaid order from the buyer's points.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn pay_order(
         &self,
         user: UserId,
@@ -273,6 +288,7 @@ impl Storefront {
     /// orders on its deadline index and claims them with `SKIP LOCKED`.
     /// On the embedded store this pops due deadlines from the timer heap,
     /// so it touches only the orders that are due.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn expire_due_orders(&self) -> Result<usize> {
         const SWEEP: i64 = 256;
         let now = self.clock.now();

@@ -23,6 +23,7 @@ impl Storefront {
             }))
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn charge_points(
         &self,
         user: UserId,

@@ -18,6 +18,7 @@ mod idempotency;
 mod ledger_books;
 mod load;
 mod malformed;
+mod observability;
 mod orders;
 mod points;
 mod races;

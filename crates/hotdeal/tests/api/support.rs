@@ -21,6 +21,8 @@ use tokio::task::JoinHandle;
 
 pub struct TestApp {
     pub base: String,
+    /// The admin listener (`/metrics`, `/ops`), e.g. `http://127.0.0.1:PORT`.
+    pub admin: String,
     pub client: HyperClient<HttpConnector, Full<Bytes>>,
     pub storefront: Arc<Storefront>,
     pub clock: Arc<ManualClock>,
@@ -71,6 +73,10 @@ pub async fn spawn_app_with(
         .await
         .expect("build app");
     let base = format!("http://{}", app.local_addr());
+    let admin = app
+        .admin_addr()
+        .map(|a| format!("http://{a}"))
+        .unwrap_or_default();
     let storefront = app.storefront();
     let (tx, rx) = oneshot::channel();
     let server = tokio::spawn(app.serve(async {
@@ -79,6 +85,7 @@ pub async fn spawn_app_with(
     let client = HyperClient::builder(TokioExecutor::new()).build_http();
     TestApp {
         base,
+        admin,
         client,
         storefront,
         clock,

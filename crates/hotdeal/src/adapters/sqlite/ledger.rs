@@ -186,6 +186,7 @@ impl Ledger for SqliteStore {
         .transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn charge(
         &self,
         user: UserId,
@@ -290,6 +291,7 @@ impl Ledger for SqliteStore {
             .collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(batch = batch.len()))]
     async fn issue_coupons(&self, batch: &[IssueWrite]) -> Vec<StoreResult<Issued>> {
         match self.issue_batch(batch).await {
             Ok(Some(())) => return batch.iter().map(|_| Ok(Issued::Issued)).collect(),

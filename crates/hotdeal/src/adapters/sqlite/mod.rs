@@ -237,6 +237,7 @@ impl Store for SqliteStore {
         self.health.writable()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn insert_user(&self, u: &User) -> StoreResult<()> {
         let mut w = self.writer().await?;
         let res = sqlx::query(
@@ -261,6 +262,7 @@ impl Store for SqliteStore {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
         let row = sqlx::query(
             "SELECT id, email, name, password_hash, created_at FROM users WHERE email = ?",
@@ -443,6 +445,7 @@ impl Store for SqliteStore {
         let settled = settle_ended_deals(w.conn(), now).await;
         w.settle(settled)
     }
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn snapshot(&self) -> StoreResult<Snapshot> {
         let products = sqlx::query(&format!("SELECT {PRODUCT_COLS} FROM products"))
             .fetch_all(&self.reader)
@@ -479,6 +482,7 @@ impl Store for SqliteStore {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(batch = batch.len()))]
     async fn place_orders(&self, batch: &[OrderWrite]) -> Vec<StoreResult<Placement>> {
         match self.place_batch(batch).await {
             Ok(Some(placements)) => return placements.into_iter().map(Ok).collect(),
@@ -504,11 +508,13 @@ impl Store for SqliteStore {
         out
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn order(&self, id: OrderId) -> StoreResult<Option<Order>> {
         let mut conn = self.reader.acquire().await?;
         Self::load_order(&mut conn, id).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn orders_of(
         &self,
         user: UserId,
@@ -543,6 +549,7 @@ impl Store for SqliteStore {
         Ok(Paged { items, total, page })
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn cancel_order(
         &self,
         id: OrderId,
@@ -553,6 +560,7 @@ impl Store for SqliteStore {
         self.cancel(id, reason, by, now).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn pay_order(
         &self,
         id: OrderId,

@@ -15,11 +15,13 @@ mod page_cache;
 mod points;
 pub mod server;
 
+use crate::observability::metrics::{Metrics, Shed, UNMATCHED};
+use crate::observability::trace_context::TraceParent;
 use crate::services::Storefront;
 use axum::body::{Body, HttpBody as _};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -28,7 +30,7 @@ use http_body_util::BodyExt;
 use page_cache::PageCache;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
@@ -77,9 +79,13 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// slot: they answer however busy the server is.
 pub fn router(app: Arc<Storefront>, limits: HttpLimits) -> Router {
     let openapi = openapi::document();
-    let pages = Arc::new(PageCache::new(limits.read_cache_max_age));
+    let metrics = app.metrics.clone();
+    let pages = Arc::new(PageCache::new(limits.read_cache_max_age).counting(metrics.clone()));
     let state = AppState { app, pages };
-    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
+    let in_flight = (
+        Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
+        metrics.clone(),
+    );
     let health = Router::new()
         .route("/health", get(health::gateway))
         .route("/auth/health", get(health::auth))
@@ -149,7 +155,7 @@ pub fn router(app: Arc<Storefront>, limits: HttpLimits) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn_with_state(limits.body_timeout, buffer_body))
-        .layer(from_fn(trace_request))
+        .layer(from_fn_with_state(metrics, trace_request))
         .with_state(state)
 }
 
@@ -204,27 +210,60 @@ fn closing(error: ApiError) -> Response {
 }
 
 /// Refuses a request at once when `max_in_flight` are already running.
-async fn shed_load(State(in_flight): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {
+async fn shed_load(
+    State((in_flight, metrics)): State<(Arc<Semaphore>, Arc<Metrics>)>,
+    req: Request,
+    next: Next,
+) -> Response {
     match in_flight.try_acquire() {
         Ok(_permit) => next.run(req).await,
-        Err(_) => ApiError::from(crate::services::Error::Overloaded).into_response(),
+        Err(_) => {
+            metrics.shed(Shed::InFlight);
+            ApiError::from(crate::services::Error::Overloaded).into_response()
+        }
     }
 }
 
 /// One span per request, named by the route template (not the raw path, so
-/// ids do not explode the cardinality of logs and metrics).
-async fn trace_request(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let span = tracing::debug_span!("request", method = %req.method(), route = %route);
-    async move {
+/// ids do not explode the cardinality of logs and metrics), carrying the
+/// W3C trace id: an incoming `traceparent` is continued, else a trace
+/// starts here, and the answer's `traceparent` names this server's hop.
+/// The request is counted and timed per route template, method and status
+/// class ("unmatched" for paths no route takes).
+async fn trace_request(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
+    let hop = match req
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|v| TraceParent::parse(v.as_bytes()))
+    {
+        Some(parent) => parent.child(),
+        None => TraceParent::start(),
+    };
+    let template = route.as_ref().map_or(UNMATCHED, |p| p.as_str());
+    let span = tracing::debug_span!(
+        "request",
+        method = %method,
+        route = %template,
+        trace_id = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        span.record("trace_id", hop.trace_id_hex());
+    }
+    let mut res = async move {
         let res = next.run(req).await;
         tracing::debug!(status = res.status().as_u16(), "answered");
         res
     }
     .instrument(span)
-    .await
+    .await;
+    res.headers_mut().insert(TRACEPARENT, hop.header_value());
+    metrics
+        .http
+        .record(&method, template, res.status().as_u16(), started.elapsed());
+    res
 }
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");

@@ -7,10 +7,11 @@
 //! (100 ms by default). Statuses are therefore exact, and the live counts
 //! (`remaining_stock`, `sold_out`) lag the truth by at most `max_age`.
 
+use crate::observability::Metrics;
 use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Pages kept at most. When full the cache starts over: cheap, rare, and
@@ -54,6 +55,8 @@ pub struct PageCache {
     max_age: Duration,
     // A std Mutex: held to look up or store a page, never while rendering.
     pages: Mutex<HashMap<PageKey, Page>>,
+    /// Where hits and misses are counted, if anywhere.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl PageCache {
@@ -61,7 +64,14 @@ impl PageCache {
         Self {
             max_age,
             pages: Mutex::default(),
+            metrics: None,
         }
+    }
+
+    /// Counts hits and misses into `metrics`.
+    pub fn counting(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The page for `key`, rendered by `build` (body, next window change)
@@ -80,9 +90,15 @@ impl PageCache {
                     && p.valid_until.is_none_or(|t| stamp.now < t);
                 let counts_fresh = p.stamp.stock == stamp.stock || p.built.elapsed() < self.max_age;
                 if same_deals && counts_fresh {
+                    if let Some(m) = &self.metrics {
+                        m.page(true);
+                    }
                     return p.body.clone();
                 }
             }
+        }
+        if let Some(m) = &self.metrics {
+            m.page(false);
         }
         let (body, valid_until) = build();
         let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
