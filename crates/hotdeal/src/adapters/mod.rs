@@ -1,6 +1,7 @@
 //! Engines behind the ports: the SQLite store, the Argon2id hasher, the
-//! in-memory admission tier.
+//! in-memory admission tier and waiting room.
 
 pub mod argon2;
 pub mod memory_admission;
+pub mod memory_queue;
 pub mod sqlite;

@@ -14,6 +14,7 @@ mod idempotency;
 mod orders;
 mod points;
 pub mod tokens;
+pub mod waiting_room;
 
 pub use auth::{Registration, TokenPair};
 pub use catalog::{NewDeal, NewProduct};
@@ -22,6 +23,7 @@ pub use error::{Error, Result};
 pub use idempotency::{Begun, FlightGuard as InFlightGuard, IdempotencyKey, InFlight};
 pub use orders::{PlaceOrder, RenderOrder};
 pub use points::RenderCharge;
+pub use waiting_room::{QueueSettings, QueueView, WaitingRoom};
 
 use crate::model::{Coupon, Order};
 use crate::ports::{
@@ -45,6 +47,8 @@ pub struct Engines {
     pub coupon_admission: Arc<dyn CouponAdmission>,
     pub clock: Arc<dyn Clock>,
     pub hasher: Arc<dyn PasswordHasher>,
+    /// Who waits for which waiting-room deal.
+    pub queue: Arc<dyn crate::ports::QueueStore>,
 }
 
 /// Tuning of the write paths.
@@ -56,6 +60,8 @@ pub struct WritePath {
     pub max_batch: usize,
     /// How long an unpaid order may hold deal stock.
     pub payment_window: Duration,
+    /// The waiting rooms' rules.
+    pub waiting_room: QueueSettings,
 }
 
 /// Payment deadlines, soonest on top.
@@ -93,6 +99,8 @@ pub struct Storefront {
     /// correctness never depends on it. A std Mutex: held for an insert or
     /// lookup, never across an await.
     hot: Mutex<HashSet<ProductId>>,
+    /// The waiting rooms in front of deals that have one.
+    pub waiting_room: WaitingRoom,
 }
 
 impl Storefront {
@@ -160,6 +168,8 @@ impl Storefront {
             path.queue,
             path.max_batch,
         );
+        let waiting_room =
+            WaitingRoom::new(e.queue, &tokens.derive("queue-token"), path.waiting_room);
         Ok(Self {
             store: e.store,
             ledger: e.ledger,
@@ -177,6 +187,7 @@ impl Storefront {
             hasher: e.hasher,
             tokens,
             hot: Mutex::new(HashSet::new()),
+            waiting_room,
         })
     }
 
