@@ -40,7 +40,9 @@ const USED: i64 = i64::MAX;
 /// Seconds of admission a deal may bank while nobody waits: a user who
 /// arrives at an idle queue goes straight in, a crowd arriving at once
 /// after a lull gets at most one second's worth.
-const BURST_SECS: f64 = 1.0;
+const BURST_SECS: u64 = 1;
+/// One admission, in the credit's unit.
+const UNIT: u64 = 1_000_000;
 /// How far back the admission rate is measured.
 const RATE_WINDOW_US: i64 = 10_000_000;
 
@@ -69,8 +71,9 @@ struct DealQueue {
     /// `entries[..admitted]` are admitted.
     admitted: usize,
     opened: bool,
-    /// Admissions earned and not yet given (fractional).
-    credit: f64,
+    /// Admissions earned and not yet given, in millionths (integer, so
+    /// admission times are exact however often the queue is touched).
+    credit: u64,
     /// Credit is earned up to here (µs).
     earned_to_us: i64,
     next_seq: u32,
@@ -98,7 +101,7 @@ impl DealQueue {
             index: HashMap::new(),
             admitted: 0,
             opened: false,
-            credit: 0.0,
+            credit: 0,
             earned_to_us: micros(rules.opens_at),
             next_seq: 0,
             claimed: HashSet::new(),
@@ -108,6 +111,10 @@ impl DealQueue {
 
     fn rate(&self) -> f64 {
         f64::from(self.rules.admit_per_sec.max(1))
+    }
+
+    fn rate_u64(&self) -> u64 {
+        u64::from(self.rules.admit_per_sec.max(1))
     }
 
     /// Opens the queue if `now` is past the opening (shuffling the early
@@ -128,20 +135,24 @@ impl DealQueue {
             return;
         }
         self.earned_to_us = now_us;
-        let rate = self.rate();
+        let rate = self.rate_u64();
         let before = self.credit;
-        self.credit += (now_us - from) as f64 * rate / 1e6;
+        // µs × admissions/s = millionths of an admission.
+        self.credit = self.credit.saturating_add((now_us - from) as u64 * rate);
         let waiting = self.entries.len() - self.admitted;
-        let n = (self.credit.floor() as usize).min(waiting);
+        let n = usize::try_from(self.credit / UNIT)
+            .unwrap_or(usize::MAX)
+            .min(waiting);
         for k in 0..n {
-            // The moment the (k+1)-th unit of credit was earned.
-            let earned = from + (((k + 1) as f64 - before) / rate * 1e6).max(0.0) as i64;
+            // The moment the (k+1)-th whole admission was earned.
+            let need = ((k as u64 + 1) * UNIT).saturating_sub(before);
+            let earned = from.saturating_add(need.div_ceil(rate) as i64);
             self.entries[self.admitted + k].admitted_at = earned.clamp(from, now_us);
         }
         self.admitted += n;
-        self.credit -= n as f64;
+        self.credit -= n as u64 * UNIT;
         if self.admitted == self.entries.len() {
-            self.credit = self.credit.min(rate * BURST_SECS);
+            self.credit = self.credit.min(rate * BURST_SECS * UNIT);
             self.samples.clear();
         } else if self
             .samples
@@ -375,10 +386,10 @@ impl QueueStore for MemoryQueue {
             q.index.insert(user.0, slot32);
             // A user joining an idle queue with banked credit goes in now.
             if q.opened {
-                if q.admitted == slot && q.credit >= 1.0 {
+                if q.admitted == slot && q.credit >= UNIT {
                     q.entries[slot].admitted_at = now_us;
                     q.admitted += 1;
-                    q.credit -= 1.0;
+                    q.credit -= UNIT;
                 }
             }
             Ok(q.answer(slot, now))

@@ -19,3 +19,4 @@ mod orders;
 mod points;
 mod storage;
 mod support;
+mod waiting_room;
