@@ -613,6 +613,54 @@ mod tests {
         });
     }
 
+    proptest::proptest! {
+        /// Whatever the arrival times and however often the queue is
+        /// touched, users who join after the opening are admitted in join
+        /// order, and never before they joined.
+        #[test]
+        fn admission_after_the_opening_is_in_join_order(
+            rate in 1u32..50,
+            gaps_ms in proptest::collection::vec(0u32..400, 1..60),
+            touches in proptest::collection::vec(0u32..4000, 0..20),
+        ) {
+            block_on(async {
+                let q = MemoryQueue::with_seed(10_000, 3);
+                let d = deal(rate);
+                let mut now = t(10.0);
+                let mut touches = touches;
+                touches.sort_unstable();
+                let mut joins = Vec::new();
+                for g in gaps_ms {
+                    now += Duration::milliseconds(i64::from(g));
+                    let u = UserId::new();
+                    let tk = q.join(&d, u, now).await.expect("join");
+                    joins.push((u, tk.seq, now));
+                    // A bystander's join touches the queue at odd times.
+                    if let Some(&at) = touches.first() {
+                        if t(10.0) + Duration::milliseconds(i64::from(at)) <= now {
+                            touches.remove(0);
+                            q.join(&d, UserId::new(), now).await.expect("touch");
+                        }
+                    }
+                }
+                let end = now + Duration::seconds(90);
+                let mut last = None;
+                for (u, seq, joined) in joins {
+                    let tk = q.poll(&d, u, seq, end).await.expect("poll");
+                    let TicketState::Admitted { until } = tk.state else {
+                        panic!("not admitted after 90 s: {tk:?}");
+                    };
+                    let at = until - Duration::minutes(5);
+                    assert!(at >= joined, "admitted before joining");
+                    if let Some(prev) = last {
+                        assert!(at >= prev, "out of join order");
+                    }
+                    last = Some(at);
+                }
+            });
+        }
+    }
+
     /// The memory bound: a million users waiting for one deal.
     #[test]
     fn a_million_waiting_users_fit_in_bounded_memory() {
