@@ -64,8 +64,9 @@ impl App {
                 admit_per_sec: config.queue_admit_per_sec,
                 admitted_for: chrono::Duration::seconds(config.queue_admitted_secs),
                 poll_min: chrono::Duration::milliseconds(config.queue_poll_ms as i64),
-                poll_max: chrono::Duration::seconds(5)
-                    .max(chrono::Duration::milliseconds(config.queue_poll_ms as i64)),
+                poll_max: chrono::Duration::milliseconds(
+                    config.queue_poll_max_ms.max(config.queue_poll_ms) as i64,
+                ),
             },
         };
         let storefront = Storefront::start(engines, TokenKeys::new(&secret), path)

@@ -79,6 +79,8 @@ pub struct Config {
     pub queue_admitted_secs: i64,
     /// The fastest poll interval a queue answer asks for (ms).
     pub queue_poll_ms: u64,
+    /// The slowest poll interval a queue answer asks for (ms).
+    pub queue_poll_max_ms: u64,
     /// Most queue entries held across all deals (each about 100 bytes);
     /// past it, joins get 503.
     pub queue_max_users: u64,
@@ -119,6 +121,7 @@ pub struct ConfigLayer {
     pub queue_admit_per_sec: Option<u32>,
     pub queue_admitted_secs: Option<i64>,
     pub queue_poll_ms: Option<u64>,
+    pub queue_poll_max_ms: Option<u64>,
     pub queue_max_users: Option<u64>,
     pub max_connections: Option<usize>,
     pub header_timeout_ms: Option<u64>,
@@ -169,6 +172,7 @@ impl ConfigLayer {
                 "QUEUE_ADMIT_PER_SEC" => l.queue_admit_per_sec = Some(v.parse().with_context(bad)?),
                 "QUEUE_ADMITTED_SECS" => l.queue_admitted_secs = Some(v.parse().with_context(bad)?),
                 "QUEUE_POLL_MS" => l.queue_poll_ms = Some(v.parse().with_context(bad)?),
+                "QUEUE_POLL_MAX_MS" => l.queue_poll_max_ms = Some(v.parse().with_context(bad)?),
                 "QUEUE_MAX_USERS" => l.queue_max_users = Some(v.parse().with_context(bad)?),
                 "MAX_CONNECTIONS" => l.max_connections = Some(v.parse().with_context(bad)?),
                 "HEADER_TIMEOUT_MS" => l.header_timeout_ms = Some(v.parse().with_context(bad)?),
@@ -203,6 +207,7 @@ impl ConfigLayer {
             queue_admit_per_sec: other.queue_admit_per_sec.or(self.queue_admit_per_sec),
             queue_admitted_secs: other.queue_admitted_secs.or(self.queue_admitted_secs),
             queue_poll_ms: other.queue_poll_ms.or(self.queue_poll_ms),
+            queue_poll_max_ms: other.queue_poll_max_ms.or(self.queue_poll_max_ms),
             queue_max_users: other.queue_max_users.or(self.queue_max_users),
             max_connections: other.max_connections.or(self.max_connections),
             header_timeout_ms: other.header_timeout_ms.or(self.header_timeout_ms),
@@ -249,6 +254,7 @@ impl Config {
             queue_admit_per_sec: l.queue_admit_per_sec.unwrap_or(10_000).max(1),
             queue_admitted_secs: l.queue_admitted_secs.unwrap_or(300).max(1),
             queue_poll_ms: l.queue_poll_ms.unwrap_or(500).max(1),
+            queue_poll_max_ms: l.queue_poll_max_ms.unwrap_or(5_000).max(1),
             queue_max_users: l.queue_max_users.unwrap_or(5_000_000),
             max_connections: l.max_connections.unwrap_or(10_000).max(1),
             header_timeout_ms: l.header_timeout_ms.unwrap_or(10_000).max(1),
