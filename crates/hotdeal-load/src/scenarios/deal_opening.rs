@@ -415,6 +415,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
         ctx.quiet(),
     )
     .await?;
+    // A fresh connection: the first one may have idled out during sign-up.
+    let mut api = Api::new(&ctx.target);
     let product = setup::create_product(
         &mut api,
         &seller,
@@ -531,13 +533,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let elapsed = measured.elapsed.as_secs_f64().max(1e-9);
 
     // Figures.
-    let s = workload.lock();
+    let runs = std::mem::take(&mut workload.lock().users);
     let mut tta_early = histogram()?;
     let mut tta_late = histogram()?;
     let mut fair = Vec::new();
     let mut outcomes: std::collections::BTreeMap<String, u64> = Default::default();
     let mut never = 0u64;
-    for u in &s.users {
+    for u in &runs {
         *outcomes
             .entry(u.ended.clone().unwrap_or_else(|| "unfinished".into()))
             .or_default() += 1;
@@ -558,7 +560,6 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
             fair.push((since, until));
         }
     }
-    drop(s);
     let tau = kendall_tau_b(&fair);
     let queue_requests = workload.counts.queue_requests.load(Ordering::Relaxed);
     let queue_hist = workload

@@ -385,12 +385,10 @@ impl QueueStore for MemoryQueue {
             });
             q.index.insert(user.0, slot32);
             // A user joining an idle queue with banked credit goes in now.
-            if q.opened {
-                if q.admitted == slot && q.credit >= UNIT {
-                    q.entries[slot].admitted_at = now_us;
-                    q.admitted += 1;
-                    q.credit -= UNIT;
-                }
+            if q.opened && q.admitted == slot && q.credit >= UNIT {
+                q.entries[slot].admitted_at = now_us;
+                q.admitted += 1;
+                q.credit -= UNIT;
             }
             Ok(q.answer(slot, now))
         })
