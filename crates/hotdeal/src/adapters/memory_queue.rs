@@ -27,7 +27,7 @@ use chrono::{DateTime, Duration, Utc};
 use hotdeal_domain::{DealId, UserId};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -93,7 +93,7 @@ fn from_micros(us: i64) -> DateTime<Utc> {
 }
 
 impl DealQueue {
-    fn new(rules: QueueDeal, now: DateTime<Utc>) -> Self {
+    fn new(rules: QueueDeal, now: DateTime<Utc>, first_seq: u32) -> Self {
         Self {
             rules,
             created_us: micros(now),
@@ -103,7 +103,7 @@ impl DealQueue {
             opened: false,
             credit: 0,
             earned_to_us: micros(rules.opens_at),
-            next_seq: 0,
+            next_seq: first_seq,
             claimed: HashSet::new(),
             samples: VecDeque::new(),
         }
@@ -119,12 +119,13 @@ impl DealQueue {
 
     /// Opens the queue if `now` is past the opening (shuffling the early
     /// joins), then admits what the credit earned until `now` allows.
-    fn catch_up(&mut self, now_us: i64, rng: &mut StdRng) {
+    fn catch_up(&mut self, now_us: i64, rng: &Mutex<StdRng>) {
         if !self.opened {
             if now_us < micros(self.rules.opens_at) {
                 return;
             }
-            self.entries.shuffle(rng);
+            self.entries
+                .shuffle(&mut *rng.lock().unwrap_or_else(|e| e.into_inner()));
             for (i, e) in self.entries.iter().enumerate() {
                 self.index.insert(e.user, i as u32);
             }
@@ -306,7 +307,12 @@ impl MemoryQueue {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .entry(deal.id)
-            .or_insert_with(|| Arc::new(Mutex::new(DealQueue::new(*deal, now))))
+            .or_insert_with(|| {
+                // Join numbers start anywhere, so a token from before a
+                // restart rarely names a join made after it.
+                let first_seq = self.rng.lock().unwrap_or_else(|e| e.into_inner()).gen();
+                Arc::new(Mutex::new(DealQueue::new(*deal, now, first_seq)))
+            })
             .clone()
     }
 
@@ -332,10 +338,7 @@ impl MemoryQueue {
         if !q.opened {
             q.earned_to_us = micros(deal.opens_at);
         }
-        if q.opened || micros(now) >= micros(deal.opens_at) {
-            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-            q.catch_up(micros(now), &mut rng);
-        }
+        q.catch_up(micros(now), &self.rng);
         f(&mut q)
     }
 }
