@@ -35,6 +35,8 @@ pub enum ScenarioName {
     AuthStress,
     /// Calibration: constant VUs on GET /health.
     Health,
+    /// A waiting-room deal opens: users join, poll, order when admitted.
+    DealOpening,
 }
 
 impl ScenarioName {
@@ -50,6 +52,7 @@ impl ScenarioName {
             ScenarioName::Fifo => "fifo",
             ScenarioName::AuthStress => "auth-stress",
             ScenarioName::Health => "health",
+            ScenarioName::DealOpening => "deal-opening",
         }
     }
 }
@@ -154,6 +157,15 @@ pub struct LoadArgs {
     #[arg(long, value_parser = parse_duration, default_value = "2ms")]
     pub gap: Duration,
 
+    /// deal-opening: users admitted per second by the deal's waiting room
+    /// (0 = the server's default).
+    #[arg(long, default_value_t = 1_000)]
+    pub admit_rate: u32,
+
+    /// deal-opening: arrivals after the opening are spread over this long.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub spread: Duration,
+
     /// Seed of the random choices (users, products, quantities).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -236,6 +248,7 @@ mod tests {
             "fifo",
             "auth-stress",
             "health",
+            "deal-opening",
         ] {
             let cli = Cli::try_parse_from(["hotdeal", name]).expect("parses");
             assert_eq!(cli.args.scenario.as_str(), name);

@@ -141,6 +141,13 @@ pub struct ReqHead {
 }
 
 impl ReqHead {
+    /// The same head with one more header (e.g. `Queue-Token`).
+    pub fn with_header(mut self, name: &'static str, value: &str) -> Result<Self, ClientError> {
+        let v = HeaderValue::from_str(value).map_err(|_| ClientError::BadHeader(name))?;
+        self.headers.insert(name, v);
+        Ok(self)
+    }
+
     fn build(&self, body: Bytes) -> Request<Full<Bytes>> {
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = self.method.clone();

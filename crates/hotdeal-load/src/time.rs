@@ -12,6 +12,46 @@ pub fn unix_now() -> i64 {
     }
 }
 
+/// Microseconds since the Unix epoch, now.
+pub fn unix_now_micros() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_micros() as i64,
+        Err(e) => -(e.duration().as_micros() as i64),
+    }
+}
+
+/// Microseconds since the Unix epoch of a UTC RFC 3339 timestamp
+/// (`YYYY-MM-DDTHH:MM:SS[.fraction](Z|+00:00)`, as the server writes
+/// them); `None` for anything else.
+pub fn parse_rfc3339_micros(s: &str) -> Option<i64> {
+    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = match time.split_once('.') {
+        Some((hms, f)) => (hms, f),
+        None => (time, ""),
+    };
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (h, mi, sec) = (t.next()??, t.next()??, t.next()??);
+    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
+        return None;
+    }
+    let micros: i64 = format!("{frac:0<6}")[..6].parse().ok()?;
+    let days = days_from_civil(y, u32::try_from(m).ok()?, u32::try_from(day).ok()?);
+    Some(((days * 86_400 + h * 3600 + mi * 60 + sec) * 1_000_000) + micros)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time in seconds.
 pub fn rfc3339(unix: i64) -> String {
     let days = unix.div_euclid(86_400);
@@ -54,5 +94,23 @@ mod tests {
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn parses_what_it_writes_and_fractions() {
+        for t in [0, 951_782_400, 1_700_000_000, 4_102_444_799, -1] {
+            assert_eq!(parse_rfc3339_micros(&rfc3339(t)), Some(t * 1_000_000));
+        }
+        assert_eq!(
+            parse_rfc3339_micros("2023-11-14T22:13:20.5Z"),
+            Some(1_700_000_000_500_000)
+        );
+        assert_eq!(
+            parse_rfc3339_micros("2023-11-14T22:13:20.000123+00:00"),
+            Some(1_700_000_000_000_123)
+        );
+        for bad in ["", "2023-11-14", "2023-11-14T22:13:20", "x-1-1T0:0:0Z"] {
+            assert_eq!(parse_rfc3339_micros(bad), None, "{bad}");
+        }
     }
 }

@@ -8,12 +8,13 @@
 
 use crate::adapters::argon2::Argon2Hasher;
 use crate::adapters::memory_admission::MemoryAdmission;
+use crate::adapters::memory_queue::MemoryQueue;
 use crate::adapters::postgres::PgStore;
 use crate::adapters::sqlite::SqliteStore;
 use crate::config::{Config, StoreBackend, MIN_JWT_SECRET_BYTES};
 use crate::ports::{Clock, Ledger, Store, SystemClock};
 use crate::services::tokens::TokenKeys;
-use crate::services::{Engines, Storefront, WritePath};
+use crate::services::{Engines, QueueSettings, Storefront, WritePath};
 use crate::transport::{admin, http};
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -58,11 +59,20 @@ impl App {
             coupon_admission: admission,
             clock,
             hasher: Arc::new(hasher),
+            queue: Arc::new(MemoryQueue::new(config.queue_max_users)),
         };
         let path = WritePath {
             queue: config.order_queue,
             max_batch: config.max_batch,
             payment_window: chrono::Duration::seconds(config.payment_window_secs),
+            waiting_room: QueueSettings {
+                admit_per_sec: config.queue_admit_per_sec,
+                admitted_for: chrono::Duration::seconds(config.queue_admitted_secs),
+                poll_min: chrono::Duration::milliseconds(config.queue_poll_ms as i64),
+                poll_max: chrono::Duration::milliseconds(
+                    config.queue_poll_max_ms.max(config.queue_poll_ms) as i64,
+                ),
+            },
         };
         let storefront = Storefront::start(engines, TokenKeys::new(&secret), path)
             .await
@@ -225,7 +235,8 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
 
 /// The housekeeping that runs every `every`: ended deals give their
 /// unsold units back, unpaid orders past their window expire, committed
-/// events are relayed, and old idempotency answers are forgotten.
+/// events are relayed, the queues of ended deals are dropped, and old
+/// idempotency answers are forgotten.
 async fn housekeeping(app: Arc<Storefront>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -241,6 +252,7 @@ async fn housekeeping(app: Arc<Storefront>, every: Duration) {
         if let Err(e) = app.relay_events().await {
             tracing::warn!(error = %e, "relaying events failed; will retry");
         }
+        app.sweep_queues().await;
         rounds += 1;
         if rounds % 600 == 1 {
             if let Err(e) = app.prune().await {

@@ -103,6 +103,20 @@ pub struct Config {
     pub read_cache_ms: u64,
     /// How long an unpaid order may hold deal stock (seconds).
     pub payment_window_secs: i64,
+    /// Users admitted per second from a deal's waiting room, unless the
+    /// deal sets its own rate. The default is about what the order path
+    /// commits per second on a small machine (bench/RESULTS.md), so the
+    /// admitted do not queue again at the writer.
+    pub queue_admit_per_sec: u32,
+    /// How long an admitted queue token may be used (seconds).
+    pub queue_admitted_secs: i64,
+    /// The fastest poll interval a queue answer asks for (ms).
+    pub queue_poll_ms: u64,
+    /// The slowest poll interval a queue answer asks for (ms).
+    pub queue_poll_max_ms: u64,
+    /// Most queue entries held across all deals (each about 100 bytes);
+    /// past it, joins get 503.
+    pub queue_max_users: u64,
     /// Open connections before new ones are refused (each costs a file
     /// descriptor and buffers; keep it well under `ulimit -n`).
     pub max_connections: usize,
@@ -140,6 +154,11 @@ pub struct ConfigLayer {
     pub max_in_flight: Option<usize>,
     pub read_cache_ms: Option<u64>,
     pub payment_window_secs: Option<i64>,
+    pub queue_admit_per_sec: Option<u32>,
+    pub queue_admitted_secs: Option<i64>,
+    pub queue_poll_ms: Option<u64>,
+    pub queue_poll_max_ms: Option<u64>,
+    pub queue_max_users: Option<u64>,
     pub max_connections: Option<usize>,
     pub header_timeout_ms: Option<u64>,
     pub body_timeout_ms: Option<u64>,
@@ -189,6 +208,11 @@ impl ConfigLayer {
                 "MAX_IN_FLIGHT" => l.max_in_flight = Some(v.parse().with_context(bad)?),
                 "READ_CACHE_MS" => l.read_cache_ms = Some(v.parse().with_context(bad)?),
                 "PAYMENT_WINDOW_SECS" => l.payment_window_secs = Some(v.parse().with_context(bad)?),
+                "QUEUE_ADMIT_PER_SEC" => l.queue_admit_per_sec = Some(v.parse().with_context(bad)?),
+                "QUEUE_ADMITTED_SECS" => l.queue_admitted_secs = Some(v.parse().with_context(bad)?),
+                "QUEUE_POLL_MS" => l.queue_poll_ms = Some(v.parse().with_context(bad)?),
+                "QUEUE_POLL_MAX_MS" => l.queue_poll_max_ms = Some(v.parse().with_context(bad)?),
+                "QUEUE_MAX_USERS" => l.queue_max_users = Some(v.parse().with_context(bad)?),
                 "MAX_CONNECTIONS" => l.max_connections = Some(v.parse().with_context(bad)?),
                 "HEADER_TIMEOUT_MS" => l.header_timeout_ms = Some(v.parse().with_context(bad)?),
                 "BODY_TIMEOUT_MS" => l.body_timeout_ms = Some(v.parse().with_context(bad)?),
@@ -222,6 +246,11 @@ impl ConfigLayer {
             max_in_flight: other.max_in_flight.or(self.max_in_flight),
             read_cache_ms: other.read_cache_ms.or(self.read_cache_ms),
             payment_window_secs: other.payment_window_secs.or(self.payment_window_secs),
+            queue_admit_per_sec: other.queue_admit_per_sec.or(self.queue_admit_per_sec),
+            queue_admitted_secs: other.queue_admitted_secs.or(self.queue_admitted_secs),
+            queue_poll_ms: other.queue_poll_ms.or(self.queue_poll_ms),
+            queue_poll_max_ms: other.queue_poll_max_ms.or(self.queue_poll_max_ms),
+            queue_max_users: other.queue_max_users.or(self.queue_max_users),
             max_connections: other.max_connections.or(self.max_connections),
             header_timeout_ms: other.header_timeout_ms.or(self.header_timeout_ms),
             body_timeout_ms: other.body_timeout_ms.or(self.body_timeout_ms),
@@ -327,6 +356,11 @@ impl Config {
             max_in_flight: l.max_in_flight.unwrap_or(4096),
             read_cache_ms: l.read_cache_ms.unwrap_or(100),
             payment_window_secs: l.payment_window_secs.unwrap_or(600).max(1),
+            queue_admit_per_sec: l.queue_admit_per_sec.unwrap_or(10_000).max(1),
+            queue_admitted_secs: l.queue_admitted_secs.unwrap_or(300).max(1),
+            queue_poll_ms: l.queue_poll_ms.unwrap_or(500).max(1),
+            queue_poll_max_ms: l.queue_poll_max_ms.unwrap_or(5_000).max(1),
+            queue_max_users: l.queue_max_users.unwrap_or(5_000_000),
             max_connections: l.max_connections.unwrap_or(10_000).max(1),
             header_timeout_ms: l.header_timeout_ms.unwrap_or(10_000).max(1),
             body_timeout_ms: l.body_timeout_ms.unwrap_or(10_000).max(1),

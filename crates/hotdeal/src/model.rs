@@ -54,6 +54,11 @@ pub struct Deal {
     /// Set once the unsold units went back to the product.
     pub settled_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Orders need an admitted queue token (see `services::waiting_room`).
+    pub waiting_room: bool,
+    /// Users admitted per second from the deal's queue; `None` = the
+    /// server's default.
+    pub queue_admit_per_sec: Option<i64>,
 }
 
 impl Deal {

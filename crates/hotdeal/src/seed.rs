@@ -162,6 +162,8 @@ pub async fn demo(app: &Storefront) -> anyhow::Result<bool> {
                     deal_stock: stock,
                     per_user_limit: (n % 3 == 0).then_some(2),
                     window: DealWindow::new(starts_at, ends_at).context("demo deal window")?,
+                    waiting_room: false,
+                    queue_admit_per_sec: None,
                 },
             )
             .await

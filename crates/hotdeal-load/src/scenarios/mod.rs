@@ -10,6 +10,7 @@
 mod auth_stress;
 mod common;
 mod coupon_rush;
+mod deal_opening;
 mod deal_spike;
 mod e2e;
 mod fifo;
@@ -99,6 +100,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<i32> {
         ScenarioName::Fifo => fifo::run(&ctx).await,
         ScenarioName::AuthStress => auth_stress::run(&ctx).await,
         ScenarioName::Health => health::run(&ctx).await,
+        ScenarioName::DealOpening => deal_opening::run(&ctx).await,
     };
     let outcome = match result {
         Ok(o) => o,

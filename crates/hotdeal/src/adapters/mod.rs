@@ -1,7 +1,8 @@
 //! Engines behind the ports: the SQLite and PostgreSQL stores, the
-//! Argon2id hasher, the in-memory admission tier.
+//! Argon2id hasher, the in-memory admission tier and waiting room.
 
 pub mod argon2;
 pub mod memory_admission;
+pub mod memory_queue;
 pub mod postgres;
 pub mod sqlite;

@@ -5,6 +5,7 @@ pub mod admission;
 pub mod clock;
 pub mod hasher;
 pub mod ledger;
+pub mod queue;
 pub mod store;
 
 pub use admission::{
@@ -13,6 +14,7 @@ pub use admission::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use hasher::{HashError, PasswordHasher};
 pub use ledger::{Charge, IssueWrite, Issued, Ledger, OutboxEntry};
+pub use queue::{NotAdmitted, QueueDeal, QueueError, QueueStore, Ticket, TicketState};
 pub use store::{
     CancelBy, Cancellation, DealCreation, IdempotencyWrite, OrderWrite, Payment, Placement,
     Settled, Snapshot, StockChange, Store, StoreError, StoreResult,

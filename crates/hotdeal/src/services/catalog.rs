@@ -30,6 +30,10 @@ pub struct NewDeal {
     pub deal_stock: i64,
     pub per_user_limit: Option<i64>,
     pub window: DealWindow,
+    /// Orders need an admitted queue token.
+    pub waiting_room: bool,
+    /// The deal's own admission rate (users/s); `None` = server default.
+    pub queue_admit_per_sec: Option<i64>,
 }
 
 impl Storefront {
@@ -168,6 +172,8 @@ impl Storefront {
             window: d.window,
             settled_at: None,
             created_at: self.clock.now(),
+            waiting_room: d.waiting_room,
+            queue_admit_per_sec: d.queue_admit_per_sec,
         };
         let product_key = StockKey::Product(d.product_id);
         let demand = BTreeMap::from([(product_key, d.deal_stock)]);

@@ -50,6 +50,15 @@ pub enum Error {
     IdempotencyKeyReused,
     #[error("overloaded")]
     Overloaded,
+    /// The deal has no waiting room (`POST /deals/{id}/queue`).
+    #[error("the deal has no waiting room")]
+    NoWaitingRoom,
+    /// An order on a waiting-room deal without an admitted token.
+    #[error("an admitted queue token is required")]
+    QueueRequired(Value),
+    /// Polled sooner than the last answer's `poll_after_ms`.
+    #[error("polled too soon")]
+    RateLimited { retry_after_ms: i64 },
     /// The store cannot take writes now; nothing was changed.
     #[error("storage unavailable")]
     StoreUnavailable,

@@ -15,6 +15,7 @@ mod observe;
 mod orders;
 mod points;
 pub mod tokens;
+pub mod waiting_room;
 
 pub use auth::{Registration, TokenPair};
 pub use catalog::{NewDeal, NewProduct};
@@ -24,6 +25,7 @@ pub use idempotency::{Begun, FlightGuard as InFlightGuard, IdempotencyKey, InFli
 pub use observe::{LiveCoupon, LiveDeal, WriterView};
 pub use orders::{PlaceOrder, RenderOrder};
 pub use points::RenderCharge;
+pub use waiting_room::{QueueSettings, QueueView, WaitingRoom};
 
 use crate::model::{Coupon, Order};
 use crate::ports::{
@@ -47,6 +49,8 @@ pub struct Engines {
     pub coupon_admission: Arc<dyn CouponAdmission>,
     pub clock: Arc<dyn Clock>,
     pub hasher: Arc<dyn PasswordHasher>,
+    /// Who waits for which waiting-room deal.
+    pub queue: Arc<dyn crate::ports::QueueStore>,
 }
 
 /// Tuning of the write paths.
@@ -58,6 +62,8 @@ pub struct WritePath {
     pub max_batch: usize,
     /// How long an unpaid order may hold deal stock.
     pub payment_window: Duration,
+    /// The waiting rooms' rules.
+    pub waiting_room: QueueSettings,
 }
 
 /// Payment deadlines, soonest on top.
@@ -101,6 +107,8 @@ pub struct Storefront {
     hot: Mutex<HashSet<ProductId>>,
     /// Counters of this server, read by `/metrics` and the ops page.
     pub metrics: Arc<crate::observability::Metrics>,
+    /// The waiting rooms in front of deals that have one.
+    pub waiting_room: WaitingRoom,
 }
 
 impl Storefront {
@@ -169,6 +177,8 @@ impl Storefront {
             path.max_batch,
         );
         let expiry_in_store = e.store.expires_from_store();
+        let waiting_room =
+            WaitingRoom::new(e.queue, &tokens.derive("queue-token"), path.waiting_room);
         Ok(Self {
             store: e.store,
             ledger: e.ledger,
@@ -188,6 +198,7 @@ impl Storefront {
             tokens,
             hot: Mutex::new(HashSet::new()),
             metrics: Arc::default(),
+            waiting_room,
         })
     }
 

@@ -74,6 +74,17 @@ impl TokenKeys {
         format!("{signing_input}.{sig}")
     }
 
+    /// A key for another purpose (e.g. signing queue tokens), derived from
+    /// the same secret. The derivation input starts with a byte no JWT
+    /// signing input starts with, so no derived key is ever a JWT
+    /// signature.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(b"\0hotdeal derived key:");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// The user of a valid, unexpired token; `None` for anything else.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Option<UserId> {
         let (signing_input, sig_b64) = token.rsplit_once('.')?;

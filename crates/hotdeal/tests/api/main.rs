@@ -25,3 +25,4 @@ mod races;
 mod secrets;
 mod storage;
 mod support;
+mod waiting_room;

@@ -830,7 +830,8 @@ async fn insert_deal(conn: &mut PgConnection, d: &Deal) -> StoreResult<DealCreat
     }
     sqlx::query(
         "INSERT INTO deals (id, product_id, deal_price, deal_stock, remaining_stock, per_user_limit, \
-         starts_at, ends_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         starts_at, ends_at, created_at, waiting_room, queue_admit_per_sec) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(d.id.0)
     .bind(d.product_id.0)
@@ -841,6 +842,8 @@ async fn insert_deal(conn: &mut PgConnection, d: &Deal) -> StoreResult<DealCreat
     .bind(d.window.starts_at)
     .bind(d.window.ends_at)
     .bind(d.created_at)
+    .bind(d.waiting_room)
+    .bind(d.queue_admit_per_sec)
     .execute(&mut *tx)
     .await
     .pg()?;

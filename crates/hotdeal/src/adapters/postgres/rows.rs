@@ -13,7 +13,7 @@ pub const USER_COLS: &str = "id, email, name, password_hash, created_at";
 pub const PRODUCT_COLS: &str =
     "id, seller_id, name, description, price, stock, category, image_url, created_at, updated_at";
 pub const DEAL_COLS: &str = "id, product_id, deal_price, deal_stock, remaining_stock, \
-     per_user_limit, starts_at, ends_at, settled_at, created_at";
+     per_user_limit, starts_at, ends_at, settled_at, created_at, waiting_room, queue_admit_per_sec";
 pub const ORDER_COLS: &str = "id, user_id, total_amount, discount_amount, status, payment_status, \
      shipping_address, coupon_id, cancel_reason, cancelled_at, created_at, updated_at, pay_by";
 pub const ITEM_COLS: &str =
@@ -65,6 +65,8 @@ pub fn deal_from_row(r: &PgRow) -> StoreResult<Deal> {
         window,
         settled_at: r.try_get("settled_at")?,
         created_at: r.try_get("created_at")?,
+        waiting_room: r.try_get("waiting_room")?,
+        queue_admit_per_sec: r.try_get("queue_admit_per_sec")?,
     })
 }
 

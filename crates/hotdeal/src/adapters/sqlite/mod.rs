@@ -134,7 +134,7 @@ async fn checkpoint_loop(pool: SqlitePool) {
 const PRODUCT_COLS: &str =
     "id, seller_id, name, description, price, stock, category, image_url, created_at, updated_at";
 const DEAL_COLS: &str = "id, product_id, deal_price, deal_stock, remaining_stock, per_user_limit, \
-     starts_at, ends_at, settled_at, created_at";
+     starts_at, ends_at, settled_at, created_at, waiting_room, queue_admit_per_sec";
 const ORDER_COLS: &str = "id, user_id, total_amount, discount_amount, status, payment_status, shipping_address, coupon_id, cancel_reason, cancelled_at, created_at, updated_at, pay_by";
 const ITEM_COLS: &str =
     "id, order_id, product_id, deal_id, product_name, quantity, unit_price, subtotal";
@@ -662,7 +662,8 @@ async fn insert_deal(conn: &mut SqliteConnection, d: &Deal) -> StoreResult<DealC
     }
     sqlx::query(
             "INSERT INTO deals (id, product_id, deal_price, deal_stock, remaining_stock, per_user_limit, \
-             starts_at, ends_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             starts_at, ends_at, created_at, waiting_room, queue_admit_per_sec) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(d.id.0)
         .bind(d.product_id.0)
@@ -673,6 +674,8 @@ async fn insert_deal(conn: &mut SqliteConnection, d: &Deal) -> StoreResult<DealC
         .bind(micros(d.window.starts_at))
         .bind(micros(d.window.ends_at))
         .bind(micros(d.created_at))
+        .bind(d.waiting_room)
+        .bind(d.queue_admit_per_sec)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;

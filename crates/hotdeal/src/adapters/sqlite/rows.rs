@@ -58,6 +58,8 @@ pub fn deal_from_row(r: &SqliteRow) -> StoreResult<Deal> {
         window,
         settled_at: r.try_get::<Option<i64>, _>("settled_at")?.map(time),
         created_at: time(r.try_get("created_at")?),
+        waiting_room: r.try_get("waiting_room")?,
+        queue_admit_per_sec: r.try_get("queue_admit_per_sec")?,
     })
 }
 

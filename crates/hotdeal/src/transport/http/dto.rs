@@ -612,6 +612,16 @@ pub struct DealIn {
     pub starts_at: DateTime<Utc>,
     /// Must be after `starts_at`.
     pub ends_at: DateTime<Utc>,
+    /// Put the deal behind a waiting room: orders on it need an admitted
+    /// `Queue-Token` (see `POST /deals/{deal_id}/queue`). Default false.
+    #[serde(default)]
+    pub waiting_room: bool,
+    /// Users admitted per second from the waiting room; absent or null =
+    /// the server's default. Only with `waiting_room: true`.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    #[serde(deserialize_with = "whole_opt")]
+    pub queue_admit_per_sec: Option<i64>,
 }
 
 impl DealIn {
@@ -626,6 +636,14 @@ impl DealIn {
         if let Some(l) = self.per_user_limit {
             v.range("per_user_limit", l, 1, MAX_STOCK);
         }
+        if let Some(r) = self.queue_admit_per_sec {
+            v.range("queue_admit_per_sec", r, 1, 1_000_000);
+            v.check(
+                self.waiting_room,
+                "queue_admit_per_sec",
+                "only for a deal with waiting_room: true",
+            );
+        }
         let window = DealWindow::new(self.starts_at, self.ends_at);
         v.check(window.is_some(), "ends_at", "must be after starts_at");
         v.finish()?;
@@ -636,6 +654,8 @@ impl DealIn {
             deal_stock: self.deal_stock,
             per_user_limit: self.per_user_limit,
             window,
+            waiting_room: self.waiting_room,
+            queue_admit_per_sec: self.queue_admit_per_sec,
         })
     }
 }
@@ -663,6 +683,12 @@ pub struct DealOut {
     #[schema(value_type = DealStatus)]
     pub status: &'static str,
     pub created_at: DateTime<Utc>,
+    /// Orders need an admitted `Queue-Token`.
+    pub waiting_room: bool,
+    /// Users admitted per second from the waiting room; null = the
+    /// server's default (or no waiting room).
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub queue_admit_per_sec: Option<i64>,
 }
 
 impl DealOut {
@@ -681,6 +707,8 @@ impl DealOut {
             ends_at: v.deal.window.ends_at,
             status,
             created_at: v.deal.created_at,
+            waiting_room: v.deal.waiting_room,
+            queue_admit_per_sec: v.deal.queue_admit_per_sec,
         }
     }
 }

@@ -160,6 +160,23 @@ impl From<Error> for ApiError {
                 "OVERLOADED",
                 "the server is busy; retry shortly",
             ),
+            Error::NoWaitingRoom => ApiError::new(
+                S::CONFLICT,
+                "NO_WAITING_ROOM",
+                "this deal has no waiting room; order it directly",
+            ),
+            Error::QueueRequired(d) => ApiError::new(
+                S::PRECONDITION_REQUIRED,
+                "QUEUE_REQUIRED",
+                "this deal is behind a waiting room: send an admitted Queue-Token of yours for it",
+            )
+            .with_details(d),
+            Error::RateLimited { retry_after_ms } => ApiError::new(
+                S::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                "polled faster than poll_after_ms; retry after Retry-After seconds",
+            )
+            .with_details(serde_json::json!({ "retry_after_ms": retry_after_ms })),
             Error::StoreUnavailable => ApiError::new(
                 S::SERVICE_UNAVAILABLE,
                 "OVERLOADED",
@@ -184,9 +201,17 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE
             || self.status == StatusCode::TOO_MANY_REQUESTS
         {
+            // A limit that knows when it lifts says so (whole seconds,
+            // rounded up); others ask for a second.
+            let wait = self
+                .details
+                .as_ref()
+                .and_then(|d| d.get("retry_after_ms"))
+                .and_then(Value::as_i64)
+                .map(|ms| HeaderValue::from(((ms.max(1) + 999) / 1000) as u64));
             res.headers_mut().insert(
                 header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
+                wait.unwrap_or(HeaderValue::from_static(RETRY_AFTER_SECS)),
             );
         }
         res

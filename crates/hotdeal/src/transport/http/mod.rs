@@ -13,6 +13,7 @@ mod openapi;
 mod orders;
 mod page_cache;
 mod points;
+mod queue;
 pub mod server;
 
 use crate::observability::metrics::{Metrics, Shed, UNMATCHED};
@@ -133,6 +134,8 @@ pub fn router(app: Arc<Storefront>, limits: HttpLimits) -> Router {
         .route("/coupons/{coupon_id}", get(coupons::get))
         .route("/coupons/{coupon_id}/issue", post(coupons::issue))
         .route("/users/me/coupons", get(coupons::mine))
+        .route("/deals/{deal_id}/queue", post(queue::join))
+        .route("/queue/{token}", get(queue::status))
         .route("/docs", get(openapi::docs_page))
         .route(
             "/openapi.json",

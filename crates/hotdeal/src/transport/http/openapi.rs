@@ -1,7 +1,7 @@
 //! `GET /openapi.json`, generated from the handlers' annotations and the
 //! DTO types, so the document cannot drift from the code.
 
-use super::{auth, catalog, coupons, dto, error, health, orders, points};
+use super::{auth, catalog, coupons, dto, error, health, orders, points, queue};
 use axum::body::Bytes;
 use utoipa::openapi::header::Header;
 use utoipa::openapi::path::{Operation, ParameterIn};
@@ -29,6 +29,7 @@ use utoipa::{Modify, OpenApi};
         orders::place, orders::list, orders::get, orders::cancel, orders::pay,
         points::balance, points::charge, points::history,
         coupons::create, coupons::get, coupons::issue, coupons::mine,
+        queue::join, queue::status,
     ),
     components(schemas(error::ErrorBody, dto::ShippingAddressOut)),
     modifiers(&BearerAuth, &CommonResponses, &ResponsesComplete)

@@ -22,10 +22,13 @@ fn render_order(o: &Order) -> Vec<u8> {
 }
 
 /// Place an order. Prices are the server's; all lines succeed or none.
-/// Accepts an `Idempotency-Key`.
+/// Accepts an `Idempotency-Key`. Lines on a waiting-room deal need the
+/// caller's admitted `Queue-Token` for that deal; it is spent when the
+/// order is placed (a refused order does not spend it).
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = OrderIn,
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "1..255 printable ASCII characters; a repeat with the same body returns the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$", description = "1..255 printable ASCII characters; a repeat with the same body returns the first answer"),
+        ("Queue-Token" = Option<String>, Header, description = "An admitted token from `POST /deals/{deal_id}/queue`, for orders on a waiting-room deal")),
     responses(
         (status = 201, body = OrderOut, description = "Placed: `status: confirmed`; `payment_status: paid` with `payment`, else `unpaid`"),
         (status = 400, body = ErrorBody, description = "BAD_REQUEST / INSUFFICIENT_STOCK / DEAL_NOT_ACTIVE / COUPON_NOT_USABLE / INSUFFICIENT_POINTS"),
@@ -33,6 +36,7 @@ fn render_order(o: &Order) -> Vec<u8> {
         (status = 404, body = ErrorBody, description = "PRODUCT_NOT_FOUND / DEAL_NOT_FOUND"),
         (status = 409, body = ErrorBody, description = "PURCHASE_LIMIT_EXCEEDED (the deal's per-user limit) / REQUEST_IN_PROGRESS"),
         (status = 422, body = ErrorBody, description = "VALIDATION_ERROR / IDEMPOTENCY_KEY_REUSED"),
+        (status = 428, body = ErrorBody, description = "QUEUE_REQUIRED: a line is on a waiting-room deal and `Queue-Token` is missing, not admitted (waiting or expired), or of another user or deal"),
         (status = 503, body = ErrorBody, description = "OVERLOADED; see Retry-After"),
     ))]
 pub async fn place(
@@ -48,8 +52,11 @@ pub async fn place(
         Proceed::Run(guard) => guard,
     };
     let render: RenderOrder = render_order;
+    let queue_token = headers
+        .get(super::queue::QUEUE_TOKEN_HEADER)
+        .map(|v| v.to_str().unwrap_or_default());
     let order = app
-        .place_order(user, req, key.as_ref().map(|k| (k, render)))
+        .place_queued_order(user, req, key.as_ref().map(|k| (k, render)), queue_token)
         .await?;
     Ok((StatusCode::CREATED, Json(OrderOut::from(order))).into_response())
 }
