@@ -347,8 +347,12 @@ impl Live {
         let Live { sender, conn } = self;
         tokio::select! {
             biased;
-            r = sender.ready() => r.map_err(|_| ExchangeError::Stale),
+            // The connection first: a keep-alive the server closed while it
+            // sat idle (hotdeal's idle timeout) shows its end of file here,
+            // before a request is written into it. Asked first, the sender
+            // says "ready" from its own state without reading the socket.
             _ = conn.as_mut() => Err(ExchangeError::Stale),
+            r = sender.ready() => r.map_err(|_| ExchangeError::Stale),
         }
     }
 
@@ -545,6 +549,56 @@ mod tests {
         assert_eq!(t.addr.port(), 80);
         assert!(Target::resolve("https://127.0.0.1").await.is_err());
         assert!(Target::resolve("http://").await.is_err());
+    }
+
+    /// A server that closes a keep-alive connection once it has sat idle
+    /// for a while, without saying so beforehand (as hotdeal's idle timeout
+    /// does): the next request on that connection must go out on a new
+    /// one, not fail.
+    #[tokio::test]
+    async fn a_keep_alive_closed_while_idle_is_replaced_not_reported() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    // Idle for a moment, then closed.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                });
+            }
+        });
+        let target = Target::resolve(&format!("http://{addr}"))
+            .await
+            .expect("target");
+        let head = target
+            .head(Method::GET, "/health", None, false)
+            .expect("head");
+        let mut conn = Conn::new(&target);
+        for round in 0..3 {
+            let reply = conn
+                .send(&head, Bytes::new(), Duration::from_secs(2), None)
+                .await;
+            assert_eq!(
+                (reply.outcome, reply.status),
+                (Outcome::Response, 200),
+                "round {round}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
 
     #[test]
