@@ -14,6 +14,7 @@ mod orders;
 mod page_cache;
 mod points;
 pub mod server;
+mod user_cache;
 
 use crate::services::Storefront;
 use axum::body::{Body, HttpBody as _};
@@ -55,6 +56,8 @@ pub struct HttpLimits {
 pub struct AppState {
     app: Arc<Storefront>,
     pages: Arc<PageCache>,
+    /// Rendered `GET /auth/users/me` answers.
+    users: Arc<user_cache::UserCache>,
 }
 
 impl Deref for AppState {
@@ -78,7 +81,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(app: Arc<Storefront>, limits: HttpLimits) -> Router {
     let openapi = openapi::document();
     let pages = Arc::new(PageCache::new(limits.read_cache_max_age));
-    let state = AppState { app, pages };
+    let state = AppState {
+        app,
+        pages,
+        users: Arc::default(),
+    };
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
     let health = Router::new()
         .route("/health", get(health::gateway))
