@@ -161,8 +161,9 @@ impl SqliteStore {
         // The writer never checkpoints: a checkpoint syncs the database file
         // and would stall the commit that triggers it. A second connection
         // checkpoints in the background instead (see `checkpoint_loop`).
-        // Batches insert with one multi-statement query whose shape follows
-        // the row counts (see `orders::NewRows`): room for those shapes.
+        // Batches insert with multi-statement queries whose shapes follow
+        // the row counts, below 64 rows a table (see `orders::NewRows`):
+        // room for those shapes.
         // sqlx pings a pooled connection before lending it by default: one
         // more hand-off to the connection's thread per write or read. An
         // embedded connection does not go stale the way a socket does, and a

@@ -746,8 +746,8 @@ async fn return_stock(
 }
 /// Rows a write adds to the append-only tables (orders and their items,
 /// the outbox, idempotency answers, points history). [`NewRows::insert`]
-/// sends them all to SQLite in one multi-statement query: one hand-off to
-/// the connection's thread instead of one per statement. Each table's rows
+/// sends them to SQLite in one multi-statement query (per 64 rows): one
+/// hand-off to the connection's thread instead of one per statement. Each table's rows
 /// go in multi-row inserts of the fixed sizes of [`CHUNKS`], so the query
 /// text takes one of a small set of shapes, each prepared once and cached.
 pub(super) struct NewRows<'a> {
@@ -884,12 +884,73 @@ impl<'a> NewRows<'a> {
         });
     }
 
-    /// Inserts every row, in the caller's transaction, with one query.
+    /// Inserts every row, in the caller's transaction. Up to 63 rows per
+    /// table (a batch at a rush of tens of clients) go in one query; each
+    /// further 64 orders (with their items) and each further 64 rows of
+    /// another table go in a query of their own, so the shapes the
+    /// statement cache keeps stay small (a shape of several hundred rows
+    /// costs megabytes prepared) while big batches still need only a
+    /// hand-off per 64 rows.
     pub(super) async fn insert(self, conn: &mut SqliteConnection, now: i64) -> StoreResult<()> {
-        let mut sql = String::new();
-        let mut args = SqliteArguments::default();
-        for chunk in fixed_chunks(&self.orders) {
-            sql.push_str(insert_sql(0, chunk.len()));
+        let full = CHUNKS[0];
+        let mut queries = Vec::new();
+        let mut tail = Query::default();
+        let split = |n: usize| n / full * full;
+        let (windows, rest) = self.orders.split_at(split(self.orders.len()));
+        for window in windows.chunks(full) {
+            let mut q = Query::default();
+            q.orders(window)?;
+            queries.push(q);
+        }
+        tail.orders(rest)?;
+        let (windows, rest) = self.events.split_at(split(self.events.len()));
+        for window in windows.chunks(full) {
+            let mut q = Query::default();
+            q.events(window, now);
+            queries.push(q);
+        }
+        tail.events(rest, now);
+        let (windows, rest) = self.answers.split_at(split(self.answers.len()));
+        for window in windows.chunks(full) {
+            let mut q = Query::default();
+            q.answers(window, now);
+            queries.push(q);
+        }
+        tail.answers(rest, now);
+        let (windows, rest) = self.history.split_at(split(self.history.len()));
+        for window in windows.chunks(full) {
+            let mut q = Query::default();
+            q.history(window);
+            queries.push(q);
+        }
+        tail.history(rest);
+        queries.push(tail);
+        for q in queries {
+            if q.sql.is_empty() {
+                continue;
+            }
+            sqlx::query_with(&q.sql, q.args)
+                .persistent(true)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// One multi-statement insert being written: its text and its arguments.
+#[derive(Default)]
+struct Query<'q> {
+    sql: String,
+    args: SqliteArguments<'q>,
+}
+
+impl<'q> Query<'q> {
+    /// Orders, then their items (which refer to them).
+    fn orders(&mut self, orders: &[&'q Order]) -> StoreResult<()> {
+        let args = &mut self.args;
+        for chunk in fixed_chunks(orders) {
+            self.sql.push_str(insert_sql(0, chunk.len()));
             for o in chunk {
                 let address = o
                     .shipping_address
@@ -897,79 +958,80 @@ impl<'a> NewRows<'a> {
                     .map(serde_json::to_string)
                     .transpose()
                     .map_err(|e| StoreError::Backend(Box::new(e)))?;
-                arg(&mut args, o.id.0);
-                arg(&mut args, o.user_id.0);
-                arg(&mut args, o.total_amount);
-                arg(&mut args, o.discount_amount);
-                arg(&mut args, o.status.as_str());
-                arg(&mut args, o.payment_status.as_str());
-                arg(&mut args, address);
-                arg(&mut args, o.coupon_id);
-                arg(&mut args, o.cancel_reason.clone());
-                arg(&mut args, o.cancelled_at.map(micros));
-                arg(&mut args, micros(o.created_at));
-                arg(&mut args, micros(o.updated_at));
-                arg(&mut args, o.pay_by.map(micros));
+                arg(args, o.id.0);
+                arg(args, o.user_id.0);
+                arg(args, o.total_amount);
+                arg(args, o.discount_amount);
+                arg(args, o.status.as_str());
+                arg(args, o.payment_status.as_str());
+                arg(args, address);
+                arg(args, o.coupon_id);
+                arg(args, o.cancel_reason.as_deref());
+                arg(args, o.cancelled_at.map(micros));
+                arg(args, micros(o.created_at));
+                arg(args, micros(o.updated_at));
+                arg(args, o.pay_by.map(micros));
             }
         }
-        let items: Vec<_> = self
-            .orders
+        let items: Vec<_> = orders
             .iter()
             .flat_map(|o| o.items.iter().enumerate().map(move |(n, i)| (o.id, n, i)))
             .collect();
         for chunk in fixed_chunks(&items) {
-            sql.push_str(insert_sql(1, chunk.len()));
-            for (order, n, i) in chunk {
-                arg(&mut args, order.0);
-                arg(&mut args, *n as i64);
-                arg(&mut args, i.id);
-                arg(&mut args, i.product_id.0);
-                arg(&mut args, i.deal_id.map(|d| d.0));
-                arg(&mut args, i.product_name.as_str());
-                arg(&mut args, i.quantity);
-                arg(&mut args, i.unit_price);
-                arg(&mut args, i.subtotal);
+            self.sql.push_str(insert_sql(1, chunk.len()));
+            for &(order, n, i) in chunk {
+                arg(args, order.0);
+                arg(args, n as i64);
+                arg(args, i.id);
+                arg(args, i.product_id.0);
+                arg(args, i.deal_id.map(|d| d.0));
+                arg(args, i.product_name.as_str());
+                arg(args, i.quantity);
+                arg(args, i.unit_price);
+                arg(args, i.subtotal);
             }
         }
-        for chunk in fixed_chunks(&self.events) {
-            sql.push_str(insert_sql(2, chunk.len()));
-            for (topic, payload) in chunk {
-                arg(&mut args, *topic);
-                arg(&mut args, payload.as_str());
-                arg(&mut args, now);
-            }
-        }
-        for chunk in fixed_chunks(&self.answers) {
-            sql.push_str(insert_sql(3, chunk.len()));
-            for a in chunk {
-                arg(&mut args, a.user_id.0);
-                arg(&mut args, a.key.as_str());
-                arg(&mut args, &a.request_hash[..]);
-                arg(&mut args, i64::from(a.status));
-                arg(&mut args, &a.body[..]);
-                arg(&mut args, now);
-            }
-        }
-        for chunk in fixed_chunks(&self.history) {
-            sql.push_str(insert_sql(4, chunk.len()));
-            for h in chunk {
-                arg(&mut args, uuid::Uuid::now_v7());
-                arg(&mut args, h.user.0);
-                arg(&mut args, h.kind.as_str());
-                arg(&mut args, h.amount);
-                arg(&mut args, h.balance_after);
-                arg(&mut args, h.order.map(|o| o.0));
-                arg(&mut args, h.at);
-            }
-        }
-        if sql.is_empty() {
-            return Ok(());
-        }
-        sqlx::query_with(&sql, args)
-            .persistent(true)
-            .execute(&mut *conn)
-            .await?;
         Ok(())
+    }
+
+    fn events(&mut self, events: &'q [(&'static str, String)], now: i64) {
+        for chunk in fixed_chunks(events) {
+            self.sql.push_str(insert_sql(2, chunk.len()));
+            for (topic, payload) in chunk {
+                arg(&mut self.args, *topic);
+                arg(&mut self.args, payload.as_str());
+                arg(&mut self.args, now);
+            }
+        }
+    }
+
+    fn answers(&mut self, answers: &[&'q IdempotentAnswer], now: i64) {
+        for chunk in fixed_chunks(answers) {
+            self.sql.push_str(insert_sql(3, chunk.len()));
+            for a in chunk {
+                arg(&mut self.args, a.user_id.0);
+                arg(&mut self.args, a.key.as_str());
+                arg(&mut self.args, &a.request_hash[..]);
+                arg(&mut self.args, i64::from(a.status));
+                arg(&mut self.args, &a.body[..]);
+                arg(&mut self.args, now);
+            }
+        }
+    }
+
+    fn history(&mut self, history: &[History]) {
+        for chunk in fixed_chunks(history) {
+            self.sql.push_str(insert_sql(4, chunk.len()));
+            for h in chunk {
+                arg(&mut self.args, uuid::Uuid::now_v7());
+                arg(&mut self.args, h.user.0);
+                arg(&mut self.args, h.kind.as_str());
+                arg(&mut self.args, h.amount);
+                arg(&mut self.args, h.balance_after);
+                arg(&mut self.args, h.order.map(|o| o.0));
+                arg(&mut self.args, h.at);
+            }
+        }
     }
 }
 
