@@ -65,12 +65,15 @@ start_server() {
         export HOTDEAL_DATABASE_URL="$DATABASE_URL"
         store=(--database-schema "$PG_SCHEMA")
     fi
-    target/release/hotdeal serve --listen "127.0.0.1:${PORT}" --data-dir "$DATA_DIR" "${store[@]}" \
-        >"$DATA_DIR/server.log" 2>&1 &
+    # SERVER_WRAP runs the server under another program (valgrind);
+    # SERVER_ARGS adds flags; HOTDEAL_BIN serves another build.
+    # shellcheck disable=SC2086 # both are lists of words on purpose
+    ${SERVER_WRAP:-} "${HOTDEAL_BIN:-target/release/hotdeal}" serve --listen "127.0.0.1:${PORT}" --data-dir "$DATA_DIR" \
+        "${store[@]}" ${SERVER_ARGS:-} >"$DATA_DIR/server.log" 2>&1 &
     SERVER_PID=$!
     trap stop_server EXIT
     # Poll until the server answers /health (at most 30 s).
-    for _ in $(seq 1 300); do
+    for _ in $(seq 1 "${START_POLLS:-300}"); do
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then
             echo "bench: the server exited during start-up:" >&2
             cat "$DATA_DIR/server.log" >&2

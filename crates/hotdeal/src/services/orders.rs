@@ -38,6 +38,18 @@ impl Storefront {
         req: PlaceOrder,
         idempotency: Option<(&IdempotencyKey, RenderOrder)>,
     ) -> Result<Order> {
+        Ok(self.place_order_answered(user, req, idempotency).await?.0)
+    }
+
+    /// As [`Storefront::place_order`], with the answer stored for the
+    /// idempotency key (the order as rendered), so the caller can send
+    /// those bytes instead of rendering the order a second time.
+    pub async fn place_order_answered(
+        &self,
+        user: UserId,
+        req: PlaceOrder,
+        idempotency: Option<(&IdempotencyKey, RenderOrder)>,
+    ) -> Result<(Order, Option<Vec<u8>>)> {
         let now = self.clock.now();
         let mut items = Vec::with_capacity(req.lines.len());
         // (seller, subtotal) per line: a coupon discounts its seller's lines.
@@ -115,13 +127,6 @@ impl Storefront {
             // Deal stock is scarce: an unpaid order may hold it only so long.
             pay_by: (holds_deal_stock && !paid).then(|| now + self.payment_window),
         };
-        let answer = idempotency.map(|(key, render)| IdempotentAnswer {
-            user_id: user,
-            key: key.key.clone(),
-            request_hash: key.request_hash,
-            status: 201,
-            body: render(&order),
-        });
         let demand = sum_demands(&req.lines);
         // Sold out or over the limit? Refused here, in microseconds.
         let admitted = self.admission.admit(user, &demand, &limits).map_err(|r| {
@@ -132,6 +137,13 @@ impl Storefront {
             self.metrics.admission(Flow::Order, outcome);
             refused(r)
         })?;
+        let answer = idempotency.map(|(key, render)| IdempotentAnswer {
+            user_id: user,
+            key: key.key.clone(),
+            request_hash: key.request_hash,
+            status: 201,
+            body: render(&order),
+        });
         let tier = self.admission.clone();
         let committed = self
             .orders
@@ -156,7 +168,7 @@ impl Storefront {
             Placement::Placed => {
                 self.metrics.orders_placed.fetch_add(1, Relaxed);
                 self.arm_deadline(&write.order);
-                Ok(write.order)
+                Ok((write.order, write.answer.map(|a| a.body)))
             }
             Placement::Insufficient {
                 key,

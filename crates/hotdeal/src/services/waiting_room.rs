@@ -297,16 +297,16 @@ impl Storefront {
         Ok(room.view(claims, &rules, &ticket, now))
     }
 
-    /// Places an order; lines on a waiting-room deal need `queue_token`,
-    /// admitted, of this user and that deal. The token is spent only when
-    /// the order commits.
+    /// Places an order (as [`Storefront::place_order_answered`]); lines on
+    /// a waiting-room deal need `queue_token`, admitted, of this user and
+    /// that deal. The token is spent only when the order commits.
     pub async fn place_queued_order(
         &self,
         user: UserId,
         req: PlaceOrder,
         idempotency: Option<(&IdempotencyKey, RenderOrder)>,
         queue_token: Option<&str>,
-    ) -> Result<Order> {
+    ) -> Result<(Order, Option<Vec<u8>>)> {
         let mut gated: Vec<Arc<Deal>> = Vec::new();
         for line in &req.lines {
             if let Some(deal) = line.deal_id.and_then(|d| self.catalog.deal(d)) {
@@ -317,7 +317,7 @@ impl Storefront {
         }
         let [deal] = gated.as_slice() else {
             if gated.is_empty() {
-                return self.place_order(user, req, idempotency).await;
+                return self.place_order_answered(user, req, idempotency).await;
             }
             return Err(queue_required(
                 "one order may hold lines of one waiting-room deal",
@@ -350,7 +350,7 @@ impl Storefront {
             claims,
             armed: true,
         };
-        let placed = self.place_order(user, req, idempotency).await;
+        let placed = self.place_order_answered(user, req, idempotency).await;
         guard.settle(placed.is_ok()).await;
         placed
     }

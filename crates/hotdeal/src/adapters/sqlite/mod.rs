@@ -7,6 +7,7 @@
 //! Reads use their own pool of read-only connections, which WAL lets run
 //! beside the writer.
 
+mod json_rows;
 mod ledger;
 mod orders;
 mod rows;
@@ -163,10 +164,22 @@ impl SqliteStore {
         // The writer never checkpoints: a checkpoint syncs the database file
         // and would stall the commit that triggers it. A second connection
         // checkpoints in the background instead (see `checkpoint_loop`).
+        // Batches insert with multi-statement queries whose shapes follow
+        // the row counts, below 64 rows a table (see `orders::NewRows`):
+        // room for those shapes.
+        // sqlx pings a pooled connection before lending it by default: one
+        // more hand-off to the connection's thread per write or read. An
+        // embedded connection does not go stale the way a socket does, and a
+        // writer that saw a failure is closed, never lent again (`writer`).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(base.clone().pragma("wal_autocheckpoint", "0"))
+            .test_before_acquire(false)
+            .connect_with(
+                base.clone()
+                    .pragma("wal_autocheckpoint", "0")
+                    .statement_cache_capacity(512),
+            )
             .await?;
         MIGRATOR
             .run(&writer)
@@ -179,6 +192,7 @@ impl SqliteStore {
         tokio::spawn(checkpoint_loop(checkpointer.clone()));
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(base.clone().read_only(true))
             .await?;
         let health = Arc::new(Health::new(Some(base.get_filename().to_owned())));

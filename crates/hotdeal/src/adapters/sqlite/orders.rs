@@ -1,18 +1,24 @@
 //! Writing orders: group commit, the one-by-one fallback, cancels,
 //! payments, and the points and outbox rows that go with them.
 
+use super::json_rows::{push_json_str, JsonRows};
 use super::rows::micros;
-use super::{writer, SqliteStore, ORDER_COLS};
+use super::{writer, SqliteStore};
 use crate::model::{IdempotentAnswer, Order, PointKind};
 use crate::ports::store::{
     CancelBy, Cancellation, IdempotencyWrite, OrderWrite, Payment, Placement, StoreError,
     StoreResult,
 };
+use chrono::SecondsFormat;
 use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealId, OrderId, OrderStatus, PaymentStatus, ProductId, StockKey, UserId};
-use serde_json::json;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::sqlite::SqliteArguments;
+use sqlx::Arguments as _;
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+use uuid::Uuid;
 
 /// Rows per multi-row INSERT. Batches are cut into these fixed sizes so
 /// the statement cache holds a handful of prepared statements instead of
@@ -40,9 +46,9 @@ impl SqliteStore {
     /// The fast path: the whole batch in one transaction. Orders with a
     /// coupon are checked one by one in savepoints (so one unusable coupon
     /// or short balance drops that order alone); other paid orders take
-    /// their points with one update per user; stock is one conditional
-    /// update per key for the whole batch, and rows go in with multi-row
-    /// inserts. The admission tier admitted every order already, so the
+    /// their points with one guarded update for all payers; stock is one
+    /// conditional update per key for the whole batch, and every row goes
+    /// in with one multi-statement query ([`NewRows`]). The admission tier admitted every order already, so the
     /// stock conditions hold; if one does not, nothing is written and `None`
     /// sends the batch down the slow path.
     pub(super) async fn place_batch(
@@ -85,14 +91,17 @@ impl SqliteStore {
         w.settle(paid)
     }
 }
-
-/// See [`SqliteStore::place_batch`].
+/// See [`SqliteStore::place_batch`]. Statements per batch, whatever its
+/// size: `BEGIN`, one guarded update per stock key, one for the payers'
+/// points and one for per-user deal counts (when there are any), one
+/// hand-off for every insert, `COMMIT`.
 async fn place_batch(
     conn: &mut SqliteConnection,
     batch: &[OrderWrite],
 ) -> StoreResult<Option<Vec<Placement>>> {
     let mut tx = writer::begin(conn).await?;
     let mut placements = vec![Placement::Placed; batch.len()];
+    let mut rows = NewRows::for_orders(batch.len());
     // Orders with a coupon, one by one (each in a savepoint, so one
     // unusable coupon or short balance drops that order alone).
     for (w, placement) in batch.iter().zip(&mut placements) {
@@ -107,74 +116,68 @@ async fn place_batch(
             sp.commit().await?;
         }
     }
-    // Paid orders without a coupon: one balance update per user for all
-    // their orders in the batch; a user who cannot pay for all of them
-    // goes order by order.
-    let mut payers: BTreeMap<UserId, Vec<usize>> = BTreeMap::new();
+    // Paid orders without a coupon: one guarded balance update for every
+    // payer of the batch (each for the sum of their orders); a payer who
+    // cannot pay for all of them goes order by order.
+    let mut payers: BTreeMap<UserId, (i64, Vec<usize>)> = BTreeMap::new();
     for (i, w) in batch.iter().enumerate() {
         if w.order.coupon_id.is_none() && w.order.payment_status == PaymentStatus::Paid {
-            payers.entry(w.order.user_id).or_default().push(i);
+            let payer = payers.entry(w.order.user_id).or_default();
+            payer.0 += w.order.total_amount;
+            payer.1.push(i);
         }
     }
-    let mut history = Vec::new();
-    for (user, orders) in payers {
-        let total: i64 = orders.iter().map(|&i| batch[i].order.total_amount).sum();
-        let now = orders
+    if !payers.is_empty() {
+        let now = batch
             .iter()
-            .map(|&i| micros(batch[i].order.created_at))
+            .map(|w| micros(w.order.created_at))
             .max()
             .unwrap_or(0);
-        let left: Option<i64> = sqlx::query_scalar(
-            "UPDATE point_accounts SET balance = balance - ?2, updated_at = ?3 \
-                 WHERE user_id = ?1 AND balance >= ?2 RETURNING balance",
+        let mut spends = JsonRows::with_capacity(payers.len() * 48);
+        for (user, (total, _)) in &payers {
+            spends.row().uuid(user.0).int(*total);
+        }
+        let left: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+            "UPDATE point_accounts SET balance = balance - p.total, updated_at = ?2 \
+             FROM (SELECT unhex(value->>0) AS uid, value->>1 AS total FROM json_each(?1)) AS p \
+             WHERE point_accounts.user_id = p.uid AND point_accounts.balance >= p.total \
+             RETURNING user_id, balance",
         )
-        .bind(user.0)
-        .bind(total)
+        .bind(spends.finish())
         .bind(now)
-        .fetch_optional(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-        match left {
-            Some(left) => {
-                let mut balance = left + total;
-                for &i in &orders {
-                    let o = &batch[i].order;
-                    balance -= o.total_amount;
-                    history.push((
-                        o.user_id,
-                        o.total_amount,
-                        balance,
-                        o.id,
-                        micros(o.created_at),
-                    ));
+        let left: BTreeMap<UserId, i64> = left.into_iter().map(|(u, b)| (UserId(u), b)).collect();
+        for (user, (total, orders)) in &payers {
+            match left.get(user) {
+                Some(&left) => {
+                    let mut balance = left + total;
+                    for &i in orders {
+                        let o = &batch[i].order;
+                        balance -= o.total_amount;
+                        rows.history(
+                            o.user_id,
+                            PointKind::Payment,
+                            o.total_amount,
+                            balance,
+                            Some(o.id),
+                            micros(o.created_at),
+                        );
+                    }
                 }
-            }
-            None => {
-                for &i in &orders {
-                    let mut sp = sqlx::Acquire::begin(&mut tx).await?;
-                    if let Some(refusal) = use_coupon_and_pay(&mut sp, &batch[i].order).await? {
-                        placements[i] = refusal;
-                        sp.rollback().await?;
-                    } else {
-                        sp.commit().await?;
+                None => {
+                    for &i in orders {
+                        let mut sp = sqlx::Acquire::begin(&mut tx).await?;
+                        if let Some(refusal) = use_coupon_and_pay(&mut sp, &batch[i].order).await? {
+                            placements[i] = refusal;
+                            sp.rollback().await?;
+                        } else {
+                            sp.commit().await?;
+                        }
                     }
                 }
             }
         }
-    }
-    for chunk in fixed_chunks(&history) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO point_history (id, user_id, kind, amount, balance_after, order_id, created_at) ",
-            );
-        q.push_values(chunk, |mut b, (user, amount, after, order, at)| {
-            b.push_bind(uuid::Uuid::now_v7())
-                .push_bind(user.0)
-                .push_bind(PointKind::Payment.as_str())
-                .push_bind(*amount)
-                .push_bind(*after)
-                .push_bind(order.0)
-                .push_bind(*at);
-        });
-        q.build().persistent(true).execute(&mut *tx).await?;
     }
     let accepted: Vec<&OrderWrite> = batch
         .iter()
@@ -230,21 +233,23 @@ async fn place_batch(
             limits.insert(d, row.try_get(0)?);
         }
     }
-    for chunk in fixed_chunks(&held.iter().collect::<Vec<_>>()) {
-        let mut q =
-            QueryBuilder::<Sqlite>::new("INSERT INTO deal_purchases (deal_id, user_id, quantity) ");
-        q.push_values(chunk, |mut b, ((deal, user), qty)| {
-            b.push_bind(deal.0).push_bind(user.0).push_bind(**qty);
-        });
-        q.push(
-            " ON CONFLICT (deal_id, user_id) DO UPDATE SET quantity = quantity + excluded.quantity \
+    if !held.is_empty() {
+        let mut claims = JsonRows::with_capacity(held.len() * 80);
+        for ((deal, user), qty) in &held {
+            claims.row().uuid(deal.0).uuid(user.0).int(*qty);
+        }
+        let holds: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+            "INSERT INTO deal_purchases (deal_id, user_id, quantity) \
+             SELECT unhex(value->>0), unhex(value->>1), value->>2 FROM json_each(?1) WHERE true \
+             ON CONFLICT (deal_id, user_id) DO UPDATE SET quantity = quantity + excluded.quantity \
              RETURNING deal_id, quantity",
-        );
-        for row in q.build().persistent(true).fetch_all(&mut *tx).await? {
-            let deal = DealId(row.try_get("deal_id")?);
-            let holds: i64 = row.try_get("quantity")?;
+        )
+        .bind(claims.finish())
+        .fetch_all(&mut *tx)
+        .await?;
+        for (deal, holds) in holds {
             if limits
-                .get(&deal)
+                .get(&DealId(deal))
                 .copied()
                 .flatten()
                 .is_some_and(|l| holds > l)
@@ -253,16 +258,14 @@ async fn place_batch(
             }
         }
     }
-    let orders: Vec<&Order> = accepted.iter().map(|w| &w.order).collect();
-    insert_orders(&mut tx, &orders).await?;
-    let events: Vec<_> = orders
-        .iter()
-        .map(|o| order_event("order.placed", o))
-        .collect();
-    insert_events(&mut tx, &events, now).await?;
-    let answers: Vec<&IdempotentAnswer> =
-        accepted.iter().filter_map(|w| w.answer.as_ref()).collect();
-    insert_answers(&mut tx, &answers, now).await?;
+    for w in &accepted {
+        rows.order(&w.order)?;
+        rows.order_event("order.placed", &w.order);
+        if let Some(a) = &w.answer {
+            rows.answer(a)?;
+        }
+    }
+    rows.insert(&mut tx, now).await?;
     tx.commit().await?;
     Ok(Some(placements))
 }
@@ -285,11 +288,13 @@ async fn place_one(conn: &mut SqliteConnection, w: &OrderWrite) -> StoreResult<P
     if let Some(refusal) = use_coupon_and_pay(&mut tx, order).await? {
         return Ok(refusal);
     }
-    insert_orders(&mut tx, &[order]).await?;
-    insert_events(&mut tx, &[order_event("order.placed", order)], now).await?;
+    let mut rows = NewRows::new();
+    rows.order(order)?;
+    rows.order_event("order.placed", order);
     if let Some(a) = &w.answer {
-        insert_answers(&mut tx, &[a], now).await?;
+        rows.answer(a)?;
     }
+    rows.insert(&mut tx, now).await?;
     tx.commit().await?;
     Ok(Placement::Placed)
 }
@@ -739,76 +744,321 @@ async fn return_stock(
         .await?;
     Ok(StockKey::Product(product))
 }
+/// Rows a write adds to the append-only tables (orders and their items,
+/// the outbox, idempotency answers, points history). [`NewRows::insert`]
+/// sends them to SQLite in one multi-statement query (per 64 rows): one
+/// hand-off to the connection's thread instead of one per statement. Each table's rows
+/// go in multi-row inserts of the fixed sizes of [`CHUNKS`], so the query
+/// text takes one of a small set of shapes, each prepared once and cached.
+pub(super) struct NewRows<'a> {
+    orders: Vec<&'a Order>,
+    events: Vec<(&'static str, String)>,
+    answers: Vec<&'a IdempotentAnswer>,
+    history: Vec<History>,
+}
 
-/// Inserts orders and their items with multi-row statements.
-async fn insert_orders(tx: &mut Transaction<'_, Sqlite>, orders: &[&Order]) -> StoreResult<()> {
-    for chunk in fixed_chunks(orders) {
-        let mut addresses = Vec::with_capacity(chunk.len());
-        for o in chunk {
-            addresses.push(
-                o.shipping_address
+/// A points history row.
+struct History {
+    user: UserId,
+    kind: PointKind,
+    amount: i64,
+    balance_after: i64,
+    order: Option<OrderId>,
+    at: i64,
+}
+
+/// The tables [`NewRows`] writes, and their columns.
+const TABLES: [(&str, &str, usize); 5] = [
+    (
+        "orders",
+        "id, user_id, total_amount, discount_amount, status, payment_status, shipping_address, \
+         coupon_id, cancel_reason, cancelled_at, created_at, updated_at, pay_by",
+        13,
+    ),
+    (
+        "order_items",
+        "order_id, line_no, id, product_id, deal_id, product_name, quantity, unit_price, subtotal",
+        9,
+    ),
+    ("outbox", "topic, payload, created_at", 3),
+    (
+        "idempotency_keys",
+        "user_id, key, request_hash, status, body, created_at",
+        6,
+    ),
+    (
+        "point_history",
+        "id, user_id, kind, amount, balance_after, order_id, created_at",
+        7,
+    ),
+];
+
+/// `INSERT INTO <table> (...) VALUES (?, ...), ...;` for each table and
+/// each size of [`CHUNKS`], written once.
+fn insert_sql(table: usize, rows: usize) -> &'static str {
+    static SQL: OnceLock<Vec<Vec<String>>> = OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        TABLES
+            .iter()
+            .map(|(name, cols, n)| {
+                CHUNKS
+                    .iter()
+                    .map(|&size| {
+                        let row = format!("({})", vec!["?"; *n].join(", "));
+                        format!(
+                            "INSERT INTO {name} ({cols}) VALUES {};\n",
+                            vec![row; size].join(", ")
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
+    });
+    let size = CHUNKS.iter().position(|&c| c == rows).unwrap_or(0);
+    &sql[table][size]
+}
+
+/// Adds one argument; encoding these types cannot fail.
+fn arg<'q, T>(args: &mut SqliteArguments<'q>, value: T)
+where
+    T: 'q + sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite>,
+{
+    let _ = args.add(value);
+}
+
+impl<'a> NewRows<'a> {
+    pub(super) fn new() -> Self {
+        Self {
+            orders: Vec::new(),
+            events: Vec::new(),
+            answers: Vec::new(),
+            history: Vec::new(),
+        }
+    }
+
+    /// Room for `orders` orders with their events.
+    fn for_orders(orders: usize) -> Self {
+        Self {
+            orders: Vec::with_capacity(orders),
+            events: Vec::with_capacity(orders),
+            ..Self::new()
+        }
+    }
+
+    /// An order and its items.
+    fn order(&mut self, o: &'a Order) -> StoreResult<()> {
+        self.orders.push(o);
+        Ok(())
+    }
+
+    pub(super) fn event(&mut self, topic: &'static str, payload: String) {
+        self.events.push((topic, payload));
+    }
+
+    fn order_event(&mut self, topic: &'static str, o: &Order) {
+        let (topic, payload) = order_event(topic, o);
+        self.event(topic, payload);
+    }
+
+    pub(super) fn answer(&mut self, a: &'a IdempotentAnswer) -> StoreResult<()> {
+        self.answers.push(a);
+        Ok(())
+    }
+
+    fn history(
+        &mut self,
+        user: UserId,
+        kind: PointKind,
+        amount: i64,
+        balance_after: i64,
+        order: Option<OrderId>,
+        at: i64,
+    ) {
+        self.history.push(History {
+            user,
+            kind,
+            amount,
+            balance_after,
+            order,
+            at,
+        });
+    }
+
+    /// Inserts every row, in the caller's transaction. Up to 63 rows per
+    /// table (a batch at a rush of tens of clients) go in one query; each
+    /// further 64 orders (with their items) and each further 64 rows of
+    /// another table go in a query of their own, so the shapes the
+    /// statement cache keeps stay small (a shape of several hundred rows
+    /// costs megabytes prepared) while big batches still need only a
+    /// hand-off per 64 rows.
+    pub(super) async fn insert(self, conn: &mut SqliteConnection, now: i64) -> StoreResult<()> {
+        let full = CHUNKS[0];
+        let mut queries = Vec::new();
+        let mut tail = Query::default();
+        let split = |n: usize| n / full * full;
+        let (windows, rest) = self.orders.split_at(split(self.orders.len()));
+        for window in windows.chunks(full) {
+            let mut q = Query::default();
+            q.orders(window)?;
+            queries.push(q);
+        }
+        tail.orders(rest)?;
+        let (windows, rest) = self.events.split_at(split(self.events.len()));
+        for window in windows.chunks(full) {
+            let mut q = Query::default();
+            q.events(window, now);
+            queries.push(q);
+        }
+        tail.events(rest, now);
+        let (windows, rest) = self.answers.split_at(split(self.answers.len()));
+        for window in windows.chunks(full) {
+            let mut q = Query::default();
+            q.answers(window, now);
+            queries.push(q);
+        }
+        tail.answers(rest, now);
+        let (windows, rest) = self.history.split_at(split(self.history.len()));
+        for window in windows.chunks(full) {
+            let mut q = Query::default();
+            q.history(window);
+            queries.push(q);
+        }
+        tail.history(rest);
+        queries.push(tail);
+        for q in queries {
+            if q.sql.is_empty() {
+                continue;
+            }
+            sqlx::query_with(&q.sql, q.args)
+                .persistent(true)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// One multi-statement insert being written: its text and its arguments.
+#[derive(Default)]
+struct Query<'q> {
+    sql: String,
+    args: SqliteArguments<'q>,
+}
+
+impl<'q> Query<'q> {
+    /// Orders, then their items (which refer to them).
+    fn orders(&mut self, orders: &[&'q Order]) -> StoreResult<()> {
+        let args = &mut self.args;
+        for chunk in fixed_chunks(orders) {
+            self.sql.push_str(insert_sql(0, chunk.len()));
+            for o in chunk {
+                let address = o
+                    .shipping_address
                     .as_ref()
                     .map(serde_json::to_string)
                     .transpose()
-                    .map_err(|e| StoreError::Backend(Box::new(e)))?,
-            );
+                    .map_err(|e| StoreError::Backend(Box::new(e)))?;
+                arg(args, o.id.0);
+                arg(args, o.user_id.0);
+                arg(args, o.total_amount);
+                arg(args, o.discount_amount);
+                arg(args, o.status.as_str());
+                arg(args, o.payment_status.as_str());
+                arg(args, address);
+                arg(args, o.coupon_id);
+                arg(args, o.cancel_reason.as_deref());
+                arg(args, o.cancelled_at.map(micros));
+                arg(args, micros(o.created_at));
+                arg(args, micros(o.updated_at));
+                arg(args, o.pay_by.map(micros));
+            }
         }
-        let mut q = QueryBuilder::<Sqlite>::new(format!("INSERT INTO orders ({ORDER_COLS}) "));
-        q.push_values(chunk.iter().zip(addresses), |mut b, (o, address)| {
-            b.push_bind(o.id.0)
-                .push_bind(o.user_id.0)
-                .push_bind(o.total_amount)
-                .push_bind(o.discount_amount)
-                .push_bind(o.status.as_str())
-                .push_bind(o.payment_status.as_str())
-                .push_bind(address)
-                .push_bind(o.coupon_id)
-                .push_bind(o.cancel_reason.clone())
-                .push_bind(o.cancelled_at.map(micros))
-                .push_bind(micros(o.created_at))
-                .push_bind(micros(o.updated_at))
-                .push_bind(o.pay_by.map(micros));
-        });
-        q.build().persistent(true).execute(&mut **tx).await?;
+        let items: Vec<_> = orders
+            .iter()
+            .flat_map(|o| o.items.iter().enumerate().map(move |(n, i)| (o.id, n, i)))
+            .collect();
+        for chunk in fixed_chunks(&items) {
+            self.sql.push_str(insert_sql(1, chunk.len()));
+            for &(order, n, i) in chunk {
+                arg(args, order.0);
+                arg(args, n as i64);
+                arg(args, i.id);
+                arg(args, i.product_id.0);
+                arg(args, i.deal_id.map(|d| d.0));
+                arg(args, i.product_name.as_str());
+                arg(args, i.quantity);
+                arg(args, i.unit_price);
+                arg(args, i.subtotal);
+            }
+        }
+        Ok(())
     }
-    let items: Vec<_> = orders
-        .iter()
-        .flat_map(|o| {
-            o.items
-                .iter()
-                .enumerate()
-                .map(move |(n, i)| (o.id, n as i64, i))
-        })
-        .collect();
-    for chunk in fixed_chunks(&items) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO order_items (order_id, line_no, id, product_id, deal_id, product_name, \
-             quantity, unit_price, subtotal) ",
-        );
-        q.push_values(chunk, |mut b, (order, line_no, i)| {
-            b.push_bind(order.0)
-                .push_bind(*line_no)
-                .push_bind(i.id)
-                .push_bind(i.product_id.0)
-                .push_bind(i.deal_id.map(|d| d.0))
-                .push_bind(i.product_name.clone())
-                .push_bind(i.quantity)
-                .push_bind(i.unit_price)
-                .push_bind(i.subtotal);
-        });
-        q.build().persistent(true).execute(&mut **tx).await?;
+
+    fn events(&mut self, events: &'q [(&'static str, String)], now: i64) {
+        for chunk in fixed_chunks(events) {
+            self.sql.push_str(insert_sql(2, chunk.len()));
+            for (topic, payload) in chunk {
+                arg(&mut self.args, *topic);
+                arg(&mut self.args, payload.as_str());
+                arg(&mut self.args, now);
+            }
+        }
     }
-    Ok(())
+
+    fn answers(&mut self, answers: &[&'q IdempotentAnswer], now: i64) {
+        for chunk in fixed_chunks(answers) {
+            self.sql.push_str(insert_sql(3, chunk.len()));
+            for a in chunk {
+                arg(&mut self.args, a.user_id.0);
+                arg(&mut self.args, a.key.as_str());
+                arg(&mut self.args, &a.request_hash[..]);
+                arg(&mut self.args, i64::from(a.status));
+                arg(&mut self.args, &a.body[..]);
+                arg(&mut self.args, now);
+            }
+        }
+    }
+
+    fn history(&mut self, history: &[History]) {
+        for chunk in fixed_chunks(history) {
+            self.sql.push_str(insert_sql(4, chunk.len()));
+            for h in chunk {
+                arg(&mut self.args, uuid::Uuid::now_v7());
+                arg(&mut self.args, h.user.0);
+                arg(&mut self.args, h.kind.as_str());
+                arg(&mut self.args, h.amount);
+                arg(&mut self.args, h.balance_after);
+                arg(&mut self.args, h.order.map(|o| o.0));
+                arg(&mut self.args, h.at);
+            }
+        }
+    }
 }
 
-/// The outbox payload of an order event.
+/// The outbox payload of an order event: the keys in the order a
+/// `serde_json` map keeps them (sorted), written without building a map.
 pub(super) fn order_event(topic: &'static str, o: &Order) -> (&'static str, String) {
-    let payload = json!({
-        "order_id": o.id, "user_id": o.user_id, "total_amount": o.total_amount,
-        "status": o.status.as_str(), "payment_status": o.payment_status.as_str(),
-        "pay_by": o.pay_by,
-    });
-    (topic, payload.to_string())
+    let mut p = String::with_capacity(220);
+    let mut id = Uuid::encode_buffer();
+    p.push_str("{\"order_id\":\"");
+    p.push_str(o.id.0.hyphenated().encode_lower(&mut id));
+    p.push_str("\",\"pay_by\":");
+    match o.pay_by {
+        Some(t) => {
+            p.push('"');
+            p.push_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+            p.push('"');
+        }
+        None => p.push_str("null"),
+    }
+    p.push_str(",\"payment_status\":");
+    push_json_str(&mut p, o.payment_status.as_str());
+    p.push_str(",\"status\":");
+    push_json_str(&mut p, o.status.as_str());
+    let _ = write!(p, ",\"total_amount\":{},\"user_id\":\"", o.total_amount);
+    p.push_str(o.user_id.0.hyphenated().encode_lower(&mut id));
+    p.push_str("\"}");
+    (topic, p)
 }
 
 /// Appends events to the outbox.
@@ -817,16 +1067,11 @@ pub(super) async fn insert_events(
     events: &[(&'static str, String)],
     now: i64,
 ) -> StoreResult<()> {
-    for chunk in fixed_chunks(events) {
-        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO outbox (topic, payload, created_at) ");
-        q.push_values(chunk, |mut b, (topic, payload)| {
-            b.push_bind(*topic)
-                .push_bind(payload.clone())
-                .push_bind(now);
-        });
-        q.build().persistent(true).execute(&mut *conn).await?;
+    let mut rows = NewRows::new();
+    for (topic, payload) in events {
+        rows.event(topic, payload.clone());
     }
-    Ok(())
+    rows.insert(conn, now).await
 }
 
 /// Stores answers to idempotency keys.
@@ -835,21 +1080,11 @@ pub(super) async fn insert_answers(
     answers: &[&IdempotentAnswer],
     now: i64,
 ) -> StoreResult<()> {
-    for chunk in fixed_chunks(answers) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO idempotency_keys (user_id, key, request_hash, status, body, created_at) ",
-        );
-        q.push_values(chunk, |mut b, a| {
-            b.push_bind(a.user_id.0)
-                .push_bind(a.key.clone())
-                .push_bind(a.request_hash.to_vec())
-                .push_bind(i64::from(a.status))
-                .push_bind(a.body.clone())
-                .push_bind(now);
-        });
-        q.build().persistent(true).execute(&mut *conn).await?;
+    let mut rows = NewRows::new();
+    for a in answers {
+        rows.answer(a)?;
     }
-    Ok(())
+    rows.insert(conn, now).await
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@ use super::dto::{
 use super::error::{ApiError, ApiResult};
 use super::extract::{AuthUser, JsonBody, OptionalJsonBody};
 use super::AppState;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 /// Sign up.
@@ -83,8 +85,20 @@ pub async fn verify(AuthUser(user): AuthUser) -> Json<VerifyOut> {
         (status = 200, body = UserOut, description = "The user"),
         (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
     ))]
-pub async fn me(State(app): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Json<UserOut>> {
-    Ok(Json(app.me(user).await?.into()))
+pub async fn me(State(app): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Response> {
+    let body = match app.users.get(user) {
+        Some(body) => body,
+        None => {
+            let out = UserOut::from(app.me(user).await?);
+            let body = Bytes::from(
+                serde_json::to_vec(&out)
+                    .map_err(|e| ApiError::from(crate::services::Error::Internal(e.into())))?,
+            );
+            app.users.put(user, body.clone());
+            body
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 use super::error::ErrorBody;

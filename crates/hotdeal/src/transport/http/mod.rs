@@ -15,6 +15,7 @@ mod page_cache;
 mod points;
 mod queue;
 pub mod server;
+mod user_cache;
 
 use crate::observability::metrics::{Metrics, Shed, UNMATCHED};
 use crate::observability::trace_context::TraceParent;
@@ -58,6 +59,8 @@ pub struct HttpLimits {
 pub struct AppState {
     app: Arc<Storefront>,
     pages: Arc<PageCache>,
+    /// Rendered `GET /auth/users/me` answers.
+    users: Arc<user_cache::UserCache>,
 }
 
 impl Deref for AppState {
@@ -82,7 +85,11 @@ pub fn router(app: Arc<Storefront>, limits: HttpLimits) -> Router {
     let openapi = openapi::document();
     let metrics = app.metrics.clone();
     let pages = Arc::new(PageCache::new(limits.read_cache_max_age).counting(metrics.clone()));
-    let state = AppState { app, pages };
+    let state = AppState {
+        app,
+        pages,
+        users: Arc::default(),
+    };
     let in_flight = (
         Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
         metrics.clone(),

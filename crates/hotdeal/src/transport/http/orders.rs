@@ -10,8 +10,8 @@ use super::AppState;
 use crate::model::Order;
 use crate::services::RenderOrder;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::http::StatusCode;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hotdeal_domain::Validator;
@@ -55,10 +55,19 @@ pub async fn place(
     let queue_token = headers
         .get(super::queue::QUEUE_TOKEN_HEADER)
         .map(|v| v.to_str().unwrap_or_default());
-    let order = app
+    let (order, answer) = app
         .place_queued_order(user, req, key.as_ref().map(|k| (k, render)), queue_token)
         .await?;
-    Ok((StatusCode::CREATED, Json(OrderOut::from(order))).into_response())
+    // With a key, the answer was rendered once already (it is stored).
+    Ok(match answer {
+        Some(body) => (
+            StatusCode::CREATED,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        None => (StatusCode::CREATED, Json(OrderOut::from(order))).into_response(),
+    })
 }
 
 /// Pay an unpaid order from the points balance. Accepts an
