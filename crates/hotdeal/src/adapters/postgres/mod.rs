@@ -268,18 +268,33 @@ pub fn valid_schema(name: &str) -> bool {
         && name.len() <= 63
 }
 
+/// Tries for the instance lock, 100 ms apart, before refusing to start.
+const LOCK_ATTEMPTS: u32 = 30;
+
 /// A connection holding the session advisory lock of this database and
 /// schema, or why it could not be had.
 async fn instance_lock(options: &PgConnectOptions) -> StoreResult<PgConnection> {
     let mut lock = PgConnection::connect_with(options)
         .await
         .map_err(opening("connecting to PostgreSQL"))?;
-    let locked: bool = sqlx::query_scalar(
-        "SELECT pg_try_advisory_lock(hashtextextended('hotdeal:' || current_schema(), 0))",
-    )
-    .fetch_one(&mut lock)
-    .await
-    .map_err(opening("taking the instance lock"))?;
+    // A predecessor that just stopped may hold the lock until its session
+    // ends on the server, a moment after it closed the connection: a
+    // restart waits a little for it rather than refusing at once.
+    let mut locked = false;
+    for attempt in 0..LOCK_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        locked = sqlx::query_scalar(
+            "SELECT pg_try_advisory_lock(hashtextextended('hotdeal:' || current_schema(), 0))",
+        )
+        .fetch_one(&mut lock)
+        .await
+        .map_err(opening("taking the instance lock"))?;
+        if locked {
+            break;
+        }
+    }
     if !locked {
         return Err(StoreError::Backend(
             "another hotdeal instance is running on this database and schema: with the \
