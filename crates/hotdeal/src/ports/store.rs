@@ -6,7 +6,7 @@
 use crate::model::{Deal, IdempotentAnswer, Order, Page, Paged, Product, ProductPatch, User};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use hotdeal_domain::{DealId, OrderId, OrderStatus, ProductId, StockKey, UserId};
+use hotdeal_domain::{DealId, OrderId, OrderStatus, PaymentStatus, ProductId, StockKey, UserId};
 use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +120,36 @@ pub enum Payment {
     InsufficientPoints {
         balance: i64,
     },
+}
+
+impl Payment {
+    /// Why `user` may not pay `order` at `now`, if they may not: the one
+    /// rule every store applies, before its guarded update and again to
+    /// explain a guarded update that changed nothing.
+    pub fn refusal(order: &Order, user: UserId, now: DateTime<Utc>) -> Option<Payment> {
+        if order.user_id != user {
+            return Some(Payment::NotFound);
+        }
+        if order.status == OrderStatus::Cancelled {
+            return Some(
+                if order.cancel_reason.as_deref() == Some("PAYMENT_TIMEOUT") {
+                    Payment::Expired
+                } else {
+                    Payment::InvalidState("the order is cancelled")
+                },
+            );
+        }
+        if order.payment_status != PaymentStatus::Unpaid {
+            return Some(Payment::InvalidState("the order is already paid"));
+        }
+        if !order.status.can_cancel() {
+            return Some(Payment::InvalidState("the order has shipped"));
+        }
+        if order.pay_by.is_some_and(|t| t <= now) {
+            return Some(Payment::Expired);
+        }
+        None
+    }
 }
 
 /// The catalogue as stored: every product and deal, and the units each

@@ -2,12 +2,11 @@
 //! served from the binary and renders the document; the document states
 //! every answer and field rule that clients and fuzzers rely on.
 
-use crate::support::{spawn_app, TestApp};
+use crate::support::{chromium_dump_dom, chromium_or_skip, spawn_app, TestApp};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use serde_json::{json, Value};
-use std::process::Command;
 
 async fn get_text(app: &TestApp, path: &str) -> (StatusCode, String, String) {
     let req = Request::builder()
@@ -199,46 +198,19 @@ async fn integer_fields_take_integral_numbers() {
     assert!(r.body["details"]["amount"].is_string(), "{}", r.body);
 }
 
-fn chromium() -> Option<&'static str> {
-    ["chromium", "chromium-browser"].into_iter().find(|bin| {
-        Command::new(bin)
-            .arg("--version")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    })
-}
-
 /// The page in a real browser: every operation of the document appears.
 /// Skipped without Chromium, except in CI (`CI=true`).
 #[tokio::test]
 async fn docs_page_renders_every_operation_in_chromium() {
-    let Some(bin) = chromium() else {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("chromium (or chromium-browser) is not on PATH, and CI=true requires it");
-        }
-        eprintln!("SKIPPED docs_page_renders_every_operation_in_chromium: no chromium on PATH");
+    let Some(bin) = chromium_or_skip("docs_page_renders_every_operation_in_chromium") else {
         return;
     };
     let app = spawn_app().await;
     let doc = app.get("/openapi.json", None).await.body;
-    let profile = app.dir.join("chromium-profile");
     let url = format!("{}/docs", app.base);
-    let args = [
-        "--headless".to_owned(),
-        "--no-sandbox".to_owned(),
-        "--disable-gpu".to_owned(),
-        "--disable-background-networking".to_owned(),
-        "--disable-component-update".to_owned(),
-        "--no-first-run".to_owned(),
-        "--disable-sync".to_owned(),
-        "--virtual-time-budget=10000".to_owned(),
-        format!("--user-data-dir={}", profile.display()),
-        "--dump-dom".to_owned(),
-        url,
-    ];
     // Off the runtime's thread: the server under test must keep answering.
-    let output = tokio::task::spawn_blocking(move || Command::new(bin).args(args).output())
+    let mut browser_cmd = chromium_dump_dom(bin, &app.dir, &url, 10000);
+    let output = tokio::task::spawn_blocking(move || browser_cmd.output())
         .await
         .expect("join")
         .expect("chromium runs");

@@ -3,12 +3,11 @@
 //! stay bounded whatever paths clients send, the admin routes are not on
 //! the public port, and the ops page updates live in a real browser.
 
-use crate::support::{spawn_app, TestApp};
+use crate::support::{chromium_dump_dom, chromium_or_skip, spawn_app, TestApp};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use serde_json::json;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// GET on the admin listener: (status, content type, body).
@@ -358,48 +357,21 @@ async fn a_scrape_with_a_thousand_live_deals_is_small_and_quick() {
     assert!(took < Duration::from_millis(500), "scrape took {took:?}");
 }
 
-fn chromium() -> Option<&'static str> {
-    ["chromium", "chromium-browser"].into_iter().find(|bin| {
-        Command::new(bin)
-            .arg("--version")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    })
-}
-
 /// The ops page in a real browser: it follows the live stream, and orders
 /// placed while it is open show on it (remaining units, orders placed).
 /// Skipped without Chromium, except in CI (`CI=true`).
 #[tokio::test]
 async fn ops_page_updates_live_in_chromium() {
-    let Some(bin) = chromium() else {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("chromium (or chromium-browser) is not on PATH, and CI=true requires it");
-        }
-        eprintln!("SKIPPED ops_page_updates_live_in_chromium: no chromium on PATH");
+    let Some(bin) = chromium_or_skip("ops_page_updates_live_in_chromium") else {
         return;
     };
     let app = spawn_app().await;
     let (buyer, product, deal) = deal_with_buyer(&app, 10).await;
-    let profile = app.dir.join("chromium-profile");
     // Ticks every 250 ms; the page closes the stream after 16 of them, so
     // the browser's time budget can run out.
     let url = format!("{}/ops?events=16&interval_ms=250", app.admin);
-    let args = [
-        "--headless".to_owned(),
-        "--no-sandbox".to_owned(),
-        "--disable-gpu".to_owned(),
-        "--disable-background-networking".to_owned(),
-        "--disable-component-update".to_owned(),
-        "--no-first-run".to_owned(),
-        "--disable-sync".to_owned(),
-        "--virtual-time-budget=30000".to_owned(),
-        format!("--user-data-dir={}", profile.display()),
-        "--dump-dom".to_owned(),
-        url,
-    ];
-    let browser = tokio::task::spawn_blocking(move || Command::new(bin).args(args).output());
+    let mut browser_cmd = chromium_dump_dom(bin, &app.dir, &url, 30000);
+    let browser = tokio::task::spawn_blocking(move || browser_cmd.output());
     // Wait until the page follows the stream, then change what it shows.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -563,3 +563,50 @@ impl Probe {
         self.execute("ROLLBACK").await;
     }
 }
+
+/// Headless Chromium, if installed. Without it the test is skipped with a
+/// notice, except under `CI=true`, where a missing browser fails it.
+pub fn chromium_or_skip(test: &str) -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser"].into_iter().find(|bin| {
+        std::process::Command::new(bin)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "chromium (or chromium-browser) is not on PATH, and CI=true requires it"
+        );
+        eprintln!("SKIPPED {test}: no chromium on PATH");
+    }
+    found
+}
+
+/// Chromium loading `url` headless, with a fresh profile under `dir`, and
+/// printing the page's DOM once `budget_ms` of virtual time has run. The
+/// flags keep it off the network: this machine has none to offer.
+pub fn chromium_dump_dom(
+    bin: &str,
+    dir: &std::path::Path,
+    url: &str,
+    budget_ms: u32,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+    ])
+    .arg(format!("--virtual-time-budget={budget_ms}"))
+    .arg(format!(
+        "--user-data-dir={}",
+        dir.join("chromium-profile").display()
+    ))
+    .args(["--dump-dom", url]);
+    cmd
+}

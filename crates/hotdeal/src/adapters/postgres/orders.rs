@@ -20,7 +20,7 @@ use crate::ports::store::{
     StoreResult,
 };
 use chrono::{DateTime, Utc};
-use hotdeal_domain::{DealId, OrderId, OrderStatus, PaymentStatus, ProductId, StockKey, UserId};
+use hotdeal_domain::{DealId, OrderId, PaymentStatus, ProductId, StockKey, UserId};
 use serde_json::json;
 use sqlx::{Connection, PgConnection, Row};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -734,28 +734,10 @@ pub(super) async fn pay(
     let Some(order) = lock_order(&mut tx, id).await? else {
         return Ok(Payment::NotFound);
     };
-    if order.user_id != user {
-        return Ok(Payment::NotFound);
-    }
-    if order.status == OrderStatus::Cancelled {
-        return Ok(
-            if order.cancel_reason.as_deref() == Some("PAYMENT_TIMEOUT") {
-                Payment::Expired
-            } else {
-                Payment::InvalidState("the order is cancelled")
-            },
-        );
-    }
-    if order.payment_status != PaymentStatus::Unpaid {
-        return Ok(Payment::InvalidState("the order is already paid"));
-    }
-    if !order.status.can_cancel() {
-        return Ok(Payment::InvalidState("the order has shipped"));
-    }
     // The row lock makes expiry and payment exclusive, whichever instance
     // runs them.
-    if order.pay_by.is_some_and(|t| t <= now) {
-        return Ok(Payment::Expired);
+    if let Some(refusal) = Payment::refusal(&order, user, now) {
+        return Ok(refusal);
     }
     let spend = move_points(
         &mut tx,

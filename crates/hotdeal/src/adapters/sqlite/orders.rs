@@ -11,7 +11,7 @@ use crate::ports::store::{
 };
 use chrono::SecondsFormat;
 use chrono::{DateTime, Utc};
-use hotdeal_domain::{DealId, OrderId, OrderStatus, PaymentStatus, ProductId, StockKey, UserId};
+use hotdeal_domain::{DealId, OrderId, PaymentStatus, ProductId, StockKey, UserId};
 use sqlx::sqlite::SqliteArguments;
 use sqlx::Arguments as _;
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
@@ -422,7 +422,7 @@ async fn pay(
     let Some(order) = SqliteStore::load_order(&mut tx, id).await? else {
         return Ok(Payment::NotFound);
     };
-    if let Some(refusal) = not_payable(&order, user, now) {
+    if let Some(refusal) = Payment::refusal(&order, user, now) {
         return Ok(refusal);
     }
     let now_us = micros(now);
@@ -442,7 +442,7 @@ async fn pay(
         // Another writer changed the order since it was read.
         let now_order = SqliteStore::load_order(&mut tx, id).await?;
         return Ok(now_order
-            .and_then(|o| not_payable(&o, user, now))
+            .and_then(|o| Payment::refusal(&o, user, now))
             .unwrap_or(Payment::NotFound));
     }
     // Dropping `tx` on a short balance rolls the payment back too.
@@ -471,32 +471,6 @@ async fn pay(
 
 /// Order states a cancel may change (`OrderStatus::can_cancel`), as SQL.
 const CANCELLABLE: &str = "('pending', 'confirmed')";
-
-/// Why `user` may not pay `order` now, if they may not.
-fn not_payable(order: &Order, user: UserId, now: DateTime<Utc>) -> Option<Payment> {
-    if order.user_id != user {
-        return Some(Payment::NotFound);
-    }
-    if order.status == OrderStatus::Cancelled {
-        return Some(
-            if order.cancel_reason.as_deref() == Some("PAYMENT_TIMEOUT") {
-                Payment::Expired
-            } else {
-                Payment::InvalidState("the order is cancelled")
-            },
-        );
-    }
-    if order.payment_status != PaymentStatus::Unpaid {
-        return Some(Payment::InvalidState("the order is already paid"));
-    }
-    if !order.status.can_cancel() {
-        return Some(Payment::InvalidState("the order has shipped"));
-    }
-    if order.pay_by.is_some_and(|t| t <= now) {
-        return Some(Payment::Expired);
-    }
-    None
-}
 
 /// Uses the order's coupon and takes its points, or says why not.
 async fn use_coupon_and_pay(
