@@ -66,8 +66,11 @@ start_server() {
         store=(--database-schema "$PG_SCHEMA")
     fi
     # SERVER_WRAP runs the server under another program (valgrind);
-    # SERVER_ARGS adds flags; HOTDEAL_BIN serves another build.
+    # SERVER_ARGS adds flags; HOTDEAL_BIN serves another build. The admin
+    # listener (metrics, ops page) goes to ADMIN_LISTEN, by default a free
+    # port: a bench must not collide with a server already on 9090.
     # shellcheck disable=SC2086 # both are lists of words on purpose
+    HOTDEAL_ADMIN_LISTEN="${ADMIN_LISTEN:-127.0.0.1:0}" \
     ${SERVER_WRAP:-} "${HOTDEAL_BIN:-target/release/hotdeal}" serve --listen "127.0.0.1:${PORT}" --data-dir "$DATA_DIR" \
         "${store[@]}" ${SERVER_ARGS:-} >"$DATA_DIR/server.log" 2>&1 &
     SERVER_PID=$!

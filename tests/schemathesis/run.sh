@@ -44,7 +44,7 @@ trap stop EXIT
 # Port 0: the server picks a free port and logs it.
 : >"$work/server.log"
 HOTDEAL_JWT_SECRET="$(python3 -c 'import secrets; print(secrets.token_hex(32))')" \
-  RUST_LOG=info NO_COLOR=1 \
+  RUST_LOG=info NO_COLOR=1 HOTDEAL_ADMIN_LISTEN=off \
   "$bin" serve --config "$work/none.toml" --listen 127.0.0.1:0 --data-dir "$work/data" --demo \
   >"$work/server.log" 2>&1 &
 server=$!

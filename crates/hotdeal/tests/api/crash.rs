@@ -36,6 +36,8 @@ fn start(dir: &std::path::Path) -> Server {
         )
         .env("HOTDEAL_ARGON2_MEMORY_KIB", "64")
         .env("HOTDEAL_ARGON2_ITERATIONS", "1")
+        // Tests run side by side: no fixed admin port.
+        .env("HOTDEAL_ADMIN_LISTEN", "off")
         .env("RUST_LOG", "info")
         .envs(store_env(dir))
         .stderr(Stdio::piped())
