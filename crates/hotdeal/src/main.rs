@@ -23,8 +23,9 @@ struct Cli {
         default_value = "text"
     )]
     log_format: LogFormat,
-    /// Export spans over OTLP to this collector. Reserved: this build has
-    /// no OTLP exporter and refuses the setting rather than ignore it.
+    /// Export spans over OTLP/HTTP to this collector's traces URL (e.g.
+    /// http://collector:4318/v1/traces). Needs a build with `--features
+    /// otlp`; other builds refuse the setting rather than ignore it.
     #[arg(long, global = true, env = "HOTDEAL_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
 }

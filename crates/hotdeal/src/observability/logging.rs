@@ -1,8 +1,10 @@
 //! The process's log and trace pipeline, chosen at start: human-readable
 //! lines (the default) or one JSON object per line (`--log-format json`),
-//! filtered by `RUST_LOG`. `--otlp-endpoint` is reserved for an OTLP span
-//! exporter (to come behind a cargo feature, so the default build stays
-//! lean); until then it is refused rather than silently ignored.
+//! filtered by `RUST_LOG`; and, in a build with the `otlp` feature, spans
+//! exported over OTLP/HTTP to `--otlp-endpoint` (see [`super::otel`]),
+//! filtered on their own by `HOTDEAL_OTLP_FILTER` (default `hotdeal=debug`:
+//! the request, service, store and writer spans, whatever the log level).
+//! A build without the feature refuses the setting rather than ignore it.
 
 use std::io::IsTerminal;
 use tracing_subscriber::layer::SubscriberExt;
@@ -31,7 +33,12 @@ impl std::str::FromStr for LogFormat {
 
 /// Keeps the exporter alive; dropping it flushes the spans still queued.
 #[must_use]
-pub struct Guard {}
+#[derive(Default)]
+pub struct Guard {
+    #[cfg(feature = "otlp")]
+    // Held for its `Drop`, which flushes and shuts the exporter down.
+    _exporter: Option<super::otel::Exporter>,
+}
 
 /// Installs the global subscriber: logs to stderr, spans to OTLP if asked.
 pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::Result<Guard> {
@@ -52,9 +59,26 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::Result<Gu
             .boxed(),
     };
     let registry = tracing_subscriber::registry().with(logs);
-    if otlp_endpoint.is_some() {
-        anyhow::bail!("--otlp-endpoint: this build has no OTLP exporter");
+    match otlp_endpoint {
+        None => {
+            registry.try_init()?;
+            Ok(Guard::default())
+        }
+        #[cfg(feature = "otlp")]
+        Some(endpoint) => {
+            let exporter = super::otel::Exporter::new(endpoint)?;
+            let filter = EnvFilter::try_from_env("HOTDEAL_OTLP_FILTER")
+                .unwrap_or_else(|_| EnvFilter::new("hotdeal=debug"));
+            registry
+                .with(exporter.layer().with_filter(filter))
+                .try_init()?;
+            Ok(Guard {
+                _exporter: Some(exporter),
+            })
+        }
+        #[cfg(not(feature = "otlp"))]
+        Some(_) => anyhow::bail!(
+            "--otlp-endpoint: this build has no OTLP exporter (build with `--features otlp`)"
+        ),
     }
-    registry.try_init()?;
-    Ok(Guard {})
 }

@@ -10,6 +10,8 @@
 pub mod exposition;
 pub mod logging;
 pub mod metrics;
+#[cfg(feature = "otlp")]
+pub mod otel;
 pub mod trace_context;
 
 pub use metrics::Metrics;

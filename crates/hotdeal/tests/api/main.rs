@@ -20,6 +20,8 @@ mod load;
 mod malformed;
 mod observability;
 mod orders;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod points;
 mod races;
 mod secrets;

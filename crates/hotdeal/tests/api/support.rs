@@ -311,11 +311,36 @@ impl Client {
         token: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> Option<Res> {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        self.request(method, path, &headers, body).await
+    }
+
+    /// A request without a body, with these headers (the OTLP test's
+    /// `traceparent`).
+    #[cfg(feature = "otlp")]
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Option<Res> {
+        self.request(method, path, headers, None).await
+    }
+
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Option<Res> {
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let bytes = match body {
             Some(b) => {

@@ -244,14 +244,11 @@ async fn trace_request(State(metrics): State<Arc<Metrics>>, req: Request, next: 
     let started = Instant::now();
     let route = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
-    let hop = match req
+    let incoming = req
         .headers()
         .get(TRACEPARENT)
-        .and_then(|v| TraceParent::parse(v.as_bytes()))
-    {
-        Some(parent) => parent.child(),
-        None => TraceParent::start(),
-    };
+        .and_then(|v| TraceParent::parse(v.as_bytes()));
+    let hop = incoming.map_or_else(TraceParent::start, |parent| parent.child());
     let template = route.as_ref().map_or(UNMATCHED, |p| p.as_str());
     let span = tracing::debug_span!(
         "request",
@@ -259,6 +256,9 @@ async fn trace_request(State(metrics): State<Arc<Metrics>>, req: Request, next: 
         route = %template,
         trace_id = tracing::field::Empty,
     );
+    // Exported spans name this hop themselves (same trace, their own id).
+    #[cfg(feature = "otlp")]
+    let hop = crate::observability::otel::join(&span, incoming).unwrap_or(hop);
     if !span.is_disabled() {
         span.record("trace_id", hop.trace_id_hex());
     }
