@@ -20,7 +20,7 @@
 //! keeps the queue across instances).
 
 use crate::ports::queue::{
-    poll_after, NotAdmitted, QueueDeal, QueueError, QueueStore, Ticket, TicketState,
+    poll_after, NotAdmitted, QueueDeal, QueueError, QueueStats, QueueStore, Ticket, TicketState,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -464,6 +464,22 @@ impl QueueStore for MemoryQueue {
     async fn deals(&self) -> Vec<DealId> {
         let deals = self.deals.read().unwrap_or_else(|e| e.into_inner());
         deals.keys().copied().collect()
+    }
+
+    async fn stats(&self) -> Vec<QueueStats> {
+        let deals = self.deals.read().unwrap_or_else(|e| e.into_inner());
+        deals
+            .iter()
+            .map(|(&deal, q)| {
+                let q = q.lock().unwrap_or_else(|e| e.into_inner());
+                QueueStats {
+                    deal,
+                    waiting: (q.entries.len() - q.admitted) as u64,
+                    admitted: q.admitted as u64,
+                    admit_per_sec: q.measured_rate(),
+                }
+            })
+            .collect()
     }
 
     async fn forget(&self, deal: DealId) {

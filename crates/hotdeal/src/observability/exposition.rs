@@ -13,7 +13,9 @@
 use super::metrics::HistogramSnapshot;
 use crate::services::Storefront;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, NoLabelSet,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::Ordering::Relaxed;
@@ -74,11 +76,11 @@ fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Fmt {
         .encode_counter::<NoLabelSet, _, u64>(&v, None)
 }
 
-fn gauges<L: EncodeLabelSet>(
+fn gauges<L: EncodeLabelSet, V: EncodeGaugeValue>(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    series: impl IntoIterator<Item = (L, i64)>,
+    series: impl IntoIterator<Item = (L, V)>,
 ) -> Fmt {
     let mut family = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (labels, v) in series {
@@ -285,6 +287,33 @@ impl Collector for StorefrontCollector {
             coupons
                 .iter()
                 .map(|c| ([("coupon_id", c.id.to_string())], c.remaining)),
+        )?;
+
+        // Waiting rooms (bounded like the live deals).
+        let queues = app.waiting_room.stats(crate::services::MAX_LIVE);
+        gauges(
+            &mut enc,
+            "hotdeal_waiting_room_waiting",
+            "Users waiting in a deal's waiting room.",
+            queues
+                .iter()
+                .map(|q| ([("deal_id", q.deal.0.to_string())], q.waiting as i64)),
+        )?;
+        gauges(
+            &mut enc,
+            "hotdeal_waiting_room_admitted",
+            "Users admitted from a deal's waiting room so far.",
+            queues
+                .iter()
+                .map(|q| ([("deal_id", q.deal.0.to_string())], q.admitted as i64)),
+        )?;
+        gauges(
+            &mut enc,
+            "hotdeal_waiting_room_admit_rate",
+            "Users admitted per second from a deal's waiting room, as measured.",
+            queues
+                .iter()
+                .map(|q| ([("deal_id", q.deal.0.to_string())], q.admit_per_sec)),
         )?;
 
         // Reads served from the page cache.

@@ -94,6 +94,18 @@ pub enum NotAdmitted {
     InUse,
 }
 
+/// One deal's queue at a glance, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueueStats {
+    pub deal: DealId,
+    /// Joined and not admitted yet.
+    pub waiting: u64,
+    /// Admitted so far.
+    pub admitted: u64,
+    /// Users admitted per second, as measured while users waited.
+    pub admit_per_sec: f64,
+}
+
 #[async_trait]
 pub trait QueueStore: Send + Sync + 'static {
     /// Adds `user` to the deal's queue, or returns the user's live ticket
@@ -132,6 +144,9 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// Deals that have a queue.
     async fn deals(&self) -> Vec<DealId>;
+
+    /// Every deal's queue at a glance (as of its last join or poll).
+    async fn stats(&self) -> Vec<QueueStats>;
 
     /// Drops a deal's queue (the deal ended).
     async fn forget(&self, deal: DealId);

@@ -22,7 +22,7 @@ pub use catalog::{NewDeal, NewProduct};
 pub use coupons::NewCoupon;
 pub use error::{Error, Result};
 pub use idempotency::{Begun, FlightGuard as InFlightGuard, IdempotencyKey, InFlight};
-pub use observe::{LiveCoupon, LiveDeal, WriterView};
+pub use observe::{LiveCoupon, LiveDeal, WriterView, MAX_LIVE};
 pub use orders::{PlaceOrder, RenderOrder};
 pub use points::RenderCharge;
 pub use waiting_room::{QueueSettings, QueueView, WaitingRoom};

@@ -18,7 +18,9 @@
 use super::{Error, Result, Storefront};
 use super::{IdempotencyKey, PlaceOrder, RenderOrder};
 use crate::model::{Deal, Order};
-use crate::ports::queue::{NotAdmitted, QueueDeal, QueueError, QueueStore, Ticket, TicketState};
+use crate::ports::queue::{
+    NotAdmitted, QueueDeal, QueueError, QueueStats, QueueStore, Ticket, TicketState,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
@@ -64,6 +66,10 @@ impl Default for QueueSettings {
 /// The waiting rooms: their state (a port) and the token key.
 pub struct WaitingRoom {
     store: Arc<dyn QueueStore>,
+    /// The queues at a glance, refreshed by the housekeeping task, so a
+    /// metrics scrape reads memory instead of asking the queue's engine. A
+    /// std RwLock: held to copy or replace the list.
+    stats: std::sync::RwLock<Vec<QueueStats>>,
     /// Keyed once with the derived key; cloned per use.
     mac: HmacSha256,
     settings: QueueSettings,
@@ -99,9 +105,16 @@ impl WaitingRoom {
         let mac = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!());
         Self {
             store,
+            stats: Default::default(),
             mac,
             settings,
         }
+    }
+
+    /// The queues as of the last housekeeping round (at most `limit`).
+    pub fn stats(&self, limit: usize) -> Vec<QueueStats> {
+        let stats = self.stats.read().unwrap_or_else(|e| e.into_inner());
+        stats.iter().take(limit).copied().collect()
     }
 
     pub fn settings(&self) -> QueueSettings {
@@ -364,6 +377,13 @@ impl Storefront {
                 store.forget(id).await;
             }
         }
+        let mut stats = store.stats().await;
+        stats.sort_by_key(|s| s.deal);
+        *self
+            .waiting_room
+            .stats
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = stats;
     }
 }
 

@@ -448,3 +448,50 @@ async fn deploy_files_name_only_exposed_metrics() {
     }
     assert!(named >= 15, "{named}");
 }
+
+/// The waiting room's length, admissions and measured rate per deal.
+#[tokio::test]
+async fn waiting_rooms_are_measured_per_deal() {
+    let app = spawn_app().await;
+    let (_, seller) = app.user("seller@x.co").await;
+    let product = app.product(&seller, 10_000, 100).await;
+    let now = app.clock_now();
+    let r = app
+        .post(
+            "/products/deals",
+            Some(&seller),
+            json!({
+                "product_id": product, "deal_price": 5000, "deal_stock": 50,
+                "starts_at": now, "ends_at": now + chrono::Duration::minutes(50),
+                "waiting_room": true, "queue_admit_per_sec": 2,
+            }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let deal = r.body["id"].as_str().expect("id").to_owned();
+    let mut buyers = Vec::new();
+    for i in 0..5 {
+        let (_, token) = app.user(&format!("b{i}@x.co")).await;
+        let r = app
+            .send(
+                hyper::Method::POST,
+                &format!("/deals/{deal}/queue"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        buyers.push((token, r.body["token"].as_str().expect("token").to_owned()));
+    }
+    // 2 users/s: 1.2 s later two are in, three wait.
+    app.clock.advance(chrono::Duration::milliseconds(1200));
+    let (token, queue_token) = &buyers[0];
+    let r = app.get(&format!("/queue/{queue_token}"), Some(token)).await;
+    assert_eq!(r.body["status"], "admitted", "{}", r.body);
+    app.storefront.sweep_queues().await;
+    let text = scrape(&app).await;
+    let series = |name: &str| format!("{name}{{deal_id=\"{deal}\"}}");
+    assert_eq!(sample(&text, &series("hotdeal_waiting_room_waiting")), 3.0);
+    assert_eq!(sample(&text, &series("hotdeal_waiting_room_admitted")), 2.0);
+    assert!(sample(&text, &series("hotdeal_waiting_room_admit_rate")) > 0.0);
+}
