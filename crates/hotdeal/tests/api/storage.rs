@@ -90,7 +90,7 @@ async fn a_full_disk_acknowledges_nothing_it_did_not_commit_and_recovers() {
     if skip_unless_sqlite("a_full_disk_acknowledges_nothing_it_did_not_commit_and_recovers") {
         return;
     }
-    let Some(disk) = TmpFs::mount("6m") else {
+    let Some(disk) = TmpFs::mount("16m") else {
         return;
     };
     let clock = Arc::new(ManualClock::new(t0()));

@@ -216,6 +216,13 @@ pub(super) async fn probe_loop(pool: SqlitePool, health: Arc<Health>, every: Dur
         let Ok(mut w) = Writer::acquire_unchecked(&pool, &health).await else {
             continue;
         };
+        // Nothing else writes meanwhile, so a TRUNCATE checkpoint can copy
+        // the whole log into the database and give the log's space back:
+        // on a full disk the WAL is often most of what filled it. It fails
+        // harmlessly while there is no room for the copy.
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(w.conn())
+            .await;
         let now = chrono::Utc::now().timestamp_micros();
         let probe = sqlx::query("UPDATE store_probe SET probed_at = ?1 WHERE id = 1")
             .bind(now)
