@@ -18,6 +18,16 @@ pub enum StockKey {
     Deal(DealId),
 }
 
+impl StockKey {
+    /// The id of the product or deal the units belong to.
+    pub fn uuid(self) -> uuid::Uuid {
+        match self {
+            StockKey::Product(p) => p.0,
+            StockKey::Deal(d) => d.0,
+        }
+    }
+}
+
 /// One requested line, already parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LineDemand {

@@ -2,38 +2,14 @@
 //! served from the binary and renders the document; the document states
 //! every answer and field rule that clients and fuzzers rely on.
 
-use crate::support::{chromium_dump_dom, chromium_or_skip, spawn_app, TestApp};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
+use crate::support::{chromium_dump_dom, chromium_or_skip, spawn_app};
+use hyper::StatusCode;
 use serde_json::{json, Value};
-
-async fn get_text(app: &TestApp, path: &str) -> (StatusCode, String, String) {
-    let req = Request::builder()
-        .method(Method::GET)
-        .uri(format!("{}{}", app.base, path))
-        .body(Full::new(Bytes::new()))
-        .expect("request");
-    let res = app.client.request(req).await.expect("send");
-    let status = res.status();
-    let content_type = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = res.into_body().collect().await.expect("body").to_bytes();
-    (
-        status,
-        content_type,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
-}
 
 #[tokio::test]
 async fn docs_page_is_html_that_loads_the_document() {
     let app = spawn_app().await;
-    let (status, content_type, body) = get_text(&app, "/docs").await;
+    let (status, content_type, body) = app.get_text(&app.base, "/docs").await;
     assert_eq!(status, StatusCode::OK);
     assert!(content_type.starts_with("text/html"), "{content_type}");
     assert!(body.contains("/openapi.json"));

@@ -5,8 +5,7 @@
 
 use crate::support::{chromium_dump_dom, chromium_or_skip, spawn_app, TestApp};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
+use hyper::{Method, StatusCode};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -16,25 +15,7 @@ async fn admin_get(app: &TestApp, path: &str) -> (StatusCode, String, String) {
         !app.admin.is_empty(),
         "the test server has an admin listener"
     );
-    let req = Request::builder()
-        .method(Method::GET)
-        .uri(format!("{}{}", app.admin, path))
-        .body(Full::new(Bytes::new()))
-        .expect("request");
-    let res = app.client.request(req).await.expect("send");
-    let status = res.status();
-    let content_type = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = res.into_body().collect().await.expect("body").to_bytes();
-    (
-        status,
-        content_type,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
+    app.get_text(&app.admin, path).await
 }
 
 async fn scrape(app: &TestApp) -> String {

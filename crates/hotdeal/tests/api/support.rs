@@ -164,6 +164,30 @@ impl TestApp {
         self.raw(method, path, &headers, bytes).await
     }
 
+    /// A GET of any content at `base` (the public or the admin listener):
+    /// (status, content type, body as text).
+    pub async fn get_text(&self, base: &str, path: &str) -> (StatusCode, String, String) {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(format!("{base}{path}"))
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let res = self.client.request(req).await.expect("send");
+        let status = res.status();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        (
+            status,
+            content_type,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Res {
         self.send(Method::GET, path, token, None).await
     }

@@ -248,13 +248,7 @@ async fn place_batch(
         .iter()
         .partition(|(k, _)| matches!(k, StockKey::Product(_)));
     if !products.is_empty() {
-        let ids: Vec<Uuid> = products
-            .iter()
-            .map(|(k, _)| match k {
-                StockKey::Product(p) => p.0,
-                StockKey::Deal(d) => d.0,
-            })
-            .collect();
+        let ids: Vec<Uuid> = products.iter().map(|(k, _)| k.uuid()).collect();
         lock_in_order(&mut tx, "products", &ids).await?;
         let taken = sqlx::query(
             "UPDATE products p SET stock = p.stock - x.q, updated_at = x.last \
@@ -272,13 +266,7 @@ async fn place_batch(
         }
     }
     if !deals.is_empty() {
-        let ids: Vec<Uuid> = deals
-            .iter()
-            .map(|(k, _)| match k {
-                StockKey::Product(p) => p.0,
-                StockKey::Deal(d) => d.0,
-            })
-            .collect();
+        let ids: Vec<Uuid> = deals.iter().map(|(k, _)| k.uuid()).collect();
         lock_in_order(&mut tx, "deals", &ids).await?;
         let taken = sqlx::query(
             "UPDATE deals d SET remaining_stock = d.remaining_stock - x.q \
