@@ -85,6 +85,20 @@ pub struct Config {
     /// A file holding the HS256 key, so it need not be on the command
     /// line (where `ps` shows it).
     pub jwt_secret_file: Option<PathBuf>,
+    /// Redis for the shared hot tier (stock, limits, coupon holders,
+    /// in-flight idempotency keys). Set together with `nats_url` and a
+    /// `postgres://` store, it turns on the scaled mode.
+    pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key, so several deployments (or tests) share
+    /// one Redis.
+    pub redis_prefix: String,
+    /// NATS with JetStream, for the committed events.
+    pub nats_url: Option<Secret>,
+    /// Prefix of every NATS subject and of the stream's name.
+    pub nats_prefix: String,
+    /// How long a reservation in the shared tier may wait for its commit
+    /// before the reconciler may abort it (seconds).
+    pub reservation_ttl_secs: i64,
     pub argon2: Argon2Params,
     /// Hashes running at once (default: the number of cores).
     pub hash_workers: usize,
@@ -142,6 +156,11 @@ pub struct ConfigLayer {
     pub database_pool: Option<u32>,
     pub jwt_secret: Option<Secret>,
     pub jwt_secret_file: Option<PathBuf>,
+    pub redis_url: Option<Secret>,
+    pub redis_prefix: Option<String>,
+    pub nats_url: Option<Secret>,
+    pub nats_prefix: Option<String>,
+    pub reservation_ttl_secs: Option<i64>,
     pub argon2_memory_kib: Option<u32>,
     pub argon2_iterations: Option<u32>,
     pub argon2_parallelism: Option<u32>,
@@ -190,6 +209,13 @@ impl ConfigLayer {
                 "DATABASE_POOL" => l.database_pool = Some(v.parse().with_context(bad)?),
                 "JWT_SECRET" => l.jwt_secret = Some(Secret(v)),
                 "JWT_SECRET_FILE" => l.jwt_secret_file = Some(v.into()),
+                "REDIS_URL" => l.redis_url = Some(Secret(v)),
+                "REDIS_PREFIX" => l.redis_prefix = Some(v),
+                "NATS_URL" => l.nats_url = Some(Secret(v)),
+                "NATS_PREFIX" => l.nats_prefix = Some(v),
+                "RESERVATION_TTL_SECS" => {
+                    l.reservation_ttl_secs = Some(v.parse().with_context(bad)?)
+                }
                 "ARGON2_MEMORY_KIB" => l.argon2_memory_kib = Some(v.parse().with_context(bad)?),
                 "ARGON2_ITERATIONS" => l.argon2_iterations = Some(v.parse().with_context(bad)?),
                 "ARGON2_PARALLELISM" => l.argon2_parallelism = Some(v.parse().with_context(bad)?),
@@ -234,6 +260,11 @@ impl ConfigLayer {
             database_pool: other.database_pool.or(self.database_pool),
             jwt_secret: other.jwt_secret.or(self.jwt_secret),
             jwt_secret_file: other.jwt_secret_file.or(self.jwt_secret_file),
+            redis_url: other.redis_url.or(self.redis_url),
+            redis_prefix: other.redis_prefix.or(self.redis_prefix),
+            nats_url: other.nats_url.or(self.nats_url),
+            nats_prefix: other.nats_prefix.or(self.nats_prefix),
+            reservation_ttl_secs: other.reservation_ttl_secs.or(self.reservation_ttl_secs),
             argon2_memory_kib: other.argon2_memory_kib.or(self.argon2_memory_kib),
             argon2_iterations: other.argon2_iterations.or(self.argon2_iterations),
             argon2_parallelism: other.argon2_parallelism.or(self.argon2_parallelism),
@@ -277,6 +308,70 @@ impl StoreBackend {
             Self::Sqlite { .. } => "sqlite",
             Self::Postgres(_) => "postgres",
         }
+    }
+}
+
+/// The shared services of the scaled mode: N instances of hotdeal on one
+/// PostgreSQL, one Redis and one NATS JetStream.
+#[derive(Clone, Debug)]
+pub struct ScaledSettings {
+    pub redis_url: Secret,
+    pub redis_prefix: String,
+    pub nats_url: Secret,
+    pub nats_prefix: String,
+    pub reservation_ttl: chrono::Duration,
+}
+
+impl Config {
+    /// The scaled mode's services, if configured, or why the configuration
+    /// is not a valid scaled setup: it needs Redis and NATS together, a
+    /// PostgreSQL store (every instance must see every write) and a JWT
+    /// secret given to every instance (a generated one would differ per
+    /// instance, and a token signed by one would be refused by the next).
+    pub fn scaled(&self) -> anyhow::Result<Option<ScaledSettings>> {
+        let (redis, nats) = match (&self.redis_url, &self.nats_url) {
+            (None, None) => return Ok(None),
+            (Some(r), Some(n)) => (r, n),
+            (Some(_), None) => {
+                bail!("redis_url is set but nats_url is not: the scaled mode needs both")
+            }
+            (None, Some(_)) => {
+                bail!("nats_url is set but redis_url is not: the scaled mode needs both")
+            }
+        };
+        if !matches!(self.store_backend()?, StoreBackend::Postgres(_)) {
+            bail!("the scaled mode (Redis + NATS) needs a postgres:// database URL: every instance must share the store");
+        }
+        if self.jwt_secret.is_none() && self.jwt_secret_file.is_none() {
+            bail!("the scaled mode needs a shared JWT secret (--jwt-secret-file or HOTDEAL_JWT_SECRET): a secret generated per instance would make every instance refuse the others' tokens");
+        }
+        // This build carries no TLS stack for Redis or NATS: run them on a
+        // private network or behind a local TLS terminator.
+        if !redis.expose().starts_with("redis://") {
+            bail!("the Redis URL must start with redis:// (not shown: it may hold a password)");
+        }
+        if !nats.expose().starts_with("nats://") {
+            bail!("the NATS URL must start with nats:// (not shown: it may hold a password)");
+        }
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if !token(&self.redis_prefix) {
+            bail!("redis_prefix must be 1-64 characters of [A-Za-z0-9_-]");
+        }
+        if !token(&self.nats_prefix) {
+            bail!("nats_prefix must be 1-64 characters of [A-Za-z0-9_-] (it names a stream and starts every subject)");
+        }
+        Ok(Some(ScaledSettings {
+            redis_url: redis.clone(),
+            redis_prefix: self.redis_prefix.clone(),
+            nats_url: nats.clone(),
+            nats_prefix: self.nats_prefix.clone(),
+            reservation_ttl: chrono::Duration::seconds(self.reservation_ttl_secs),
+        }))
     }
 }
 
@@ -342,6 +437,11 @@ impl Config {
             database_pool: l.database_pool.unwrap_or(12).clamp(2, 1000),
             jwt_secret: l.jwt_secret,
             jwt_secret_file: l.jwt_secret_file,
+            redis_url: l.redis_url,
+            redis_prefix: l.redis_prefix.unwrap_or_else(|| "hotdeal".to_owned()),
+            nats_url: l.nats_url,
+            nats_prefix: l.nats_prefix.unwrap_or_else(|| "hotdeal".to_owned()),
+            reservation_ttl_secs: l.reservation_ttl_secs.unwrap_or(30).max(1),
             argon2: Argon2Params {
                 memory_kib: l.argon2_memory_kib.unwrap_or(d.memory_kib),
                 iterations: l.argon2_iterations.unwrap_or(d.iterations),

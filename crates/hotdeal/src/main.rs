@@ -90,6 +90,13 @@ struct Settings {
     /// A file holding the HS256 secret (at least 32 bytes).
     #[arg(long)]
     jwt_secret_file: Option<PathBuf>,
+    /// Redis for the shared hot tier (scaled mode, with --nats-url and a
+    /// postgres:// store). Prefer HOTDEAL_REDIS_URL if it holds a password.
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// NATS with JetStream for committed events (scaled mode).
+    #[arg(long)]
+    nats_url: Option<String>,
     /// Argon2id memory in KiB [default: 19456].
     #[arg(long)]
     argon2_memory_kib: Option<u32>,
@@ -111,6 +118,8 @@ impl Settings {
             database_schema: self.database_schema,
             jwt_secret: self.jwt_secret.map(Secret::new),
             jwt_secret_file: self.jwt_secret_file,
+            redis_url: self.redis_url.map(Secret::new),
+            nats_url: self.nats_url.map(Secret::new),
             argon2_memory_kib: self.argon2_memory_kib,
             argon2_iterations: self.argon2_iterations,
             argon2_parallelism: self.argon2_parallelism,
