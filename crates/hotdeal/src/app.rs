@@ -10,11 +10,14 @@ use crate::adapters::argon2::Argon2Hasher;
 use crate::adapters::memory_admission::MemoryAdmission;
 use crate::adapters::memory_queue::MemoryQueue;
 use crate::adapters::postgres::PgStore;
+use crate::adapters::redis::RedisTier;
 use crate::adapters::sqlite::SqliteStore;
-use crate::config::{Config, StoreBackend, MIN_JWT_SECRET_BYTES};
-use crate::ports::{Clock, Ledger, Store, SystemClock};
+use crate::config::{Config, ScaledSettings, StoreBackend, MIN_JWT_SECRET_BYTES};
+use crate::ports::{
+    Clock, CouponAdmission, Ledger, RunningKeys, StockAdmission, Store, SystemClock,
+};
 use crate::services::tokens::TokenKeys;
-use crate::services::{Engines, QueueSettings, Storefront, WritePath};
+use crate::services::{Engines, InFlight, QueueSettings, Storefront, WritePath};
 use crate::transport::{admin, http};
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -47,16 +50,21 @@ impl App {
         create_private_dir(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         let backend = config.store_backend()?;
+        let scaled = config.scaled()?;
         let secret = jwt_secret(config)?;
-        let store = open_store(&backend).await?;
+        let store = open_store(&backend, scaled.is_some()).await?;
         let hasher = Argon2Hasher::new(config.argon2, config.hash_workers, config.hash_queue)
             .context("configuring Argon2")?;
-        let admission = Arc::new(MemoryAdmission::new());
+        let tier = match &scaled {
+            Some(s) => Tier::shared(s, clock.clone()).await?,
+            None => Tier::in_process(),
+        };
         let engines = Engines {
             store: store.store(),
             ledger: store.ledger(),
-            admission: admission.clone(),
-            coupon_admission: admission,
+            admission: tier.stock,
+            coupon_admission: tier.coupons,
+            running: tier.running,
             clock,
             hasher: Arc::new(hasher),
             queue: Arc::new(MemoryQueue::new(config.queue_max_users)),
@@ -185,14 +193,52 @@ impl OpenStore {
     }
 }
 
-/// Opens the store of `backend`. The URL may carry a password: it appears
-/// in no message.
-pub async fn open_store(backend: &StoreBackend) -> anyhow::Result<OpenStore> {
+/// The admission tier and the running idempotency keys.
+struct Tier {
+    stock: Arc<dyn StockAdmission>,
+    coupons: Arc<dyn CouponAdmission>,
+    running: Arc<dyn RunningKeys>,
+}
+
+impl Tier {
+    /// One process owns every count.
+    fn in_process() -> Self {
+        let memory = Arc::new(MemoryAdmission::new());
+        Self {
+            stock: memory.clone(),
+            coupons: memory,
+            running: Arc::new(InFlight::default()),
+        }
+    }
+
+    /// Counts shared by every instance, in Redis.
+    async fn shared(s: &ScaledSettings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let redis = RedisTier::open(&s.redis_url, &s.redis_prefix, s.reservation_ttl, clock)
+            .await
+            .context("opening the shared tier")?;
+        tracing::info!(prefix = %s.redis_prefix, "admission tier: Redis (shared)");
+        Ok(Self {
+            stock: Arc::new(redis.clone()),
+            coupons: Arc::new(redis.clone()),
+            running: Arc::new(redis),
+        })
+    }
+}
+
+/// Opens the store of `backend`; `shared` when several instances write to
+/// it (no instance lock). The URL may carry a password: it appears in no
+/// message.
+pub async fn open_store(backend: &StoreBackend, shared: bool) -> anyhow::Result<OpenStore> {
     Ok(match backend {
         StoreBackend::Sqlite { url, durability } => OpenStore::Sqlite(Arc::new(
             SqliteStore::open(url.expose(), *durability)
                 .await
                 .context("opening the SQLite store")?,
+        )),
+        StoreBackend::Postgres(settings) if shared => OpenStore::Postgres(Arc::new(
+            PgStore::open_shared(settings)
+                .await
+                .context("opening the PostgreSQL store")?,
         )),
         StoreBackend::Postgres(settings) => OpenStore::Postgres(Arc::new(
             PgStore::open(settings)
@@ -248,6 +294,10 @@ async fn housekeeping(app: Arc<Storefront>, every: Duration) {
         }
         if let Err(e) = app.expire_due_orders().await {
             tracing::warn!(error = %e, "expiring unpaid orders failed; will retry");
+        }
+        // Reservations a dead instance (or a lost answer) left behind.
+        if let Err(e) = app.reconcile().await {
+            tracing::warn!(error = %e, "reconciling reservations failed; will retry");
         }
         if let Err(e) = app.relay_events().await {
             tracing::warn!(error = %e, "relaying events failed; will retry");

@@ -5,10 +5,17 @@
 //! requests never take more than there is, and the first to arrive wins.
 //! The map from key to counter changes only when a product or deal appears
 //! or a deal is settled, so lookups take its read lock for nanoseconds.
+//!
+//! One process owns every count, so a reservation needs no record and no
+//! deadline: a hold is settled by the writer that holds it, and an event
+//! is applied once because each committed change is given back once, by
+//! the request that made it.
 
 use crate::ports::admission::{
-    Admitted, CouponAdmission, CouponRefused, LimitClaim, Refused, StockAdmission,
+    CouponAdmission, CouponRefused, Hold, Increase, IssueHold, LimitClaim, Refused, StockAdmission,
+    Verdict,
 };
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealId, StockKey, UserId};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -84,11 +91,7 @@ impl MemoryAdmission {
     }
 
     /// Claims per-user units, all or nothing.
-    fn claim(
-        &self,
-        user: UserId,
-        limits: &[LimitClaim],
-    ) -> Result<Vec<(DealId, UserId, i64)>, Refused> {
+    fn claim(&self, user: UserId, limits: &[LimitClaim]) -> Result<Vec<(DealId, i64)>, Refused> {
         if limits.is_empty() {
             return Ok(Vec::new());
         }
@@ -106,14 +109,13 @@ impl MemoryAdmission {
         let mut claimed = Vec::with_capacity(limits.len());
         for c in limits {
             *held.entry((c.deal, user)).or_insert(0) += c.units;
-            claimed.push((c.deal, user, c.units));
+            claimed.push((c.deal, c.units));
         }
         Ok(claimed)
     }
-}
 
-impl StockAdmission for MemoryAdmission {
-    fn open(&self, key: StockKey, units: i64) {
+    /// Starts tracking `key` with `units` (replacing any count).
+    pub fn track(&self, key: StockKey, units: i64) {
         let counter = Counter {
             units: AtomicI64::new(units),
             changed_at: AtomicI64::new(Utc::now().timestamp_micros()),
@@ -125,7 +127,7 @@ impl StockAdmission for MemoryAdmission {
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn close(&self, key: StockKey) {
+    fn untrack(&self, key: StockKey) {
         self.counters
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -139,20 +141,16 @@ impl StockAdmission for MemoryAdmission {
         }
     }
 
-    fn set_held(&self, deal: DealId, user: UserId, units: i64) {
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((deal, user), units);
-    }
-
-    fn admit(
+    /// Takes every demand and claim, or nothing.
+    pub fn take_units(
         &self,
         user: UserId,
         demand: &BTreeMap<StockKey, i64>,
         limits: &[LimitClaim],
-    ) -> Result<Admitted, Refused> {
-        let mut admitted = Admitted {
+    ) -> Result<Hold, Refused> {
+        let mut hold = Hold {
+            id: uuid::Uuid::nil(),
+            user,
             claimed: self.claim(user, limits)?,
             taken: Vec::new(),
         };
@@ -161,31 +159,32 @@ impl StockAdmission for MemoryAdmission {
                 continue;
             };
             if let Err(available) = Self::take(&counter, qty) {
-                self.release(&admitted);
+                self.put_back(&hold);
                 return Err(Refused::Stock {
                     key,
                     requested: qty,
                     available,
                 });
             }
-            admitted.taken.push((key, qty));
+            hold.taken.push((key, qty));
         }
-        if !admitted.taken.is_empty() {
+        if !hold.taken.is_empty() {
             self.version.fetch_add(1, Ordering::AcqRel);
         }
-        Ok(admitted)
+        Ok(hold)
     }
 
-    fn release(&self, admitted: &Admitted) {
-        for &(key, qty) in &admitted.taken {
-            self.restock(key, qty);
+    /// Gives back what [`take_units`](Self::take_units) took.
+    pub fn put_back(&self, hold: &Hold) {
+        for &(key, qty) in &hold.taken {
+            self.add_units(key, qty);
         }
-        for &(deal, user, units) in &admitted.claimed {
-            self.unclaim(deal, user, units);
+        for &(deal, units) in &hold.claimed {
+            self.drop_claim(deal, hold.user, units);
         }
     }
 
-    fn restock(&self, key: StockKey, units: i64) {
+    fn add_units(&self, key: StockKey, units: i64) {
         if let Some(c) = self.counter(key) {
             c.units.fetch_add(units, Ordering::AcqRel);
             c.touch();
@@ -193,27 +192,15 @@ impl StockAdmission for MemoryAdmission {
         }
     }
 
-    fn unclaim(&self, deal: DealId, user: UserId, units: i64) {
+    fn drop_claim(&self, deal: DealId, user: UserId, units: i64) {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(h) = held.get_mut(&(deal, user)) {
             *h = (*h - units).max(0);
         }
     }
 
-    fn version(&self) -> u64 {
-        self.version.load(Ordering::Acquire)
-    }
-
-    fn available(&self, key: StockKey) -> Option<(i64, DateTime<Utc>)> {
-        self.counter(key).map(|c| {
-            let at = DateTime::from_timestamp_micros(c.changed_at.load(Ordering::Acquire));
-            (c.units.load(Ordering::Acquire), at.unwrap_or_default())
-        })
-    }
-}
-
-impl CouponAdmission for MemoryAdmission {
-    fn open_coupon(&self, coupon: uuid::Uuid, total: i64, holders: &[UserId]) {
+    /// Starts tracking a coupon (replacing any state).
+    pub fn track_coupon(&self, coupon: uuid::Uuid, total: i64, holders: &[UserId]) {
         let counts = CouponCounts {
             total,
             holders: holders.iter().copied().collect(),
@@ -224,7 +211,7 @@ impl CouponAdmission for MemoryAdmission {
             .insert(coupon, counts);
     }
 
-    fn admit_issue(&self, coupon: uuid::Uuid, user: UserId) -> Result<(), CouponRefused> {
+    pub fn take_coupon(&self, coupon: uuid::Uuid, user: UserId) -> Result<(), CouponRefused> {
         let mut coupons = self.coupons.lock().unwrap_or_else(|e| e.into_inner());
         let Some(c) = coupons.get_mut(&coupon) else {
             return Ok(());
@@ -239,10 +226,121 @@ impl CouponAdmission for MemoryAdmission {
         Ok(())
     }
 
-    fn release_issue(&self, coupon: uuid::Uuid, user: UserId) {
+    pub fn return_coupon(&self, coupon: uuid::Uuid, user: UserId) {
         let mut coupons = self.coupons.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = coupons.get_mut(&coupon) {
             c.holders.remove(&user);
+        }
+    }
+}
+
+#[async_trait]
+impl StockAdmission for MemoryAdmission {
+    async fn open(&self, key: StockKey, units: i64, held: &[(UserId, i64)]) -> Result<(), Refused> {
+        if self.counter(key).is_none() {
+            self.track(key, units);
+            if let StockKey::Deal(deal) = key {
+                let mut map = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                for &(user, n) in held {
+                    map.insert((deal, user), n);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(&self, key: StockKey) {
+        self.untrack(key);
+    }
+
+    async fn hold(
+        &self,
+        id: uuid::Uuid,
+        user: UserId,
+        demand: &BTreeMap<StockKey, i64>,
+        limits: &[LimitClaim],
+    ) -> Result<Hold, Refused> {
+        let mut hold = self.take_units(user, demand, limits)?;
+        hold.id = id;
+        Ok(hold)
+    }
+
+    async fn settle(&self, done: Vec<(Hold, Verdict)>) {
+        for (hold, verdict) in done {
+            match verdict {
+                Verdict::Commit => {}
+                // No reconciler here: the writer's failure wrote nothing.
+                Verdict::Abort => self.put_back(&hold),
+                Verdict::Overcounted(key) => {
+                    for &(k, qty) in &hold.taken {
+                        if k != key {
+                            self.add_units(k, qty);
+                        }
+                    }
+                    for &(deal, units) in &hold.claimed {
+                        self.drop_claim(deal, hold.user, units);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn give_back(&self, _event: &str, increases: &[Increase]) -> Result<(), Refused> {
+        for inc in increases {
+            self.add_units(inc.key, inc.units);
+            if let (StockKey::Deal(deal), Some((user, units))) = (inc.key, inc.unclaim) {
+                self.drop_claim(deal, user, units);
+            }
+        }
+        Ok(())
+    }
+
+    fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    fn available(&self, key: StockKey) -> Option<(i64, DateTime<Utc>)> {
+        self.counter(key).map(|c| {
+            let at = DateTime::from_timestamp_micros(c.changed_at.load(Ordering::Acquire));
+            (c.units.load(Ordering::Acquire), at.unwrap_or_default())
+        })
+    }
+}
+
+#[async_trait]
+impl CouponAdmission for MemoryAdmission {
+    async fn open_coupon(
+        &self,
+        coupon: uuid::Uuid,
+        total: i64,
+        holders: &[UserId],
+    ) -> Result<(), CouponRefused> {
+        let tracked = self
+            .coupons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&coupon);
+        if !tracked {
+            self.track_coupon(coupon, total, holders);
+        }
+        Ok(())
+    }
+
+    async fn hold_issue(
+        &self,
+        id: uuid::Uuid,
+        coupon: uuid::Uuid,
+        user: UserId,
+    ) -> Result<IssueHold, CouponRefused> {
+        self.take_coupon(coupon, user)?;
+        Ok(IssueHold { id, coupon, user })
+    }
+
+    async fn settle_issues(&self, done: Vec<(IssueHold, Verdict)>) {
+        for (hold, verdict) in done {
+            if verdict == Verdict::Abort {
+                self.return_coupon(hold.coupon, hold.user);
+            }
         }
     }
 
@@ -270,7 +368,7 @@ mod tests {
     fn coupons_one_per_user_never_more_than_total() {
         let tier = Arc::new(MemoryAdmission::new());
         let coupon = uuid::Uuid::now_v7();
-        tier.open_coupon(coupon, 500, &[]);
+        tier.track_coupon(coupon, 500, &[]);
         let users: Vec<UserId> = (0..2000).map(|_| UserId::new()).collect();
         let threads: Vec<_> = (0..4)
             .map(|t| {
@@ -279,7 +377,7 @@ mod tests {
                     // Every thread tries every user: duplicates race too.
                     let mut won = Vec::new();
                     for (i, u) in users.iter().enumerate() {
-                        if (i + t) % 2 == 0 && tier.admit_issue(coupon, *u).is_ok() {
+                        if (i + t) % 2 == 0 && tier.take_coupon(coupon, *u).is_ok() {
                             won.push(*u);
                         }
                     }
@@ -297,15 +395,15 @@ mod tests {
         assert_eq!(winners.len(), 500, "one per user");
         assert_eq!(tier.issued(coupon), Some(500));
         assert_eq!(
-            tier.admit_issue(coupon, UserId::new()),
+            tier.take_coupon(coupon, UserId::new()),
             Err(CouponRefused::SoldOut)
         );
         assert_eq!(
-            tier.admit_issue(coupon, winners[0]),
+            tier.take_coupon(coupon, winners[0]),
             Err(CouponRefused::AlreadyIssued)
         );
-        tier.release_issue(coupon, winners[0]);
-        assert_eq!(tier.admit_issue(coupon, winners[0]), Ok(()));
+        tier.return_coupon(coupon, winners[0]);
+        assert_eq!(tier.take_coupon(coupon, winners[0]), Ok(()));
     }
 
     #[test]
@@ -316,10 +414,10 @@ mod tests {
             StockKey::Product(ProductId::new()),
             StockKey::Deal(DealId::new()),
         );
-        tier.open(a, 5);
-        tier.open(b, 1);
+        tier.track(a, 5);
+        tier.track(b, 1);
         let refused = tier
-            .admit(user, &demand(&[(a, 2), (b, 2)]), &[])
+            .take_units(user, &demand(&[(a, 2), (b, 2)]), &[])
             .expect_err("b has 1");
         assert_eq!(
             refused,
@@ -335,10 +433,10 @@ mod tests {
             "nothing kept"
         );
         let ok = tier
-            .admit(user, &demand(&[(a, 2), (b, 1)]), &[])
+            .take_units(user, &demand(&[(a, 2), (b, 1)]), &[])
             .expect("fits");
         assert_eq!((units(&tier, a), units(&tier, b)), (Some(3), Some(0)));
-        tier.release(&ok);
+        tier.put_back(&ok);
         assert_eq!((units(&tier, a), units(&tier, b)), (Some(5), Some(1)));
     }
 
@@ -347,7 +445,7 @@ mod tests {
         let tier = MemoryAdmission::new();
         let deal = DealId::new();
         let key = StockKey::Deal(deal);
-        tier.open(key, 100);
+        tier.track(key, 100);
         let (u1, u2) = (UserId::new(), UserId::new());
         let claim = |units| {
             [LimitClaim {
@@ -357,10 +455,10 @@ mod tests {
             }]
         };
         let first = tier
-            .admit(u1, &demand(&[(key, 2)]), &claim(2))
+            .take_units(u1, &demand(&[(key, 2)]), &claim(2))
             .expect("2 of 3");
         let refused = tier
-            .admit(u1, &demand(&[(key, 2)]), &claim(2))
+            .take_units(u1, &demand(&[(key, 2)]), &claim(2))
             .expect_err("4 > 3");
         assert_eq!(
             refused,
@@ -375,18 +473,18 @@ mod tests {
             Some(98),
             "a refused claim takes no stock"
         );
-        tier.admit(u2, &demand(&[(key, 3)]), &claim(3))
+        tier.take_units(u2, &demand(&[(key, 3)]), &claim(3))
             .expect("per user");
-        tier.release(&first);
-        tier.admit(u1, &demand(&[(key, 3)]), &claim(3))
+        tier.put_back(&first);
+        tier.take_units(u1, &demand(&[(key, 3)]), &claim(3))
             .expect("released");
         // A stock refusal gives the claim back too.
         let other = StockKey::Product(ProductId::new());
-        tier.open(other, 0);
+        tier.track(other, 0);
         let u3 = UserId::new();
-        tier.admit(u3, &demand(&[(key, 1), (other, 1)]), &claim(1))
+        tier.take_units(u3, &demand(&[(key, 1), (other, 1)]), &claim(1))
             .expect_err("no stock");
-        tier.admit(u3, &demand(&[(key, 3)]), &claim(3))
+        tier.take_units(u3, &demand(&[(key, 3)]), &claim(3))
             .expect("claim was returned");
     }
 
@@ -395,10 +493,10 @@ mod tests {
         let tier = MemoryAdmission::new();
         let k = StockKey::Product(ProductId::new());
         let admitted = tier
-            .admit(UserId::new(), &demand(&[(k, 3)]), &[])
+            .take_units(UserId::new(), &demand(&[(k, 3)]), &[])
             .expect("pass");
-        assert_eq!(admitted, Admitted::default());
-        tier.restock(k, 3);
+        assert!(admitted.taken.is_empty() && admitted.claimed.is_empty());
+        tier.add_units(k, 3);
         assert_eq!(units(&tier, k), None);
     }
 
@@ -406,14 +504,14 @@ mod tests {
     fn racing_threads_never_take_more_than_there_is() {
         let tier = Arc::new(MemoryAdmission::new());
         let k = StockKey::Deal(DealId::new());
-        tier.open(k, 1_000);
+        tier.track(k, 1_000);
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let tier = tier.clone();
                 std::thread::spawn(move || {
                     let user = UserId::new();
                     (0..1_000)
-                        .filter(|_| tier.admit(user, &demand(&[(k, 1)]), &[]).is_ok())
+                        .filter(|_| tier.take_units(user, &demand(&[(k, 1)]), &[]).is_ok())
                         .count()
                 })
             })
@@ -431,14 +529,14 @@ mod tests {
             let tier = MemoryAdmission::new();
             let user = UserId::new();
             let keys = [StockKey::Product(ProductId::new()), StockKey::Deal(DealId::new())];
-            tier.open(keys[0], 10);
-            tier.open(keys[1], 7);
-            let mut held: Vec<Admitted> = vec![];
+            tier.track(keys[0], 10);
+            tier.track(keys[1], 7);
+            let mut held: Vec<Hold> = vec![];
             for (k, qty, release) in ops {
                 if release && !held.is_empty() {
                     let a = held.remove(0);
-                    tier.release(&a);
-                } else if let Ok(a) = tier.admit(user, &demand(&[(keys[k], qty)]), &[]) {
+                    tier.put_back(&a);
+                } else if let Ok(a) = tier.take_units(user, &demand(&[(keys[k], qty)]), &[]) {
                     held.push(a);
                 }
                 for (i, initial) in [(0, 10), (1, 7)] {

@@ -5,4 +5,5 @@ pub mod argon2;
 pub mod memory_admission;
 pub mod memory_queue;
 pub mod postgres;
+pub mod redis;
 pub mod sqlite;

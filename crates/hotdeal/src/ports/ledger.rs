@@ -29,6 +29,9 @@ pub enum Issued {
     Issued,
     AlreadyIssued,
     SoldOut,
+    /// The issue's reservation was aborted by the reconciler before the
+    /// write reached the store: nothing written.
+    Aborted,
 }
 
 /// An event waiting in the outbox.
@@ -58,7 +61,13 @@ pub trait Ledger: Send + Sync + 'static {
     async fn coupons(&self) -> StoreResult<Vec<Coupon>>;
     /// Who holds which coupon, used or not (to load the admission tier).
     async fn coupon_holders(&self) -> StoreResult<Vec<(Uuid, UserId, bool)>>;
-    /// Records admitted issues; one answer per issue, in order.
+    /// A coupon's total and holders, to seed a shared tier that lacks it.
+    async fn coupon_seed(&self, _coupon: Uuid) -> StoreResult<Option<(i64, Vec<UserId>)>> {
+        Err(super::store::no_shared_tier())
+    }
+    /// Records admitted issues; one answer per issue, in order. An issue
+    /// records its user-coupon id in the reservation fence first (see
+    /// [`crate::ports::Store::abort_reservations`]).
     async fn issue_coupons(&self, batch: &[IssueWrite]) -> Vec<StoreResult<Issued>>;
     async fn user_coupons(&self, user: UserId, page: Page) -> StoreResult<Paged<UserCoupon>>;
     async fn user_coupon(&self, coupon: Uuid, user: UserId) -> StoreResult<Option<UserCoupon>>;

@@ -6,15 +6,18 @@ pub mod clock;
 pub mod hasher;
 pub mod ledger;
 pub mod queue;
+pub mod running;
 pub mod store;
 
 pub use admission::{
-    Admitted, CouponAdmission, CouponRefused, LimitClaim, Refused, StockAdmission,
+    CouponAdmission, CouponRefused, Hold, Increase, IssueHold, LimitClaim, Refused, StockAdmission,
+    Verdict,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use hasher::{HashError, PasswordHasher};
 pub use ledger::{Charge, IssueWrite, Issued, Ledger, OutboxEntry};
 pub use queue::{NotAdmitted, QueueDeal, QueueError, QueueStore, Ticket, TicketState};
+pub use running::{MarksUnavailable, RunningKeys};
 pub use store::{
     CancelBy, Cancellation, DealCreation, IdempotencyWrite, OrderWrite, Payment, Placement,
     Settled, Snapshot, StockChange, Store, StoreError, StoreResult,

@@ -71,6 +71,9 @@ pub enum Placement {
     },
     /// The coupon is not an unused coupon of this user.
     CouponNotUsable,
+    /// The order's reservation was aborted by the reconciler (it outlived
+    /// its deadline) before this write reached the store: nothing written.
+    Aborted,
 }
 
 /// Outcome of cancelling an order.
@@ -245,10 +248,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<Product>>;
     /// Adds `delta` (negative removes) to a product's free stock, refusing to
     /// go below zero.
+    /// `adjustment` names the change in its committed event
+    /// (`stock.adjusted`), so an increase reaches a shared tier once.
     async fn adjust_stock(
         &self,
         id: ProductId,
         delta: i64,
+        adjustment: uuid::Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<StockChange>;
 
@@ -260,6 +266,23 @@ pub trait Store: Send + Sync + 'static {
     async fn settle_ended_deals(&self, now: DateTime<Utc>) -> StoreResult<Vec<Settled>>;
     /// Everything the in-memory catalogue and admission tier start from.
     async fn snapshot(&self) -> StoreResult<Snapshot>;
+    /// What a stock key holds now, to seed a shared tier that lacks it:
+    /// the units, and for a deal the units each user holds. `None` for an
+    /// unknown product or a settled deal.
+    /// A store no shared tier runs in front of (the embedded one) keeps
+    /// no fence and need not answer.
+    async fn stock_seed(&self, _key: StockKey) -> StoreResult<Option<(i64, Vec<(UserId, i64)>)>> {
+        Err(no_shared_tier())
+    }
+
+    // --- the fence of a shared tier's reservations
+    /// Records `ids` as aborted unless their writes committed first, and
+    /// returns those that did commit. A write commits only if it records
+    /// its id as committed first (in its own transaction), so exactly one
+    /// side wins for each id.
+    async fn abort_reservations(&self, _ids: &[uuid::Uuid]) -> StoreResult<Vec<uuid::Uuid>> {
+        Err(no_shared_tier())
+    }
 
     // --- orders
     /// Commits a batch of admitted orders: takes their stock and inserts
@@ -307,4 +330,9 @@ pub trait Store: Send + Sync + 'static {
     /// `now` (as [`CancelBy::Expiry`]); returns the cancellations. Safe to
     /// run from several places at once: an order is cancelled once.
     async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Cancellation>>;
+}
+
+/// The answer of a store that no shared tier may run in front of.
+pub fn no_shared_tier() -> StoreError {
+    StoreError::Backend("this store runs with the in-process tier only".into())
 }

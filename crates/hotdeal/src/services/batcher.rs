@@ -7,11 +7,12 @@
 //! and an idle server commits a lone change at once, with no timer to wait
 //! for.
 //!
-//! The task, not the request, undoes an admission when a change does not
-//! go through: a client that hangs up mid-commit must not strand units.
+//! The task, not the request, settles what each change holds in the
+//! admission tier once the store has decided (one call per batch): a
+//! client that hangs up mid-commit must not strand units.
 
 use crate::observability::metrics::WriterStats;
-use crate::ports::StoreResult;
+use crate::ports::{StoreResult, Verdict};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,35 +30,45 @@ pub type CommitFn<W, O> = Box<
 /// The answer for one write: the store's verdict and the write itself.
 pub type Committed<W, O> = (StoreResult<O>, W);
 
-struct Job<W, O> {
+/// Settles a batch's holds with the store's verdicts.
+pub type SettleFn<H> =
+    Box<dyn Fn(Vec<(H, Verdict)>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+struct Job<W, O, H> {
     write: W,
-    /// Undoes the admission; run unless the outcome is a success.
-    undo: Box<dyn FnOnce() + Send>,
+    /// What the write holds in the admission tier.
+    hold: H,
     reply: oneshot::Sender<Committed<W, O>>,
 }
 
-/// The queue is full: the caller should answer 503.
+/// The queue is full: the caller should answer 503 and give the hold back.
 #[derive(Debug)]
-pub struct QueueFull;
+pub struct QueueFull<H>(pub H);
 
-pub struct Batcher<W, O> {
-    queue: mpsc::Sender<Job<W, O>>,
+pub struct Batcher<W, O, H> {
+    queue: mpsc::Sender<Job<W, O, H>>,
     /// Batch sizes and commit latencies, for `/metrics`.
     stats: Arc<WriterStats>,
 }
 
-impl<W: Send + 'static, O: Send + 'static> Batcher<W, O> {
-    /// Starts the writing task. `succeeded` tells which outcomes keep their
-    /// admission.
+impl<W: Send + 'static, O: Send + 'static, H: Send + 'static> Batcher<W, O, H> {
+    /// Starts the writing task. `verdict` tells what each outcome means
+    /// for the write's hold; `settle` applies a batch's verdicts.
     pub fn start(
         commit: CommitFn<W, O>,
-        succeeded: fn(&StoreResult<O>) -> bool,
+        verdict: fn(&StoreResult<O>) -> Verdict,
+        settle: SettleFn<H>,
         queue: usize,
         max_batch: usize,
     ) -> Self {
         let (tx, rx) = mpsc::channel(queue.max(1));
         let stats = Arc::new(WriterStats::default());
-        tokio::spawn(run(commit, succeeded, rx, max_batch.max(1), stats.clone()));
+        let stage = Stage {
+            commit,
+            verdict,
+            settle,
+        };
+        tokio::spawn(run(stage, rx, max_batch.max(1), stats.clone()));
         Self { queue: tx, stats }
     }
 
@@ -75,46 +86,54 @@ impl<W: Send + 'static, O: Send + 'static> Batcher<W, O> {
         &self.stats
     }
 
-    /// Queues an admitted write. On a full queue `undo` runs here and the
-    /// caller refuses the request.
+    /// Queues an admitted write with its hold. On a full queue the hold
+    /// comes back with the refusal.
     pub fn submit(
         &self,
         write: W,
-        undo: impl FnOnce() + Send + 'static,
-    ) -> Result<oneshot::Receiver<Committed<W, O>>, QueueFull> {
+        hold: H,
+    ) -> Result<oneshot::Receiver<Committed<W, O>>, QueueFull<H>> {
         let (reply, rx) = oneshot::channel();
-        let job = Job {
-            write,
-            undo: Box::new(undo),
-            reply,
-        };
+        let job = Job { write, hold, reply };
         match self.queue.try_send(job) {
             Ok(()) => Ok(rx),
             Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) => {
-                (job.undo)();
-                Err(QueueFull)
+                Err(QueueFull(job.hold))
             }
         }
     }
 }
 
-async fn run<W, O>(
+/// What the writing task does with a batch.
+struct Stage<W, O, H> {
     commit: CommitFn<W, O>,
-    succeeded: fn(&StoreResult<O>) -> bool,
-    mut rx: mpsc::Receiver<Job<W, O>>,
+    verdict: fn(&StoreResult<O>) -> Verdict,
+    settle: SettleFn<H>,
+}
+
+async fn run<W, O, H>(
+    stage: Stage<W, O, H>,
+    mut rx: mpsc::Receiver<Job<W, O, H>>,
     max_batch: usize,
     stats: Arc<WriterStats>,
 ) {
-    let mut jobs: Vec<Job<W, O>> = Vec::with_capacity(max_batch);
+    let Stage {
+        commit,
+        verdict,
+        settle,
+    } = stage;
+    let mut jobs: Vec<Job<W, O, H>> = Vec::with_capacity(max_batch);
     loop {
         if rx.recv_many(&mut jobs, max_batch).await == 0 {
             return; // every sender is gone: the server stopped
         }
         let mut writes = Vec::with_capacity(jobs.len());
+        let mut holds = Vec::with_capacity(jobs.len());
         let mut waiting = Vec::with_capacity(jobs.len());
         for j in jobs.drain(..) {
             writes.push(j.write);
-            waiting.push((j.undo, j.reply));
+            holds.push(j.hold);
+            waiting.push(j.reply);
         }
         let size = writes.len();
         stats.batch_sizes.record(size as u64);
@@ -123,15 +142,21 @@ async fn run<W, O>(
         let (writes, outcomes) = commit(writes).instrument(span).await;
         stats.commit_seconds.record_duration(started.elapsed());
         let mut outcomes = outcomes.into_iter();
-        for (write, (undo, reply)) in writes.into_iter().zip(waiting) {
+        let mut verdicts = Vec::with_capacity(holds.len());
+        let mut answers = Vec::with_capacity(holds.len());
+        for ((write, hold), reply) in writes.into_iter().zip(holds).zip(waiting) {
             let outcome = outcomes.next().unwrap_or_else(|| {
                 Err(crate::ports::StoreError::Backend(
                     "no outcome for a write".into(),
                 ))
             });
-            if !succeeded(&outcome) {
-                undo();
-            }
+            verdicts.push((hold, verdict(&outcome)));
+            answers.push((reply, outcome, write));
+        }
+        // Settled before answering, so a refused write's units are back
+        // by the time its client hears of it.
+        settle(verdicts).await;
+        for (reply, outcome, write) in answers {
             // The requester may have hung up; the change stands either way.
             let _ = reply.send((outcome, write));
         }

@@ -5,11 +5,12 @@
 
 use super::{Error, Result, Storefront};
 use crate::model::{Deal, DealView, Page, Paged, Product, ProductPatch};
-use crate::ports::{DealCreation, Refused, StockChange};
+use crate::ports::{DealCreation, Increase, Refused, StockChange, Verdict};
 use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealId, DealStatus, DealWindow, ProductId, StockKey, UserId};
 use serde_json::json;
 use std::collections::BTreeMap;
+use uuid::Uuid;
 
 /// A validated new product.
 #[derive(Debug, Clone)]
@@ -53,8 +54,12 @@ impl Storefront {
             updated_at: now,
         };
         self.store.insert_product(&product).await?;
-        self.admission
-            .open(StockKey::Product(product.id), product.stock);
+        // A tier that cannot take it now seeds it from the store on the
+        // first order instead.
+        let _ = self
+            .admission
+            .open(StockKey::Product(product.id), product.stock, &[])
+            .await;
         self.catalog.put_product(product.clone());
         Ok(product)
     }
@@ -79,7 +84,10 @@ impl Storefront {
         let mut d = d.clone();
         d.remaining_stock = match self.admission.available(StockKey::Deal(d.id)) {
             Some((units, _)) => units,
-            None => 0,
+            // A settled deal is untracked and has none; a shared tier's
+            // count not read yet shows the store's.
+            None if d.settled_at.is_some() => 0,
+            None => d.remaining_stock,
         };
         d
     }
@@ -122,25 +130,36 @@ impl Storefront {
         let key = StockKey::Product(id);
         // Units removed are taken from the tier first, so no order can be
         // admitted against them meanwhile.
+        let adjustment = Uuid::now_v7();
         let taken = if delta < 0 {
             let demand = BTreeMap::from([(key, -delta)]);
-            self.admission
-                .admit(seller, &demand, &[])
-                .map_err(refused)?
+            Some(self.hold_units(adjustment, seller, &demand, &[]).await?)
         } else {
-            Default::default()
+            None
         };
-        let change = self.store.adjust_stock(id, delta, self.clock.now()).await;
+        let change = self
+            .store
+            .adjust_stock(id, delta, adjustment, self.clock.now())
+            .await;
         match change {
             Ok(StockChange::Done(p)) => {
-                if delta > 0 {
-                    self.admission.restock(key, delta);
+                if let Some(hold) = taken {
+                    self.admission.settle(vec![(hold, Verdict::Commit)]).await;
+                } else {
+                    let increase = Increase {
+                        key,
+                        units: delta,
+                        unclaim: None,
+                    };
+                    self.give_back(&adjustment.to_string(), &[increase]).await;
                 }
                 self.catalog.touch();
                 Ok(self.live_product(&p))
             }
             other => {
-                self.admission.release(&taken);
+                if let Some(hold) = taken {
+                    self.admission.settle(vec![(hold, Verdict::Abort)]).await;
+                }
                 match other? {
                     StockChange::Done(_) | StockChange::NotFound => Err(Error::NotFound),
                     StockChange::Insufficient { available } => Err(refused(Refused::Stock {
@@ -177,14 +196,14 @@ impl Storefront {
         };
         let product_key = StockKey::Product(d.product_id);
         let demand = BTreeMap::from([(product_key, d.deal_stock)]);
-        let taken = self
-            .admission
-            .admit(seller, &demand, &[])
-            .map_err(refused)?;
+        let taken = self.hold_units(deal.id.0, seller, &demand, &[]).await?;
         match self.store.insert_deal(&deal).await {
             Ok(DealCreation::Created(_)) => {
-                self.admission
-                    .open(StockKey::Deal(deal.id), deal.deal_stock);
+                self.admission.settle(vec![(taken, Verdict::Commit)]).await;
+                let _ = self
+                    .admission
+                    .open(StockKey::Deal(deal.id), deal.deal_stock, &[])
+                    .await;
                 self.catalog.put_deal(deal.clone());
                 Ok(DealView {
                     deal,
@@ -192,7 +211,7 @@ impl Storefront {
                 })
             }
             other => {
-                self.admission.release(&taken);
+                self.admission.settle(vec![(taken, Verdict::Abort)]).await;
                 Err(match other? {
                     DealCreation::Created(_) | DealCreation::ProductNotFound => {
                         Error::ProductNotFound
@@ -243,9 +262,13 @@ impl Storefront {
         let now = self.clock.now();
         let settled = self.store.settle_ended_deals(now).await?;
         for s in &settled {
-            self.admission.close(StockKey::Deal(s.deal));
-            self.admission
-                .restock(StockKey::Product(s.product), s.returned);
+            self.admission.close(StockKey::Deal(s.deal)).await;
+            let increase = Increase {
+                key: StockKey::Product(s.product),
+                units: s.returned,
+                unclaim: None,
+            };
+            self.give_back(&settle_event(s.deal), &[increase]).await;
             if let Some(d) = self.catalog.deal(s.deal) {
                 self.catalog.put_deal(Deal {
                     settled_at: Some(now),
@@ -309,5 +332,12 @@ pub(super) fn refused(r: Refused) -> Error {
         Refused::Limit { deal, limit, held } => Error::PurchaseLimitExceeded(json!({
             "deal_id": deal, "per_user_limit": limit, "already_bought": held,
         })),
+        Refused::Unavailable | Refused::Unseeded(_) => Error::Overloaded,
     }
+}
+
+/// The name under which a deal's settlement gives its units back: a deal
+/// settles once, so the name is the same wherever it is applied from.
+pub(super) fn settle_event(deal: DealId) -> String {
+    format!("settle:{}", deal.0)
 }

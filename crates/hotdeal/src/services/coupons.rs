@@ -5,10 +5,11 @@
 //! enforces both rules again (a unique key per user and coupon, a checked
 //! count), so a bug in the tier could fail a request but never over-issue.
 
+use super::batcher::QueueFull;
 use super::{Error, Result, Storefront};
 use crate::model::{Coupon, DiscountType, Page, Paged, UserCoupon};
 use crate::observability::metrics::{Flow, Outcome, Shed};
-use crate::ports::{CouponRefused, IssueWrite, Issued};
+use crate::ports::{CouponRefused, IssueWrite, Issued, Verdict};
 use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealWindow, UserId};
 use std::sync::Arc;
@@ -48,8 +49,11 @@ impl Storefront {
             created_at: self.clock.now(),
         };
         self.ledger.insert_coupon(&coupon).await?;
-        self.coupon_admission
-            .open_coupon(coupon.id, coupon.total_quantity, &[]);
+        // A tier that cannot take it now is seeded on the first issue.
+        let _ = self
+            .coupon_admission
+            .open_coupon(coupon.id, coupon.total_quantity, &[])
+            .await;
         self.coupons
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -79,18 +83,8 @@ impl Storefront {
         if !coupon.window.is_running(now) {
             return Err(Error::CouponNotActive);
         }
-        self.coupon_admission
-            .admit_issue(id, user)
-            .map_err(|r| match r {
-                CouponRefused::AlreadyIssued => {
-                    self.metrics.admission(Flow::Coupon, Outcome::AlreadyIssued);
-                    Error::CouponAlreadyIssued
-                }
-                CouponRefused::SoldOut => {
-                    self.metrics.admission(Flow::Coupon, Outcome::SoldOut);
-                    Error::CouponSoldOut
-                }
-            })?;
+        // The user-coupon's id names the reservation and the fence, so it
+        // exists before anything is taken.
         let user_coupon = UserCoupon {
             id: Uuid::now_v7(),
             coupon_id: id,
@@ -100,17 +94,34 @@ impl Storefront {
             used_at: None,
             order_id: None,
         };
-        let tier = self.coupon_admission.clone();
-        let committed = self
-            .issues
-            .submit(IssueWrite { user_coupon }, move || {
-                tier.release_issue(id, user)
-            })
-            .map_err(|_| {
+        let hold = self
+            .hold_issue(user_coupon.id, id, user)
+            .await
+            .map_err(|r| match r {
+                CouponRefused::AlreadyIssued => {
+                    self.metrics.admission(Flow::Coupon, Outcome::AlreadyIssued);
+                    Error::CouponAlreadyIssued
+                }
+                CouponRefused::SoldOut => {
+                    self.metrics.admission(Flow::Coupon, Outcome::SoldOut);
+                    Error::CouponSoldOut
+                }
+                CouponRefused::Unavailable | CouponRefused::Unseeded => {
+                    self.metrics.admission(Flow::Coupon, Outcome::Shed);
+                    Error::Overloaded
+                }
+            })?;
+        let committed = match self.issues.submit(IssueWrite { user_coupon }, hold) {
+            Ok(committed) => committed,
+            Err(QueueFull(hold)) => {
+                self.coupon_admission
+                    .settle_issues(vec![(hold, Verdict::Abort)])
+                    .await;
                 self.metrics.admission(Flow::Coupon, Outcome::Shed);
                 self.metrics.shed(Shed::IssueQueue);
-                Error::Overloaded
-            })?;
+                return Err(Error::Overloaded);
+            }
+        };
         self.metrics.admission(Flow::Coupon, Outcome::Admitted);
         let (issued, write) = committed
             .await
@@ -124,6 +135,8 @@ impl Storefront {
             }
             Issued::AlreadyIssued => Err(Error::CouponAlreadyIssued),
             Issued::SoldOut => Err(Error::CouponSoldOut),
+            // Its reservation outlived the deadline before the write landed.
+            Issued::Aborted => Err(Error::Overloaded),
         }
     }
 

@@ -3,12 +3,13 @@
 //! The answer of a request that changed something is stored by the store
 //! in the same transaction as the change, so it survives a crash exactly
 //! when the change does. While the first request runs, its key is held
-//! here, and a repeat gets 409 `REQUEST_IN_PROGRESS`. A request that was
+//! by a [`RunningKeys`] mark, and a repeat gets 409 `REQUEST_IN_PROGRESS`. A request that was
 //! refused changed nothing and stores no answer: a repeat runs again.
 
 use super::{Error, Result, Storefront};
 use crate::model::IdempotentAnswer;
-use crate::ports::IdempotencyWrite;
+use crate::ports::{IdempotencyWrite, MarksUnavailable, RunningKeys};
+use async_trait::async_trait;
 use hotdeal_domain::UserId;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -39,33 +40,46 @@ impl IdempotencyKey {
     }
 }
 
-/// Keys whose first request is running, per instance.
+/// Keys whose first request is running in this process: the marks of a
+/// single instance.
 #[derive(Default, Clone)]
 pub struct InFlight(Arc<Mutex<HashSet<(UserId, String)>>>);
 
-impl InFlight {
-    /// Whether a request with `key` of `user` is running now.
-    pub fn is_running(&self, user: UserId, key: &str) -> bool {
+#[async_trait]
+impl RunningKeys for InFlight {
+    async fn start(&self, user: UserId, key: &str) -> std::result::Result<bool, MarksUnavailable> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((user, key.to_owned())))
+    }
+
+    async fn is_running(&self, user: UserId, key: &str) -> bool {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(&(user, key.to_owned()))
     }
+
+    fn finish(&self, user: UserId, key: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(user, key.to_owned()));
+    }
 }
 
-/// Holds a key in flight until dropped.
+/// Holds a key's mark until dropped.
 pub struct FlightGuard {
-    set: InFlight,
-    entry: (UserId, String),
+    marks: Arc<dyn RunningKeys>,
+    user: UserId,
+    key: String,
 }
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
-        self.set
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.entry);
+        self.marks.finish(self.user, &self.key);
     }
 }
 
@@ -78,20 +92,21 @@ pub enum Begun {
 }
 
 impl Storefront {
+    /// Whether a request with `key` of `user` is running now.
+    pub async fn is_running(&self, user: UserId, key: &str) -> bool {
+        self.running.is_running(user, key).await
+    }
+
     pub async fn begin_idempotent(&self, user: UserId, key: &IdempotencyKey) -> Result<Begun> {
-        let entry = (user, key.key.clone());
-        if !self
-            .in_flight
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(entry.clone())
-        {
-            return Err(Error::RequestInProgress);
+        match self.running.start(user, &key.key).await {
+            Ok(true) => {}
+            Ok(false) => return Err(Error::RequestInProgress),
+            Err(MarksUnavailable) => return Err(Error::Overloaded),
         }
         let guard = FlightGuard {
-            set: self.in_flight.clone(),
-            entry,
+            marks: self.running.clone(),
+            user,
+            key: key.key.clone(),
         };
         match self.ledger.idempotent_answer(user, &key.key).await? {
             None => Ok(Begun::Fresh(guard)),

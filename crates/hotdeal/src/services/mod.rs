@@ -14,6 +14,7 @@ mod idempotency;
 mod observe;
 mod orders;
 mod points;
+mod tier;
 pub mod tokens;
 pub mod waiting_room;
 
@@ -29,13 +30,13 @@ pub use waiting_room::{QueueSettings, QueueView, WaitingRoom};
 
 use crate::model::{Coupon, Order};
 use crate::ports::{
-    Clock, CouponAdmission, IssueWrite, Issued, Ledger, OrderWrite, PasswordHasher, Placement,
-    StockAdmission, Store,
+    Clock, CouponAdmission, Hold, IssueHold, IssueWrite, Issued, Ledger, OrderWrite,
+    PasswordHasher, Placement, RunningKeys, StockAdmission, Store,
 };
 use batcher::Batcher;
 use catalog_cache::CatalogCache;
 use chrono::{DateTime, Duration, Utc};
-use hotdeal_domain::{OrderId, ProductId, StockKey};
+use hotdeal_domain::{DealId, OrderId, ProductId, StockKey, UserId};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -51,6 +52,8 @@ pub struct Engines {
     pub hasher: Arc<dyn PasswordHasher>,
     /// Who waits for which waiting-room deal.
     pub queue: Arc<dyn crate::ports::QueueStore>,
+    /// Idempotency keys running now, as every instance sees them.
+    pub running: Arc<dyn RunningKeys>,
 }
 
 /// Tuning of the write paths.
@@ -83,9 +86,9 @@ pub struct Storefront {
     /// Coupons in memory (their definitions; counts are in the tier).
     coupons: RwLock<HashMap<uuid::Uuid, Arc<Coupon>>>,
     /// Writes admitted orders in batches.
-    orders: Batcher<OrderWrite, Placement>,
+    orders: Batcher<OrderWrite, Placement, Hold>,
     /// Writes admitted coupon issues in batches.
-    issues: Batcher<IssueWrite, Issued>,
+    issues: Batcher<IssueWrite, Issued, IssueHold>,
     /// Payment deadlines of unpaid orders holding deal stock, soonest
     /// first: expiry pops what is due instead of scanning orders. Unused
     /// when the store finds due orders itself (`expiry_in_store`).
@@ -95,7 +98,7 @@ pub struct Storefront {
     expiry_in_store: bool,
     payment_window: Duration,
     /// Idempotency keys whose first request is still running.
-    pub in_flight: InFlight,
+    running: Arc<dyn RunningKeys>,
     /// Published events, for in-process subscribers.
     pub events: tokio::sync::broadcast::Sender<crate::model::Event>,
     pub clock: Arc<dyn Clock>,
@@ -109,6 +112,8 @@ pub struct Storefront {
     pub metrics: Arc<crate::observability::Metrics>,
     /// The waiting rooms in front of deals that have one.
     pub waiting_room: WaitingRoom,
+    /// Keys of a shared tier this instance is seeding now.
+    seeding: tier::Seeding,
 }
 
 impl Storefront {
@@ -118,18 +123,29 @@ impl Storefront {
     pub async fn start(e: Engines, tokens: TokenKeys, path: WritePath) -> Result<Self> {
         let snapshot = e.store.snapshot().await?;
         let catalog = CatalogCache::new();
+        // Seeding only fills what the tier lacks: a shared tier keeps the
+        // counts other instances are selling from. One that cannot be
+        // reached now is seeded key by key on first use instead.
         for p in snapshot.products {
-            e.admission.open(StockKey::Product(p.id), p.stock);
+            let _ = e
+                .admission
+                .open(StockKey::Product(p.id), p.stock, &[])
+                .await;
             catalog.put_product(p);
+        }
+        let mut held: HashMap<DealId, Vec<(UserId, i64)>> = HashMap::new();
+        for (deal, user, units) in snapshot.held {
+            held.entry(deal).or_default().push((user, units));
         }
         for d in snapshot.deals {
             if d.settled_at.is_none() {
-                e.admission.open(StockKey::Deal(d.id), d.remaining_stock);
+                let users = held.remove(&d.id).unwrap_or_default();
+                let _ = e
+                    .admission
+                    .open(StockKey::Deal(d.id), d.remaining_stock, &users)
+                    .await;
             }
             catalog.put_deal(d);
-        }
-        for (deal, user, units) in snapshot.held {
-            e.admission.set_held(deal, user, units);
         }
         let mut holders: HashMap<uuid::Uuid, Vec<_>> = HashMap::new();
         for (coupon, user, _) in e.ledger.coupon_holders().await? {
@@ -138,8 +154,10 @@ impl Storefront {
         let mut coupons = HashMap::new();
         for c in e.ledger.coupons().await? {
             let held = holders.remove(&c.id).unwrap_or_default();
-            e.coupon_admission
-                .open_coupon(c.id, c.total_quantity, &held);
+            let _ = e
+                .coupon_admission
+                .open_coupon(c.id, c.total_quantity, &held)
+                .await;
             coupons.insert(c.id, Arc::new(c));
         }
         let deadlines = e
@@ -159,7 +177,14 @@ impl Storefront {
                     (writes, outcomes)
                 })
             }),
-            |o| matches!(o, Ok(Placement::Placed)),
+            tier::order_verdict,
+            {
+                let tier = e.admission.clone();
+                Box::new(move |done| {
+                    let tier = tier.clone();
+                    Box::pin(async move { tier.settle(done).await })
+                })
+            },
             path.queue,
             path.max_batch,
         );
@@ -172,7 +197,14 @@ impl Storefront {
                     (writes, outcomes)
                 })
             }),
-            |o| matches!(o, Ok(Issued::Issued)),
+            tier::issue_verdict,
+            {
+                let tier = e.coupon_admission.clone();
+                Box::new(move |done| {
+                    let tier = tier.clone();
+                    Box::pin(async move { tier.settle_issues(done).await })
+                })
+            },
             path.queue,
             path.max_batch,
         );
@@ -191,7 +223,7 @@ impl Storefront {
             expiry_in_store,
             deadlines: Mutex::new(deadlines),
             payment_window: path.payment_window,
-            in_flight: InFlight::default(),
+            running: e.running,
             events: tokio::sync::broadcast::channel(1024).0,
             clock: e.clock,
             hasher: e.hasher,
@@ -199,6 +231,7 @@ impl Storefront {
             hot: Mutex::new(HashSet::new()),
             metrics: Arc::default(),
             waiting_room,
+            seeding: Default::default(),
         })
     }
 

@@ -6,13 +6,18 @@
 //! units in memory, and the batch writer commits the order (with its
 //! coupon use, its points and its idempotency answer) before the answer.
 
+use super::batcher::QueueFull;
 use super::catalog::refused;
 use super::idempotency::IdempotencyKey;
 use super::{Error, Result, Storefront};
 use crate::model::{IdempotentAnswer, Order, OrderItem, Page, Paged, ShippingAddress};
 use crate::observability::metrics::{Flow, Outcome, Shed};
-use crate::ports::{CancelBy, Cancellation, LimitClaim, OrderWrite, Payment, Placement, Refused};
-use hotdeal_domain::{sum_demands, LineDemand, OrderId, OrderStatus, PaymentStatus, UserId};
+use crate::ports::{
+    CancelBy, Cancellation, Increase, LimitClaim, OrderWrite, Payment, Placement, Refused, Verdict,
+};
+use hotdeal_domain::{
+    sum_demands, LineDemand, OrderId, OrderStatus, PaymentStatus, StockKey, UserId,
+};
 use serde_json::json;
 use std::cmp::Reverse;
 use std::sync::atomic::Ordering::Relaxed;
@@ -106,6 +111,8 @@ impl Storefront {
             None => (None, 0),
         };
         let paid = req.pay_with_points;
+        // The order's id names its reservation in the tier and its fence
+        // in the store, so it exists before anything is taken.
         let order = Order {
             id: OrderId::new(),
             user_id: user,
@@ -129,14 +136,17 @@ impl Storefront {
         };
         let demand = sum_demands(&req.lines);
         // Sold out or over the limit? Refused here, in microseconds.
-        let admitted = self.admission.admit(user, &demand, &limits).map_err(|r| {
-            let outcome = match r {
-                Refused::Stock { .. } => Outcome::SoldOut,
-                Refused::Limit { .. } => Outcome::OverLimit,
-            };
-            self.metrics.admission(Flow::Order, outcome);
-            refused(r)
-        })?;
+        let hold = self
+            .hold_units(order.id.0, user, &demand, &limits)
+            .await
+            .inspect_err(|e| {
+                let outcome = match e {
+                    Error::InsufficientStock(_) => Outcome::SoldOut,
+                    Error::PurchaseLimitExceeded(_) => Outcome::OverLimit,
+                    _ => Outcome::Shed,
+                };
+                self.metrics.admission(Flow::Order, outcome);
+            })?;
         let answer = idempotency.map(|(key, render)| IdempotentAnswer {
             user_id: user,
             key: key.key.clone(),
@@ -144,22 +154,20 @@ impl Storefront {
             status: 201,
             body: render(&order),
         });
-        let tier = self.admission.clone();
-        let committed = self
-            .orders
-            .submit(
-                OrderWrite {
-                    order,
-                    demand,
-                    answer,
-                },
-                move || tier.release(&admitted),
-            )
-            .map_err(|_| {
+        let write = OrderWrite {
+            order,
+            demand,
+            answer,
+        };
+        let committed = match self.orders.submit(write, hold) {
+            Ok(committed) => committed,
+            Err(QueueFull(hold)) => {
+                self.admission.settle(vec![(hold, Verdict::Abort)]).await;
                 self.metrics.admission(Flow::Order, Outcome::Shed);
                 self.metrics.shed(Shed::OrderQueue);
-                Error::Overloaded
-            })?;
+                return Err(Error::Overloaded);
+            }
+        };
         self.metrics.admission(Flow::Order, Outcome::Admitted);
         let (placement, write) = committed
             .await
@@ -191,6 +199,9 @@ impl Storefront {
             Placement::CouponNotUsable => Err(Error::CouponNotUsable(
                 "the coupon was used or is not yours".into(),
             )),
+            // The reservation outlived its deadline and was given back
+            // before this write reached the store: nothing was written.
+            Placement::Aborted => Err(Error::Overloaded),
         }
     }
 
@@ -245,22 +256,17 @@ impl Storefront {
             .store
             .cancel_order(id, reason, by, self.clock.now())
             .await?;
-        self.cancelled(&outcome);
+        self.cancelled(&outcome).await;
         Ok(outcome)
     }
 
     /// Gives a cancelled order's units and per-user claims back to the
-    /// admission tier.
-    fn cancelled(&self, outcome: &Cancellation) {
+    /// admission tier. The committed event carries the same increases and
+    /// name, so whichever arrives second changes nothing.
+    async fn cancelled(&self, outcome: &Cancellation) {
         if let Cancellation::Cancelled { order, returned } = outcome {
-            for &(key, units) in returned {
-                self.admission.restock(key, units);
-            }
-            for item in &order.items {
-                if let Some(deal) = item.deal_id {
-                    self.admission.unclaim(deal, order.user_id, item.quantity);
-                }
-            }
+            let increases = cancel_increases(order.user_id, returned);
+            self.give_back(&cancel_event(order.id), &increases).await;
             self.catalog.touch();
         }
     }
@@ -309,7 +315,7 @@ impl Storefront {
             loop {
                 let swept = self.store.expire_due(now, SWEEP).await?;
                 for outcome in &swept {
-                    self.cancelled(outcome);
+                    self.cancelled(outcome).await;
                     if matches!(outcome, Cancellation::Cancelled { .. }) {
                         expired += 1;
                     }
@@ -342,4 +348,31 @@ impl Storefront {
             }
         }
     }
+}
+
+/// The name under which a cancelled order gives its units back: an order
+/// is cancelled (or expired) once, so the name is the same wherever the
+/// increase is applied from.
+pub(super) fn cancel_event(order: OrderId) -> String {
+    format!("cancel:{}", order.0)
+}
+
+/// What a cancelled order of `buyer` gives back: its units, one increase
+/// per key (an event applies to a key once, so two lines returning to the
+/// same key must add up first), and on a deal that takes them back, the
+/// buyer's per-user count (every unit of the order's lines on that deal
+/// is returned to it).
+pub(super) fn cancel_increases(buyer: UserId, returned: &[(StockKey, i64)]) -> Vec<Increase> {
+    let mut per_key: std::collections::BTreeMap<StockKey, i64> = Default::default();
+    for &(key, units) in returned {
+        *per_key.entry(key).or_insert(0) += units;
+    }
+    per_key
+        .into_iter()
+        .map(|(key, units)| Increase {
+            key,
+            units,
+            unclaim: matches!(key, StockKey::Deal(_)).then_some((buyer, units)),
+        })
+        .collect()
 }

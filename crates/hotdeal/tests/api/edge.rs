@@ -177,7 +177,7 @@ async fn health_is_never_shed() {
                 )
                 .await
         }));
-        while !app.storefront.in_flight.is_running(user, key) {
+        while !app.storefront.is_running(user, key).await {
             tokio::task::yield_now().await;
         }
     }

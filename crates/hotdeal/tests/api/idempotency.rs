@@ -150,7 +150,7 @@ async fn a_repeat_during_the_first_is_told_to_wait() {
         })
     };
     let user = app.storefront.authenticate(&buyer).expect("token");
-    while !app.storefront.in_flight.is_running(user, "k") {
+    while !app.storefront.is_running(user, "k").await {
         tokio::task::yield_now().await;
     }
     let second = app

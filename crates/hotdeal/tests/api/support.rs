@@ -461,8 +461,24 @@ pub fn config_for(dir: &std::path::Path) -> Config {
         config.database_url = hotdeal::config::Secret::new(url);
         config.database_schema = Some(schema_for(dir));
         config.database_pool = 4;
+        // The scaled mode: the shared tier in Redis and events on NATS,
+        // under the test's own key and subject prefix.
+        if let (Some(redis), Some(nats)) = (
+            env_url("HOTDEAL_TEST_REDIS_URL"),
+            env_url("HOTDEAL_TEST_NATS_URL"),
+        ) {
+            config.redis_url = Some(hotdeal::config::Secret::new(redis));
+            config.nats_url = Some(hotdeal::config::Secret::new(nats));
+            config.redis_prefix = schema_for(dir);
+            config.nats_prefix = schema_for(dir);
+        }
     }
     config
+}
+
+/// A service URL from the environment, if set and not empty.
+pub fn env_url(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// Drops the PostgreSQL schema of the store in `dir`, if the tests run

@@ -1,6 +1,6 @@
 //! Points, coupons, idempotency answers and the outbox on PostgreSQL.
 
-use super::orders::{insert_answers, insert_events, move_points, Spend};
+use super::orders::{fence, insert_answers, insert_events, move_points, Spend};
 use super::rows::{corrupt, coupon_from_row, user_coupon_from_row, COUPON_COLS, USER_COUPON_COLS};
 use super::{Pg, PgStore};
 use crate::model::{
@@ -36,6 +36,12 @@ async fn issue_batch(conn: &mut PgConnection, batch: &[IssueWrite]) -> StoreResu
     };
     let mut tx = conn.begin().await.pg()?;
     let ucs: Vec<&UserCoupon> = batch.iter().map(|w| &w.user_coupon).collect();
+    // Every issue fenced, or the batch goes one by one (where an issue the
+    // reconciler aborted answers `Aborted`).
+    let ids: Vec<Uuid> = ucs.iter().map(|u| u.id).collect();
+    if fence(&mut tx, &ids).await?.len() != ids.len() {
+        return Ok(None);
+    }
     let inserted = sqlx::query(
         "INSERT INTO user_coupons (id, coupon_id, user_id, status, issued_at) \
          SELECT i, c, u, 'issued', t FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[]) \
@@ -75,6 +81,9 @@ async fn issue_batch(conn: &mut PgConnection, batch: &[IssueWrite]) -> StoreResu
 async fn issue_one(conn: &mut PgConnection, w: &IssueWrite) -> StoreResult<Issued> {
     let uc = &w.user_coupon;
     let mut tx = conn.begin().await.pg()?;
+    if fence(&mut tx, &[uc.id]).await?.is_empty() {
+        return Ok(Issued::Aborted);
+    }
     let counted = sqlx::query(
         "UPDATE coupons SET issued_count = issued_count + 1 \
          WHERE id = $1 AND issued_count < total_quantity",
@@ -241,6 +250,32 @@ impl Ledger for PgStore {
                 ))
             })
             .collect()
+    }
+
+    async fn coupon_seed(&self, coupon: Uuid) -> StoreResult<Option<(i64, Vec<UserId>)>> {
+        let mut tx = self.pool.begin().await.pg()?;
+        // One snapshot for the total and the holders.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .pg()?;
+        let total: Option<i64> =
+            sqlx::query_scalar("SELECT total_quantity FROM coupons WHERE id = $1")
+                .bind(coupon)
+                .fetch_optional(&mut *tx)
+                .await
+                .pg()?;
+        let Some(total) = total else {
+            return Ok(None);
+        };
+        let holders: Vec<Uuid> =
+            sqlx::query_scalar("SELECT user_id FROM user_coupons WHERE coupon_id = $1")
+                .bind(coupon)
+                .fetch_all(&mut *tx)
+                .await
+                .pg()?;
+        tx.commit().await.pg()?;
+        Ok(Some((total, holders.into_iter().map(UserId).collect())))
     }
 
     #[tracing::instrument(skip_all, fields(issues = batch.len()))]

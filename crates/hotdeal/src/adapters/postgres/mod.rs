@@ -31,7 +31,7 @@ use crate::ports::store::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use hotdeal_domain::{DealId, OrderId, OrderStatus, ProductId, UserId};
+use hotdeal_domain::{DealId, OrderId, OrderStatus, ProductId, StockKey, UserId};
 use rows::{
     deal_from_row, item_from_row, order_from_row, product_from_row, user_from_row, DEAL_COLS,
     ITEM_COLS, ORDER_COLS, PRODUCT_COLS, USER_COLS,
@@ -664,9 +664,10 @@ impl Store for PgStore {
         &self,
         id: ProductId,
         delta: i64,
+        adjustment: uuid::Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<StockChange> {
-        write!(self, |c| adjust_stock(c, id, delta, now).await)
+        write!(self, |c| adjust_stock(c, id, delta, adjustment, now).await)
     }
 
     async fn insert_deal(&self, d: &Deal) -> StoreResult<DealCreation> {
@@ -714,6 +715,59 @@ impl Store for PgStore {
             deals,
             held,
         })
+    }
+
+    async fn stock_seed(&self, key: StockKey) -> StoreResult<Option<(i64, Vec<(UserId, i64)>)>> {
+        let mut tx = self.pool.begin().await.pg()?;
+        // One snapshot for the count and the holdings.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .pg()?;
+        let seed = match key {
+            StockKey::Product(p) => {
+                let stock: Option<i64> =
+                    sqlx::query_scalar("SELECT stock FROM products WHERE id = $1")
+                        .bind(p.0)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .pg()?;
+                stock.map(|s| (s, Vec::new()))
+            }
+            StockKey::Deal(d) => {
+                let remaining: Option<i64> = sqlx::query_scalar(
+                    "SELECT remaining_stock FROM deals WHERE id = $1 AND settled_at IS NULL",
+                )
+                .bind(d.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .pg()?;
+                match remaining {
+                    None => None,
+                    Some(units) => {
+                        let held = sqlx::query(
+                            "SELECT p.user_id, p.quantity FROM deal_purchases p \
+                             JOIN deals d ON d.id = p.deal_id \
+                             WHERE p.deal_id = $1 AND d.per_user_limit IS NOT NULL AND p.quantity > 0",
+                        )
+                        .bind(d.0)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .pg()?
+                        .iter()
+                        .map(|r| Ok((UserId(r.try_get("user_id")?), r.try_get("quantity")?)))
+                        .collect::<StoreResult<Vec<_>>>()?;
+                        Some((units, held))
+                    }
+                }
+            }
+        };
+        tx.commit().await.pg()?;
+        Ok(seed)
+    }
+
+    async fn abort_reservations(&self, ids: &[uuid::Uuid]) -> StoreResult<Vec<uuid::Uuid>> {
+        write!(self, |c| abort_reservations(c, ids).await)
     }
 
     #[tracing::instrument(skip_all, fields(orders = batch.len()))]
@@ -795,8 +849,10 @@ async fn adjust_stock(
     conn: &mut PgConnection,
     id: ProductId,
     delta: i64,
+    adjustment: uuid::Uuid,
     now: DateTime<Utc>,
 ) -> StoreResult<StockChange> {
+    let mut tx = conn.begin().await.pg()?;
     let row = sqlx::query(&format!(
         "UPDATE products SET stock = stock + $1, updated_at = $2 \
          WHERE id = $3 AND stock + $1 >= 0 RETURNING {PRODUCT_COLS}"
@@ -804,15 +860,22 @@ async fn adjust_stock(
     .bind(delta)
     .bind(now)
     .bind(id.0)
-    .fetch_optional(&mut *conn)
+    .fetch_optional(&mut *tx)
     .await
     .pg()?;
     if let Some(r) = row {
-        return Ok(StockChange::Done(product_from_row(&r)?));
+        let product = product_from_row(&r)?;
+        let payload = serde_json::json!({
+            "product_id": id, "delta": delta, "stock": product.stock,
+            "adjustment_id": adjustment,
+        });
+        orders::insert_events(&mut tx, &[("stock.adjusted", payload.to_string())], now).await?;
+        tx.commit().await.pg()?;
+        return Ok(StockChange::Done(product));
     }
     let available: Option<i64> = sqlx::query_scalar("SELECT stock FROM products WHERE id = $1")
         .bind(id.0)
-        .fetch_optional(&mut *conn)
+        .fetch_optional(&mut *tx)
         .await
         .pg()?;
     Ok(match available {
@@ -873,6 +936,7 @@ async fn settle_ended_deals(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<Settled>> {
+    let mut tx = conn.begin().await.pg()?;
     let rows = sqlx::query(
         "WITH due AS ( \
              SELECT id, remaining_stock FROM deals \
@@ -889,10 +953,11 @@ async fn settle_ended_deals(
          SELECT id, product_id, returned FROM settled",
     )
     .bind(now)
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut *tx)
     .await
     .pg()?;
-    rows.iter()
+    let settled = rows
+        .iter()
         .map(|r| {
             Ok(Settled {
                 deal: DealId(r.try_get("id")?),
@@ -900,5 +965,44 @@ async fn settle_ended_deals(
                 returned: r.try_get("returned")?,
             })
         })
-        .collect()
+        .collect::<StoreResult<Vec<_>>>()?;
+    // The units going back ride on the event, for a shared tier.
+    let events: Vec<_> = settled
+        .iter()
+        .map(|s| {
+            let payload = serde_json::json!({
+                "deal_id": s.deal, "product_id": s.product,
+                "returned": orders::returned_json(&[(StockKey::Product(s.product), s.returned)]),
+            });
+            ("deal.settled", payload.to_string())
+        })
+        .collect();
+    orders::insert_events(&mut tx, &events, now).await?;
+    tx.commit().await.pg()?;
+    Ok(settled)
+}
+
+/// See [`Store::abort_reservations`]: aborted where not committed first,
+/// then the committed ones read back.
+async fn abort_reservations(
+    conn: &mut PgConnection,
+    ids: &[uuid::Uuid],
+) -> StoreResult<Vec<uuid::Uuid>> {
+    let mut tx = conn.begin().await.pg()?;
+    sqlx::query(
+        "INSERT INTO reservations (id, committed) SELECT unnest($1::uuid[]), false \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(ids)
+    .execute(&mut *tx)
+    .await
+    .pg()?;
+    let committed: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM reservations WHERE id = ANY($1) AND committed")
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await
+            .pg()?;
+    tx.commit().await.pg()?;
+    Ok(committed)
 }

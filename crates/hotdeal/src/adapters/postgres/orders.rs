@@ -64,11 +64,21 @@ async fn place_batch(
 ) -> StoreResult<Option<Vec<Placement>>> {
     let mut tx = conn.begin().await.pg()?;
     let mut placements = vec![Placement::Placed; batch.len()];
+    let fenced = fence(
+        &mut tx,
+        &batch.iter().map(|w| w.order.id.0).collect::<Vec<_>>(),
+    )
+    .await?;
+    for (w, p) in batch.iter().zip(placements.iter_mut()) {
+        if !fenced.contains(&w.order.id.0) {
+            *p = Placement::Aborted;
+        }
+    }
 
     // Coupon uses, one statement. Of two orders using the same coupon, one
     // comes back.
     let with_coupon: Vec<usize> = (0..batch.len())
-        .filter(|&i| batch[i].order.coupon_id.is_some())
+        .filter(|&i| placements[i] == Placement::Placed && batch[i].order.coupon_id.is_some())
         .collect();
     if !with_coupon.is_empty() {
         let o = |i: &usize| &batch[*i].order;
@@ -286,6 +296,22 @@ async fn place_batch(
             return Ok(None);
         }
     }
+    // Refused orders wrote nothing: their fence rows go, so the reconciler
+    // may still abort their reservations if the request's own settling
+    // never happens.
+    let refused: Vec<Uuid> = batch
+        .iter()
+        .zip(&placements)
+        .filter(|(_, p)| !matches!(p, Placement::Placed | Placement::Aborted))
+        .map(|(w, _)| w.order.id.0)
+        .collect();
+    if !refused.is_empty() {
+        sqlx::query("DELETE FROM reservations WHERE id = ANY($1)")
+            .bind(&refused)
+            .execute(&mut *tx)
+            .await
+            .pg()?;
+    }
     tx.commit().await.pg()?;
     Ok(Some(placements))
 }
@@ -311,6 +337,9 @@ async fn place_one(conn: &mut PgConnection, w: &OrderWrite) -> StoreResult<Place
     let order = &w.order;
     let now = order.created_at;
     let mut tx = conn.begin().await.pg()?;
+    if fence(&mut tx, &[order.id.0]).await?.is_empty() {
+        return Ok(Placement::Aborted);
+    }
     // Keys in order (the demand is a sorted map).
     for (&key, &qty) in &w.demand {
         if let Some(refusal) = take_stock(&mut tx, key, qty, now).await? {
@@ -690,7 +719,13 @@ pub(super) async fn cancel(
     } else {
         "order.cancelled"
     };
-    insert_events(&mut tx, &[order_event(topic, &cancelled)], now).await?;
+    // The units given back ride on the event: a shared tier applies them
+    // from here if the request that cancelled dies before it does.
+    let (topic, payload) = order_event(topic, &cancelled);
+    let mut payload: serde_json::Value =
+        serde_json::from_str(&payload).map_err(|e| StoreError::Backend(e.into()))?;
+    payload["returned"] = returned_json(&returned);
+    insert_events(&mut tx, &[(topic, payload.to_string())], now).await?;
     tx.commit().await.pg()?;
     Ok(Cancellation::Cancelled {
         order: Box::new(cancelled),
@@ -959,4 +994,32 @@ pub(super) async fn insert_answers(
     .await
     .pg()?;
     Ok(())
+}
+
+/// Units given back per stock key, as events carry them:
+/// `[{"deal_id": …, "units": n}, {"product_id": …, "units": n}]`.
+pub(super) fn returned_json(returned: &[(StockKey, i64)]) -> serde_json::Value {
+    returned
+        .iter()
+        .map(|&(key, units)| match key {
+            StockKey::Deal(d) => json!({ "deal_id": d, "units": units }),
+            StockKey::Product(p) => json!({ "product_id": p, "units": units }),
+        })
+        .collect()
+}
+
+/// Records `ids` as committed in the reservation fence, in the write's own
+/// transaction; returns those recorded. An id the reconciler aborted first
+/// is missing: its write must not happen.
+pub(super) async fn fence(conn: &mut PgConnection, ids: &[Uuid]) -> StoreResult<HashSet<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO reservations (id, committed) SELECT unnest($1::uuid[]), true \
+         ON CONFLICT (id) DO NOTHING RETURNING id",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await
+    .pg()?
+    .into_iter()
+    .collect())
 }

@@ -441,6 +441,8 @@ impl Store for SqliteStore {
         &self,
         id: ProductId,
         delta: i64,
+        // Names the change for a shared tier; the embedded store has none.
+        _adjustment: uuid::Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<StockChange> {
         let mut w = self.writer().await?;
