@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod clock;
+pub mod events;
 pub mod hasher;
 pub mod ledger;
 pub mod queue;
@@ -12,6 +13,7 @@ pub use admission::{
     Admitted, CouponAdmission, CouponRefused, LimitClaim, Refused, StockAdmission,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use events::{CatalogueEvent, EventHandler, EventSink, HandleError, Reload, SinkError};
 pub use hasher::{HashError, PasswordHasher};
 pub use ledger::{Charge, IssueWrite, Issued, Ledger, OutboxEntry};
 pub use queue::{NotAdmitted, QueueDeal, QueueError, QueueStore, Ticket, TicketState};
