@@ -64,9 +64,15 @@ pub enum CatalogueEvent {
     DealSettled {
         deal: DealId,
         product: ProductId,
+        returned: i64,
     },
     /// A seller's stock edit.
-    StockAdjusted(ProductId),
+    /// `delta` units, `stock` free after the edit.
+    StockAdjusted {
+        product: ProductId,
+        delta: i64,
+        stock: i64,
+    },
     CouponCreated(Uuid),
 }
 
@@ -97,11 +103,22 @@ impl CatalogueEvent {
                 "deal.created",
                 json!({ "deal_id": deal, "product_id": product }),
             ),
-            Self::DealSettled { deal, product } => (
+            Self::DealSettled {
+                deal,
+                product,
+                returned,
+            } => (
                 "deal.settled",
-                json!({ "deal_id": deal, "product_id": product }),
+                json!({ "deal_id": deal, "product_id": product, "returned": returned }),
             ),
-            Self::StockAdjusted(p) => ("stock.adjusted", json!({ "product_id": p })),
+            Self::StockAdjusted {
+                product,
+                delta,
+                stock,
+            } => (
+                "stock.adjusted",
+                json!({ "product_id": product, "delta": delta, "stock": stock }),
+            ),
             Self::CouponCreated(c) => ("coupon.created", json!({ "coupon_id": c })),
         };
         (topic, payload.to_string())
@@ -159,7 +176,14 @@ mod tests {
         let cases = [
             (CatalogueEvent::ProductCreated(p), Reload::Product(p)),
             (CatalogueEvent::ProductUpdated(p), Reload::Product(p)),
-            (CatalogueEvent::StockAdjusted(p), Reload::Product(p)),
+            (
+                CatalogueEvent::StockAdjusted {
+                    product: p,
+                    delta: -2,
+                    stock: 5,
+                },
+                Reload::Product(p),
+            ),
             (
                 CatalogueEvent::DealCreated {
                     deal: d,
@@ -174,6 +198,7 @@ mod tests {
                 CatalogueEvent::DealSettled {
                     deal: d,
                     product: p,
+                    returned: 3,
                 },
                 Reload::Deal {
                     deal: d,

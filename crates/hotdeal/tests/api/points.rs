@@ -418,7 +418,12 @@ async fn committed_changes_are_published_as_events() {
         .to_owned();
     app.post(&format!("/orders/{id}/cancel"), Some(&buyer), json!({}))
         .await;
-    assert_eq!(app.storefront.relay_events().await.expect("relay"), 2);
+    assert_eq!(app.storefront.relay_events().await.expect("relay"), 3);
+    let created = events.recv().await.expect("event");
+    assert_eq!(
+        (created.topic.as_str(), created.payload["product_id"].as_str()),
+        ("product.created", Some(p.as_str()))
+    );
     let placed = events.recv().await.expect("event");
     assert_eq!(
         (placed.topic.as_str(), placed.payload["order_id"].as_str()),
