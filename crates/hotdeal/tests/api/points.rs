@@ -421,7 +421,10 @@ async fn committed_changes_are_published_as_events() {
     assert_eq!(app.storefront.relay_events().await.expect("relay"), 3);
     let created = events.recv().await.expect("event");
     assert_eq!(
-        (created.topic.as_str(), created.payload["product_id"].as_str()),
+        (
+            created.topic.as_str(),
+            created.payload["product_id"].as_str()
+        ),
         ("product.created", Some(p.as_str()))
     );
     let placed = events.recv().await.expect("event");
