@@ -9,6 +9,7 @@
 use crate::adapters::argon2::Argon2Hasher;
 use crate::adapters::memory_admission::MemoryAdmission;
 use crate::adapters::memory_queue::MemoryQueue;
+use crate::adapters::nats::{NatsBus, StreamLimits};
 use crate::adapters::postgres::PgStore;
 use crate::adapters::redis::RedisTier;
 use crate::adapters::sqlite::SqliteStore;
@@ -17,7 +18,7 @@ use crate::ports::{
     Clock, CouponAdmission, Ledger, RunningKeys, StockAdmission, Store, SystemClock,
 };
 use crate::services::tokens::TokenKeys;
-use crate::services::{Engines, InFlight, QueueSettings, Storefront, WritePath};
+use crate::services::{Engines, InFlight, QueueSettings, Storefront, WritePath, RELAY_EVERY};
 use crate::transport::{admin, http};
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -38,6 +39,8 @@ pub struct App {
     store: OpenStore,
     deal_sweep: Duration,
     limits: http::HttpLimits,
+    /// Committed events on NATS, in the scaled mode.
+    events: Option<EventsOnNats>,
 }
 
 impl App {
@@ -82,6 +85,12 @@ impl App {
                 ),
             },
         };
+        // Before the catalogue loads: the follower starts after this point
+        // of the stream, so no change committed after the load is missed.
+        let events = match config.scaled()? {
+            Some(scaled) => Some(EventsOnNats::connect(&scaled).await?),
+            None => None,
+        };
         let storefront = Storefront::start(engines, TokenKeys::new(&secret), path)
             .await
             .context("loading the catalogue")?;
@@ -102,6 +111,7 @@ impl App {
             admin,
             storefront,
             store,
+            events,
             deal_sweep: Duration::from_millis(config.deal_sweep_ms.max(10)),
             limits: http::HttpLimits {
                 max_in_flight: config.max_in_flight,
@@ -140,6 +150,11 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let sweeper = tokio::spawn(housekeeping(self.storefront.clone(), self.deal_sweep));
+        let event_tasks = self
+            .events
+            .as_ref()
+            .map(|e| e.start(&self.storefront))
+            .unwrap_or_default();
         let router = http::router(self.storefront.clone(), self.limits);
         let (admin_stop, admin_stopping) = tokio::sync::oneshot::channel::<()>();
         let admin = self.admin.map(|listener| {
@@ -156,6 +171,9 @@ impl App {
             }
         }
         sweeper.abort();
+        for task in event_tasks {
+            task.abort();
+        }
         self.store.close().await;
         result.context("serving HTTP")
     }
@@ -309,6 +327,44 @@ async fn housekeeping(app: Arc<Storefront>, every: Duration) {
                 tracing::warn!(error = %e, "pruning failed; will retry");
             }
         }
+    }
+}
+
+/// The scaled mode's committed events: the NATS connection, and where in
+/// the stream this instance's catalogue starts following.
+struct EventsOnNats {
+    bus: NatsBus,
+    after: u64,
+}
+
+impl EventsOnNats {
+    /// Connects and creates or updates the stream. The URL may carry a
+    /// password: no message names it.
+    async fn connect(scaled: &ScaledSettings) -> anyhow::Result<Self> {
+        let bus = NatsBus::connect(&scaled.nats_url, &scaled.nats_prefix)
+            .await
+            .context("connecting to NATS for committed events")?;
+        let limits = StreamLimits {
+            max_bytes: scaled.nats_stream_max_bytes,
+            ..StreamLimits::default()
+        };
+        bus.ensure_stream(limits)
+            .await
+            .context("setting up the NATS event stream")?;
+        let after = bus
+            .position()
+            .await
+            .context("reading the NATS event stream")?;
+        Ok(Self { bus, after })
+    }
+
+    /// Starts the outbox relay and the catalogue follower.
+    fn start(&self, app: &Arc<Storefront>) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![
+            app.spawn_relay(Arc::new(self.bus.clone()), RELAY_EVERY),
+            self.bus
+                .follow(self.bus.catalogue_subjects(), self.after, app.clone()),
+        ]
     }
 }
 

@@ -96,6 +96,9 @@ pub struct Config {
     pub nats_url: Option<Secret>,
     /// Prefix of every NATS subject and of the stream's name.
     pub nats_prefix: String,
+    /// Most bytes the event stream keeps (JetStream reserves them on its
+    /// disk); older events go first.
+    pub nats_stream_max_bytes: i64,
     /// How long a reservation in the shared tier may wait for its commit
     /// before the reconciler may abort it (seconds).
     pub reservation_ttl_secs: i64,
@@ -160,6 +163,7 @@ pub struct ConfigLayer {
     pub redis_prefix: Option<String>,
     pub nats_url: Option<Secret>,
     pub nats_prefix: Option<String>,
+    pub nats_stream_max_bytes: Option<i64>,
     pub reservation_ttl_secs: Option<i64>,
     pub argon2_memory_kib: Option<u32>,
     pub argon2_iterations: Option<u32>,
@@ -213,6 +217,9 @@ impl ConfigLayer {
                 "REDIS_PREFIX" => l.redis_prefix = Some(v),
                 "NATS_URL" => l.nats_url = Some(Secret(v)),
                 "NATS_PREFIX" => l.nats_prefix = Some(v),
+                "NATS_STREAM_MAX_BYTES" => {
+                    l.nats_stream_max_bytes = Some(v.parse().with_context(bad)?)
+                }
                 "RESERVATION_TTL_SECS" => {
                     l.reservation_ttl_secs = Some(v.parse().with_context(bad)?)
                 }
@@ -264,6 +271,7 @@ impl ConfigLayer {
             redis_prefix: other.redis_prefix.or(self.redis_prefix),
             nats_url: other.nats_url.or(self.nats_url),
             nats_prefix: other.nats_prefix.or(self.nats_prefix),
+            nats_stream_max_bytes: other.nats_stream_max_bytes.or(self.nats_stream_max_bytes),
             reservation_ttl_secs: other.reservation_ttl_secs.or(self.reservation_ttl_secs),
             argon2_memory_kib: other.argon2_memory_kib.or(self.argon2_memory_kib),
             argon2_iterations: other.argon2_iterations.or(self.argon2_iterations),
@@ -319,6 +327,7 @@ pub struct ScaledSettings {
     pub redis_prefix: String,
     pub nats_url: Secret,
     pub nats_prefix: String,
+    pub nats_stream_max_bytes: i64,
     pub reservation_ttl: chrono::Duration,
 }
 
@@ -370,6 +379,7 @@ impl Config {
             redis_prefix: self.redis_prefix.clone(),
             nats_url: nats.clone(),
             nats_prefix: self.nats_prefix.clone(),
+            nats_stream_max_bytes: self.nats_stream_max_bytes,
             reservation_ttl: chrono::Duration::seconds(self.reservation_ttl_secs),
         }))
     }
@@ -441,6 +451,7 @@ impl Config {
             redis_prefix: l.redis_prefix.unwrap_or_else(|| "hotdeal".to_owned()),
             nats_url: l.nats_url,
             nats_prefix: l.nats_prefix.unwrap_or_else(|| "hotdeal".to_owned()),
+            nats_stream_max_bytes: l.nats_stream_max_bytes.unwrap_or(1 << 30).max(1 << 20),
             reservation_ttl_secs: l.reservation_ttl_secs.unwrap_or(30).max(1),
             argon2: Argon2Params {
                 memory_kib: l.argon2_memory_kib.unwrap_or(d.memory_kib),

@@ -1,9 +1,11 @@
 //! Engines behind the ports: the SQLite and PostgreSQL stores, the
-//! Argon2id hasher, the in-memory admission tier and waiting room.
+//! Argon2id hasher, the in-memory admission tier and waiting room, and
+//! NATS JetStream for committed events.
 
 pub mod argon2;
 pub mod memory_admission;
 pub mod memory_queue;
+pub mod nats;
 pub mod postgres;
 pub mod redis;
 pub mod sqlite;

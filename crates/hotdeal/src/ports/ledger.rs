@@ -2,6 +2,7 @@
 //! half, kept apart from catalogue and orders so each trait stays readable.
 //! The SQLite store implements both.
 
+use super::events::{EventSink, SinkError};
 use super::store::{IdempotencyWrite, StoreResult};
 use crate::model::{Coupon, IdempotentAnswer, Page, Paged, PointAccount, PointEntry, UserCoupon};
 use async_trait::async_trait;
@@ -59,6 +60,8 @@ pub trait Ledger: Send + Sync + 'static {
     // --- coupons
     async fn insert_coupon(&self, coupon: &Coupon) -> StoreResult<()>;
     async fn coupons(&self) -> StoreResult<Vec<Coupon>>;
+    /// One coupon's definition (a cache miss reads through to it).
+    async fn coupon(&self, id: Uuid) -> StoreResult<Option<Coupon>>;
     /// Who holds which coupon, used or not (to load the admission tier).
     async fn coupon_holders(&self) -> StoreResult<Vec<(Uuid, UserId, bool)>>;
     /// A coupon's total and holders, to seed a shared tier that lacks it.
@@ -89,4 +92,30 @@ pub trait Ledger: Send + Sync + 'static {
     /// Deletes events published before `before`; with `unread`, also
     /// unpublished events created before it.
     async fn prune_outbox(&self, before: DateTime<Utc>, unread: bool) -> StoreResult<u64>;
+
+    /// Hands up to `limit` unpublished events, oldest first, to `sink` and
+    /// marks the ones it acknowledged as published at `now`. Answers how
+    /// many were, and why the sink stopped short, if it did: the rest stay
+    /// unpublished for the next round.
+    ///
+    /// This default suits a store with one writer (SQLite), where sequence
+    /// order is commit order and one process relays. A store shared by
+    /// several instances claims the rows instead, so two relays never
+    /// publish the same row at once.
+    async fn relay_outbox(
+        &self,
+        limit: i64,
+        sink: &dyn EventSink,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(usize, Option<SinkError>)> {
+        let entries = self.unpublished(limit).await?;
+        if entries.is_empty() {
+            return Ok((0, None));
+        }
+        let (acked, failed) = sink.publish(&entries).await;
+        if let Some(last) = acked.checked_sub(1).and_then(|i| entries.get(i)) {
+            self.mark_published(last.seq, now).await?;
+        }
+        Ok((acked, failed))
+    }
 }

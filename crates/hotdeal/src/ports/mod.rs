@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod clock;
+pub mod events;
 pub mod hasher;
 pub mod ledger;
 pub mod queue;
@@ -14,6 +15,7 @@ pub use admission::{
     Verdict,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use events::{CatalogueEvent, EventHandler, EventSink, HandleError, Reload, SinkError};
 pub use hasher::{HashError, PasswordHasher};
 pub use ledger::{Charge, IssueWrite, Issued, Ledger, OutboxEntry};
 pub use queue::{NotAdmitted, QueueDeal, QueueError, QueueStore, Ticket, TicketState};

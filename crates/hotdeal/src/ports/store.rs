@@ -261,6 +261,8 @@ pub trait Store: Send + Sync + 'static {
     // --- deals
     /// Creates the deal and moves `deal_stock` units from the product to it.
     async fn insert_deal(&self, deal: &Deal) -> StoreResult<DealCreation>;
+    /// One deal (a cache miss reads through to it).
+    async fn deal(&self, id: DealId) -> StoreResult<Option<Deal>>;
     /// Returns the unsold units of every deal that ended at or before `now`
     /// to its product.
     async fn settle_ended_deals(&self, now: DateTime<Utc>) -> StoreResult<Vec<Settled>>;

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealId, DealStatus, DealWindow, ProductId, StockKey, UserId};
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// A validated new product.
@@ -65,9 +66,63 @@ impl Storefront {
     }
 
     /// A product with its live stock.
-    pub fn product(&self, id: ProductId) -> Result<Product> {
-        let cached = self.catalog.product(id).ok_or(Error::NotFound)?;
+    pub async fn product(&self, id: ProductId) -> Result<Product> {
+        let cached = self.catalog_product(id).await?.ok_or(Error::NotFound)?;
         Ok(self.live_product(&cached))
+    }
+
+    /// A product from the in-memory catalogue, or read through from the
+    /// store when this instance has not seen it yet (another instance
+    /// created it, and its event is still on the way). Only found products
+    /// are cached, so asking for ids that do not exist costs a read each
+    /// time but never memory.
+    pub(super) async fn catalog_product(&self, id: ProductId) -> Result<Option<Arc<Product>>> {
+        match self.catalog.product(id) {
+            Some(p) => Ok(Some(p)),
+            None => self.reload_product(id).await,
+        }
+    }
+
+    /// A deal from the in-memory catalogue, or read through from the store
+    /// (as [`Storefront::catalog_product`]).
+    pub(super) async fn catalog_deal(&self, id: DealId) -> Result<Option<Arc<Deal>>> {
+        match self.catalog.deal(id) {
+            Some(d) => Ok(Some(d)),
+            None => Ok(self.reload_deal(id).await?.map(|(d, _)| d)),
+        }
+    }
+
+    /// Reads a product from the store into the catalogue (bumping its
+    /// epoch, so cached pages are rendered again); `None` if it does not
+    /// exist. A copy older than the cached one (a read that raced a newer
+    /// write) is not put back.
+    pub async fn reload_product(&self, id: ProductId) -> Result<Option<Arc<Product>>> {
+        let Some(fresh) = self.store.product(id).await? else {
+            return Ok(None);
+        };
+        if let Some(cached) = self.catalog.product(id) {
+            if cached.updated_at > fresh.updated_at {
+                return Ok(Some(cached));
+            }
+        }
+        let fresh = Arc::new(fresh);
+        self.catalog.put_product((*fresh).clone());
+        Ok(Some(fresh))
+    }
+
+    /// Reads a deal and its product from the store into the catalogue (a
+    /// new deal, a settled one); `None` if the deal does not exist.
+    pub async fn reload_deal(&self, id: DealId) -> Result<Option<(Arc<Deal>, Arc<Product>)>> {
+        let Some(deal) = self.store.deal(id).await? else {
+            return Ok(None);
+        };
+        // The product first: a deal is listed only with its product.
+        let Some(product) = self.reload_product(deal.product_id).await? else {
+            return Ok(None);
+        };
+        let deal = Arc::new(deal);
+        self.catalog.put_deal((*deal).clone());
+        Ok(Some((deal, product)))
     }
 
     fn live_product(&self, p: &Product) -> Product {
@@ -101,8 +156,8 @@ impl Storefront {
     }
 
     /// The product, if `seller` owns it.
-    fn owned_product(&self, seller: UserId, id: ProductId) -> Result<Product> {
-        let product = self.product(id)?;
+    async fn owned_product(&self, seller: UserId, id: ProductId) -> Result<Product> {
+        let product = self.product(id).await?;
         if product.seller_id != seller {
             return Err(Error::Forbidden);
         }
@@ -115,7 +170,7 @@ impl Storefront {
         id: ProductId,
         patch: ProductPatch,
     ) -> Result<Product> {
-        self.owned_product(seller, id)?;
+        self.owned_product(seller, id).await?;
         let updated = self
             .store
             .update_product(id, &patch, self.clock.now())
@@ -126,7 +181,7 @@ impl Storefront {
     }
 
     pub async fn adjust_stock(&self, seller: UserId, id: ProductId, delta: i64) -> Result<Product> {
-        self.owned_product(seller, id)?;
+        self.owned_product(seller, id).await?;
         let key = StockKey::Product(id);
         // Units removed are taken from the tier first, so no order can be
         // admitted against them meanwhile.
@@ -175,8 +230,8 @@ impl Storefront {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn create_deal(&self, seller: UserId, d: NewDeal) -> Result<DealView> {
         let product = self
-            .catalog
-            .product(d.product_id)
+            .catalog_product(d.product_id)
+            .await?
             .ok_or(Error::ProductNotFound)?;
         if product.seller_id != seller {
             return Err(Error::Forbidden);
@@ -226,11 +281,11 @@ impl Storefront {
         }
     }
 
-    pub fn deal(&self, id: DealId) -> Result<DealView> {
-        let deal = self.catalog.deal(id).ok_or(Error::NotFound)?;
+    pub async fn deal(&self, id: DealId) -> Result<DealView> {
+        let deal = self.catalog_deal(id).await?.ok_or(Error::NotFound)?;
         let product = self
-            .catalog
-            .product(deal.product_id)
+            .catalog_product(deal.product_id)
+            .await?
             .ok_or(Error::NotFound)?;
         Ok(DealView {
             deal: self.live_deal(&deal),
@@ -280,8 +335,8 @@ impl Storefront {
     }
 
     /// Marks a product hot or not; answers whether it now is.
-    pub fn set_hot(&self, seller: UserId, id: ProductId, hot: bool) -> Result<bool> {
-        self.owned_product(seller, id)?;
+    pub async fn set_hot(&self, seller: UserId, id: ProductId, hot: bool) -> Result<bool> {
+        self.owned_product(seller, id).await?;
         let mut set = self.hot.lock().unwrap_or_else(|e| e.into_inner());
         if hot {
             set.insert(id);

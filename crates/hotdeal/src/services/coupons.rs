@@ -62,23 +62,43 @@ impl Storefront {
     }
 
     /// A coupon with its live issued count.
-    pub fn coupon(&self, id: Uuid) -> Result<Coupon> {
+    pub async fn coupon(&self, id: Uuid) -> Result<Coupon> {
         let cached = self
             .coupons
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
             .cloned();
-        let mut coupon = (*cached.ok_or(Error::NotFound)?).clone();
+        // A miss reads through: another instance may have created it, its
+        // event still on the way. Only found coupons are cached.
+        let cached = match cached {
+            Some(c) => c,
+            None => self.reload_coupon(id).await?.ok_or(Error::NotFound)?,
+        };
+        let mut coupon = (*cached).clone();
         if let Some(issued) = self.coupon_admission.issued(id) {
             coupon.issued_count = issued;
         }
         Ok(coupon)
     }
 
+    /// Reads a coupon's definition from the store into memory; `None` if
+    /// it does not exist.
+    pub async fn reload_coupon(&self, id: Uuid) -> Result<Option<Arc<Coupon>>> {
+        let Some(coupon) = self.ledger.coupon(id).await? else {
+            return Ok(None);
+        };
+        let coupon = Arc::new(coupon);
+        self.coupons
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, coupon.clone());
+        Ok(Some(coupon))
+    }
+
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn issue_coupon(&self, user: UserId, id: Uuid) -> Result<UserCoupon> {
-        let coupon = self.coupon(id)?;
+        let coupon = self.coupon(id).await?;
         let now = self.clock.now();
         if !coupon.window.is_running(now) {
             return Err(Error::CouponNotActive);
@@ -157,11 +177,12 @@ impl Storefront {
         lines: &[(UserId, i64)],
     ) -> Result<(Uuid, i64)> {
         let not_usable = |why: &str| Error::CouponNotUsable(why.to_owned());
-        let coupon = match self.coupon(id) {
+        let coupon = match self.coupon(id).await {
             Ok(coupon) => coupon,
             Err(_) => match self.ledger.user_coupon_by_id(id).await? {
                 Some(uc) if uc.user_id == user => self
                     .coupon(uc.coupon_id)
+                    .await
                     .map_err(|_| not_usable("no such coupon"))?,
                 _ => return Err(not_usable("no such coupon")),
             },

@@ -22,6 +22,7 @@ pub use auth::{Registration, TokenPair};
 pub use catalog::{NewDeal, NewProduct};
 pub use coupons::NewCoupon;
 pub use error::{Error, Result};
+pub use events::RELAY_EVERY;
 pub use idempotency::{Begun, FlightGuard as InFlightGuard, IdempotencyKey, InFlight};
 pub use observe::{LiveCoupon, LiveDeal, WriterView, MAX_LIVE};
 pub use orders::{PlaceOrder, RenderOrder};
@@ -101,6 +102,9 @@ pub struct Storefront {
     running: Arc<dyn RunningKeys>,
     /// Published events, for in-process subscribers.
     pub events: tokio::sync::broadcast::Sender<crate::model::Event>,
+    /// Set once a broker relay (NATS) owns the outbox: the in-process
+    /// relay stands aside and unpublished events are never pruned.
+    broker_relay: std::sync::atomic::AtomicBool,
     pub clock: Arc<dyn Clock>,
     pub hasher: Arc<dyn PasswordHasher>,
     pub tokens: TokenKeys,
@@ -225,6 +229,7 @@ impl Storefront {
             payment_window: path.payment_window,
             running: e.running,
             events: tokio::sync::broadcast::channel(1024).0,
+            broker_relay: Default::default(),
             clock: e.clock,
             hasher: e.hasher,
             tokens,

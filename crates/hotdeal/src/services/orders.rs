@@ -63,13 +63,16 @@ impl Storefront {
         let mut holds_deal_stock = false;
         for line in &req.lines {
             let product = self
-                .catalog
-                .product(line.product_id)
+                .catalog_product(line.product_id)
+                .await?
                 .ok_or(Error::ProductNotFound)?;
             let unit_price = match line.deal_id {
                 None => product.price,
                 Some(deal_id) => {
-                    let deal = self.catalog.deal(deal_id).ok_or(Error::DealNotFound)?;
+                    let deal = self
+                        .catalog_deal(deal_id)
+                        .await?
+                        .ok_or(Error::DealNotFound)?;
                     if deal.product_id != line.product_id {
                         return Err(Error::DealNotFound);
                     }

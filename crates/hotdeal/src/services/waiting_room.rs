@@ -260,7 +260,10 @@ impl Storefront {
     /// returns the caller's live token again.
     pub async fn join_queue(&self, user: UserId, deal_id: DealId) -> Result<QueueView> {
         let now = self.clock.now();
-        let deal = self.catalog.deal(deal_id).ok_or(Error::DealNotFound)?;
+        let deal = self
+            .catalog_deal(deal_id)
+            .await?
+            .ok_or(Error::DealNotFound)?;
         if !deal.waiting_room {
             return Err(Error::NoWaitingRoom);
         }
@@ -292,7 +295,10 @@ impl Storefront {
         if claims.user != user {
             return Err(Error::Forbidden);
         }
-        let deal = self.catalog.deal(claims.deal).ok_or(Error::NotFound)?;
+        let deal = self
+            .catalog_deal(claims.deal)
+            .await?
+            .ok_or(Error::NotFound)?;
         let rules = room.rules(&deal);
         let ticket = if ended(&deal, now) {
             Ticket {

@@ -12,6 +12,7 @@ mod deals;
 mod docs;
 mod durability;
 mod edge;
+mod events;
 mod freshness;
 mod hotpath;
 mod idempotency;

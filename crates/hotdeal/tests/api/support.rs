@@ -471,9 +471,18 @@ pub fn config_for(dir: &std::path::Path) -> Config {
             config.nats_url = Some(hotdeal::config::Secret::new(nats));
             config.redis_prefix = schema_for(dir);
             config.nats_prefix = schema_for(dir);
+            // JetStream reserves a stream's bytes on its disk up front.
+            config.nats_stream_max_bytes = 1 << 20;
         }
     }
     config
+}
+
+/// Whether the tests run in the scaled mode (Redis and NATS configured).
+pub fn scaled_backend() -> bool {
+    postgres_url().is_some()
+        && env_url("HOTDEAL_TEST_REDIS_URL").is_some()
+        && env_url("HOTDEAL_TEST_NATS_URL").is_some()
 }
 
 /// A service URL from the environment, if set and not empty.
@@ -506,6 +515,18 @@ pub fn drop_schema_of(dir: &std::path::Path) {
                 .execute(&mut c)
                 .await;
             let _ = c.close().await;
+            // The scaled mode's stream and keys, named by the same prefix.
+            if let Some(nats) = env_url("HOTDEAL_TEST_NATS_URL") {
+                if let Ok(client) = async_nats::connect(&nats).await {
+                    let js = async_nats::jetstream::new(client);
+                    let _ = js
+                        .delete_stream(format!("{}_EVENTS", schema.to_ascii_uppercase()))
+                        .await;
+                }
+            }
+            if let Some(redis) = env_url("HOTDEAL_TEST_REDIS_URL") {
+                drop_redis_keys(&redis, &schema).await;
+            }
         });
     })
     .join();
@@ -674,4 +695,34 @@ pub fn chromium_dump_dom(
     ))
     .args(["--dump-dom", url]);
     cmd
+}
+
+/// Deletes the Redis keys under `prefix` (a finished test's).
+async fn drop_redis_keys(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let mut cursor: u64 = 0;
+    loop {
+        let page: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await;
+        let Ok((next, keys)) = page else { return };
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> =
+                redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
 }

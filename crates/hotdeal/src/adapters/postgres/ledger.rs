@@ -6,6 +6,7 @@ use super::{Pg, PgStore};
 use crate::model::{
     Coupon, IdempotentAnswer, Page, Paged, PointAccount, PointEntry, PointKind, UserCoupon,
 };
+use crate::ports::events::{CatalogueEvent, EventSink, SinkError};
 use crate::ports::ledger::{Charge, IssueWrite, Issued, Ledger, OutboxEntry};
 use crate::ports::store::{IdempotencyWrite, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -204,6 +205,7 @@ impl Ledger for PgStore {
 
     async fn insert_coupon(&self, c: &Coupon) -> StoreResult<()> {
         super::write!(self, |conn| {
+            let mut tx = conn.begin().await.pg()?;
             sqlx::query(&format!(
                 "INSERT INTO coupons ({COUPON_COLS}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
@@ -220,11 +222,22 @@ impl Ledger for PgStore {
             .bind(c.window.ends_at)
             .bind(c.created_by.0)
             .bind(c.created_at)
-            .execute(conn)
+            .execute(&mut *tx)
             .await
-            .pg()
-            .map(drop)
+            .pg()?;
+            let event = CatalogueEvent::CouponCreated(c.id).outbox_row();
+            insert_events(&mut tx, &[event], c.created_at).await?;
+            tx.commit().await.pg()
         })
+    }
+
+    async fn coupon(&self, id: Uuid) -> StoreResult<Option<Coupon>> {
+        let row = sqlx::query(&format!("SELECT {COUPON_COLS} FROM coupons WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .pg()?;
+        row.map(|r| coupon_from_row(&r)).transpose()
     }
 
     async fn coupons(&self) -> StoreResult<Vec<Coupon>> {
@@ -423,6 +436,35 @@ impl Ledger for PgStore {
         })
     }
 
+    /// Several instances relay at once here. Each round is one
+    /// transaction: it takes a transaction-level advisory lock (one relay
+    /// at a time, so the stream receives the events in outbox order and a
+    /// consumer following one aggregate sees its events in order), claims
+    /// the oldest unpublished rows `FOR UPDATE SKIP LOCKED` (a row is never
+    /// published by two relays at once, whatever else holds the lock),
+    /// publishes them and waits for the broker's acknowledgements, then
+    /// marks what was acknowledged and commits. A relay that dies before
+    /// the commit leaves the rows unpublished; the next round publishes
+    /// them again under the same ids, which the broker drops as duplicates.
+    async fn relay_outbox(
+        &self,
+        limit: i64,
+        sink: &dyn EventSink,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(usize, Option<SinkError>)> {
+        // The idle case, every few tens of milliseconds on every instance:
+        // one index probe, no transaction.
+        let waiting: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL)")
+                .fetch_one(&self.pool)
+                .await
+                .pg()?;
+        if !waiting {
+            return Ok((0, None));
+        }
+        super::write!(self, |c| relay(c, limit, sink, now).await)
+    }
+
     async fn prune_outbox(&self, before: DateTime<Utc>, unread: bool) -> StoreResult<u64> {
         super::write!(self, |c| {
             sqlx::query(
@@ -437,4 +479,57 @@ impl Ledger for PgStore {
             .map(|d| d.rows_affected())
         })
     }
+}
+
+/// One relay round in one transaction (see [`PgStore::relay_outbox`]).
+async fn relay(
+    conn: &mut PgConnection,
+    limit: i64,
+    sink: &dyn EventSink,
+    now: DateTime<Utc>,
+) -> StoreResult<(usize, Option<SinkError>)> {
+    let mut tx = conn.begin().await.pg()?;
+    let ours: bool = sqlx::query_scalar(
+        "SELECT pg_try_advisory_xact_lock(hashtextextended('hotdeal-relay:' || current_schema(), 0))",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .pg()?;
+    if !ours {
+        // Another instance is relaying right now; it takes these rows.
+        return Ok((0, None));
+    }
+    let rows = sqlx::query(
+        "SELECT seq, topic, payload FROM outbox WHERE published_at IS NULL \
+         ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await
+    .pg()?;
+    let entries = rows
+        .iter()
+        .map(|r| {
+            Ok(OutboxEntry {
+                seq: r.try_get("seq")?,
+                topic: r.try_get("topic")?,
+                payload: r.try_get("payload")?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    if entries.is_empty() {
+        return Ok((0, None));
+    }
+    let (acked, failed) = sink.publish(&entries).await;
+    if acked > 0 {
+        let seqs: Vec<i64> = entries.iter().take(acked).map(|e| e.seq).collect();
+        sqlx::query("UPDATE outbox SET published_at = $1 WHERE seq = ANY($2)")
+            .bind(now)
+            .bind(&seqs)
+            .execute(&mut *tx)
+            .await
+            .pg()?;
+    }
+    tx.commit().await.pg()?;
+    Ok((acked, failed))
 }

@@ -25,6 +25,7 @@ mod orders;
 mod rows;
 
 use crate::model::{Deal, Order, Page, Paged, Product, ProductPatch, User};
+use crate::ports::events::CatalogueEvent;
 use crate::ports::store::{
     CancelBy, Cancellation, DealCreation, IdempotencyWrite, OrderWrite, Payment, Placement,
     Settled, Snapshot, StockChange, Store, StoreError, StoreResult,
@@ -568,6 +569,7 @@ impl Store for PgStore {
 
     async fn insert_product(&self, p: &Product) -> StoreResult<()> {
         write!(self, |c| {
+            let mut tx = c.begin().await.pg()?;
             sqlx::query(&format!(
                 "INSERT INTO products ({PRODUCT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             ))
@@ -581,10 +583,12 @@ impl Store for PgStore {
             .bind(&p.image_url)
             .bind(p.created_at)
             .bind(p.updated_at)
-            .execute(c)
+            .execute(&mut *tx)
             .await
-            .pg()
-            .map(drop)
+            .pg()?;
+            let event = CatalogueEvent::ProductCreated(p.id).outbox_row();
+            orders::insert_events(&mut tx, &[event], p.created_at).await?;
+            tx.commit().await.pg()
         })
     }
 
@@ -633,7 +637,8 @@ impl Store for PgStore {
         // Each nullable column takes a "change it" flag and the new value, so
         // one statement covers any combination of fields.
         let row = write!(self, |c| {
-            sqlx::query(&format!(
+            let mut tx = c.begin().await.pg()?;
+            let row = sqlx::query(&format!(
                 "UPDATE products SET \
                    name = COALESCE($1, name), \
                    description = CASE WHEN $2 THEN $3 ELSE description END, \
@@ -653,9 +658,16 @@ impl Store for PgStore {
             .bind(patch.image_url.clone().flatten())
             .bind(now)
             .bind(id.0)
-            .fetch_optional(c)
+            .fetch_optional(&mut *tx)
             .await
-            .pg()
+            .pg()?;
+            // No row, no change: nothing to tell anyone.
+            if row.is_some() {
+                let event = CatalogueEvent::ProductUpdated(id).outbox_row();
+                orders::insert_events(&mut tx, &[event], now).await?;
+            }
+            tx.commit().await.pg()?;
+            Ok(row)
         })?;
         row.map(|r| product_from_row(&r)).transpose()
     }
@@ -672,6 +684,15 @@ impl Store for PgStore {
 
     async fn insert_deal(&self, d: &Deal) -> StoreResult<DealCreation> {
         write!(self, |c| insert_deal(c, d).await)
+    }
+
+    async fn deal(&self, id: DealId) -> StoreResult<Option<Deal>> {
+        let row = sqlx::query(&format!("SELECT {DEAL_COLS} FROM deals WHERE id = $1"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .pg()?;
+        row.map(|r| deal_from_row(&r)).transpose()
     }
 
     async fn settle_ended_deals(&self, now: DateTime<Utc>) -> StoreResult<Vec<Settled>> {
@@ -925,6 +946,12 @@ async fn insert_deal(conn: &mut PgConnection, d: &Deal) -> StoreResult<DealCreat
     .execute(&mut *tx)
     .await
     .pg()?;
+    let event = CatalogueEvent::DealCreated {
+        deal: d.id,
+        product: d.product_id,
+    }
+    .outbox_row();
+    orders::insert_events(&mut tx, &[event], d.created_at).await?;
     tx.commit().await.pg()?;
     Ok(DealCreation::Created(d.clone()))
 }

@@ -7,6 +7,7 @@ use crate::model::{
     Coupon, DiscountType, IdempotentAnswer, Page, Paged, PointAccount, PointEntry, PointKind,
     UserCoupon,
 };
+use crate::ports::events::CatalogueEvent;
 use crate::ports::ledger::{Charge, IssueWrite, Issued, Ledger, OutboxEntry};
 use crate::ports::store::{IdempotencyWrite, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -62,6 +63,32 @@ fn issue_event(uc: &UserCoupon) -> (&'static str, String) {
     let payload =
         json!({ "coupon_id": uc.coupon_id, "user_id": uc.user_id, "user_coupon_id": uc.id });
     ("coupon.issued", payload.to_string())
+}
+
+/// The coupon and its `coupon.created` event, in one transaction.
+async fn insert_coupon(conn: &mut SqliteConnection, c: &Coupon) -> StoreResult<()> {
+    let mut tx = writer::begin(conn).await?;
+    sqlx::query(&format!(
+        "INSERT INTO coupons ({COUPON_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(c.id)
+    .bind(&c.name)
+    .bind(c.discount_type.as_str())
+    .bind(c.discount_value)
+    .bind(c.max_discount)
+    .bind(c.min_order_amount)
+    .bind(c.total_quantity)
+    .bind(c.issued_count)
+    .bind(micros(c.window.starts_at))
+    .bind(micros(c.window.ends_at))
+    .bind(c.created_by.0)
+    .bind(micros(c.created_at))
+    .execute(&mut *tx)
+    .await?;
+    let event = CatalogueEvent::CouponCreated(c.id).outbox_row();
+    insert_events(&mut tx, &[event], micros(c.created_at)).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 impl SqliteStore {
@@ -248,24 +275,16 @@ impl Ledger for SqliteStore {
 
     async fn insert_coupon(&self, c: &Coupon) -> StoreResult<()> {
         let mut w = self.writer().await?;
-        let done = sqlx::query(&format!(
-            "INSERT INTO coupons ({COUPON_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(c.id)
-        .bind(&c.name)
-        .bind(c.discount_type.as_str())
-        .bind(c.discount_value)
-        .bind(c.max_discount)
-        .bind(c.min_order_amount)
-        .bind(c.total_quantity)
-        .bind(c.issued_count)
-        .bind(micros(c.window.starts_at))
-        .bind(micros(c.window.ends_at))
-        .bind(c.created_by.0)
-        .bind(micros(c.created_at))
-        .execute(w.conn())
-        .await;
-        w.settle(done.map(drop).map_err(StoreError::from))
+        let done = insert_coupon(w.conn(), c).await;
+        w.settle(done)
+    }
+
+    async fn coupon(&self, id: Uuid) -> StoreResult<Option<Coupon>> {
+        let row = sqlx::query(&format!("SELECT {COUPON_COLS} FROM coupons WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| coupon_from_row(&r)).transpose()
     }
 
     async fn coupons(&self) -> StoreResult<Vec<Coupon>> {

@@ -14,6 +14,7 @@ mod rows;
 mod writer;
 
 use crate::model::{Deal, Order, Page, Paged, Product, ProductPatch, User};
+use crate::ports::events::CatalogueEvent;
 use crate::ports::store::{
     CancelBy, Cancellation, DealCreation, IdempotencyWrite, OrderWrite, Payment, Placement,
     Settled, Snapshot, StockChange, Store, StoreError, StoreResult,
@@ -353,24 +354,17 @@ impl Store for SqliteStore {
 
     async fn insert_product(&self, p: &Product) -> StoreResult<()> {
         let mut w = self.writer().await?;
-        let res = sqlx::query(&format!(
-            "INSERT INTO products ({PRODUCT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(p.id.0)
-        .bind(p.seller_id.0)
-        .bind(&p.name)
-        .bind(&p.description)
-        .bind(p.price)
-        .bind(p.stock)
-        .bind(&p.category)
-        .bind(&p.image_url)
-        .bind(micros(p.created_at))
-        .bind(micros(p.updated_at))
-        .execute(w.conn())
-        .await;
-        w.settle(res.map(drop).map_err(StoreError::from))
+        let res = insert_product(w.conn(), p).await;
+        w.settle(res)
     }
 
+    async fn deal(&self, id: DealId) -> StoreResult<Option<Deal>> {
+        let row = sqlx::query(&format!("SELECT {DEAL_COLS} FROM deals WHERE id = ?"))
+            .bind(id.0)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| deal_from_row(&r)).transpose()
+    }
     async fn product(&self, id: ProductId) -> StoreResult<Option<Product>> {
         let row = sqlx::query(&format!("SELECT {PRODUCT_COLS} FROM products WHERE id = ?"))
             .bind(id.0)
@@ -410,33 +404,9 @@ impl Store for SqliteStore {
         // Each nullable column takes a "change it" flag and the new value, so
         // one statement covers any combination of fields.
         let mut w = self.writer().await?;
-        let row = sqlx::query(&format!(
-            "UPDATE products SET \
-               name = COALESCE(?1, name), \
-               description = CASE WHEN ?2 THEN ?3 ELSE description END, \
-               price = COALESCE(?4, price), \
-               category = CASE WHEN ?5 THEN ?6 ELSE category END, \
-               image_url = CASE WHEN ?7 THEN ?8 ELSE image_url END, \
-               updated_at = ?9 \
-             WHERE id = ?10 RETURNING {PRODUCT_COLS}"
-        ))
-        .bind(&patch.name)
-        .bind(patch.description.is_some())
-        .bind(patch.description.clone().flatten())
-        .bind(patch.price)
-        .bind(patch.category.is_some())
-        .bind(patch.category.clone().flatten())
-        .bind(patch.image_url.is_some())
-        .bind(patch.image_url.clone().flatten())
-        .bind(micros(now))
-        .bind(id.0)
-        .fetch_optional(w.conn())
-        .await;
-        w.settle(row.map_err(StoreError::from))?
-            .map(|r| product_from_row(&r))
-            .transpose()
+        let row = update_product(w.conn(), id, patch, now).await;
+        w.settle(row)?.map(|r| product_from_row(&r)).transpose()
     }
-
     async fn adjust_stock(
         &self,
         id: ProductId,
@@ -656,6 +626,69 @@ async fn adjust_stock(
     })
 }
 
+/// The product and its `product.created` event, in one transaction.
+async fn insert_product(conn: &mut SqliteConnection, p: &Product) -> StoreResult<()> {
+    let mut tx = writer::begin(conn).await?;
+    sqlx::query(&format!(
+        "INSERT INTO products ({PRODUCT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(p.id.0)
+    .bind(p.seller_id.0)
+    .bind(&p.name)
+    .bind(&p.description)
+    .bind(p.price)
+    .bind(p.stock)
+    .bind(&p.category)
+    .bind(&p.image_url)
+    .bind(micros(p.created_at))
+    .bind(micros(p.updated_at))
+    .execute(&mut *tx)
+    .await?;
+    let event = CatalogueEvent::ProductCreated(p.id).outbox_row();
+    orders::insert_events(&mut tx, &[event], micros(p.created_at)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The edit and its `product.updated` event, in one transaction.
+async fn update_product(
+    conn: &mut SqliteConnection,
+    id: ProductId,
+    patch: &ProductPatch,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<sqlx::sqlite::SqliteRow>> {
+    let mut tx = writer::begin(conn).await?;
+    let row = sqlx::query(&format!(
+        "UPDATE products SET \
+               name = COALESCE(?1, name), \
+               description = CASE WHEN ?2 THEN ?3 ELSE description END, \
+               price = COALESCE(?4, price), \
+               category = CASE WHEN ?5 THEN ?6 ELSE category END, \
+               image_url = CASE WHEN ?7 THEN ?8 ELSE image_url END, \
+               updated_at = ?9 \
+             WHERE id = ?10 RETURNING {PRODUCT_COLS}"
+    ))
+    .bind(&patch.name)
+    .bind(patch.description.is_some())
+    .bind(patch.description.clone().flatten())
+    .bind(patch.price)
+    .bind(patch.category.is_some())
+    .bind(patch.category.clone().flatten())
+    .bind(patch.image_url.is_some())
+    .bind(patch.image_url.clone().flatten())
+    .bind(micros(now))
+    .bind(id.0)
+    .fetch_optional(&mut *tx)
+    .await?;
+    // No row, no change: nothing to tell anyone.
+    if row.is_some() {
+        let event = CatalogueEvent::ProductUpdated(id).outbox_row();
+        orders::insert_events(&mut tx, &[event], micros(now)).await?;
+    }
+    tx.commit().await?;
+    Ok(row)
+}
+
 async fn insert_deal(conn: &mut SqliteConnection, d: &Deal) -> StoreResult<DealCreation> {
     let mut tx = writer::begin(conn).await?;
     let taken = sqlx::query(
@@ -694,6 +727,12 @@ async fn insert_deal(conn: &mut SqliteConnection, d: &Deal) -> StoreResult<DealC
         .bind(d.queue_admit_per_sec)
         .execute(&mut *tx)
         .await?;
+    let event = CatalogueEvent::DealCreated {
+        deal: d.id,
+        product: d.product_id,
+    }
+    .outbox_row();
+    orders::insert_events(&mut tx, &[event], micros(d.created_at)).await?;
     tx.commit().await?;
     Ok(DealCreation::Created(d.clone()))
 }

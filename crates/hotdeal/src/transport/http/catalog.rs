@@ -89,7 +89,7 @@ pub async fn get_product(
     State(app): State<AppState>,
     PathId(id): PathId<ProductId>,
 ) -> ApiResult<Response> {
-    let product = app.product(id)?;
+    let product = app.product(id).await?;
     Ok(cached_json(&app, PageKey::Product(id.0), |_| {
         ProductOut::from(product)
     }))
@@ -127,7 +127,7 @@ pub async fn get_stock(
     State(app): State<AppState>,
     PathId(id): PathId<ProductId>,
 ) -> ApiResult<Response> {
-    let product = app.product(id)?;
+    let product = app.product(id).await?;
     Ok(cached_json(&app, PageKey::Stock(id.0), |_| {
         StockOut::from(product)
     }))
@@ -209,7 +209,7 @@ pub async fn get_deal(
     State(app): State<AppState>,
     PathId(id): PathId<DealId>,
 ) -> ApiResult<Response> {
-    let deal = app.deal(id)?;
+    let deal = app.deal(id).await?;
     Ok(cached_json(&app, PageKey::Deal(id.0), |now| {
         DealOut::new(deal, now)
     }))
@@ -221,7 +221,7 @@ async fn set_hot(
     id: ProductId,
     hot: bool,
 ) -> ApiResult<Json<HotOut>> {
-    let hot = app.set_hot(seller.0, id, hot)?;
+    let hot = app.set_hot(seller.0, id, hot).await?;
     Ok(Json(HotOut {
         product_id: id.0,
         hot,

@@ -40,7 +40,7 @@ pub async fn get(
     State(app): State<AppState>,
     PathId(id): PathId<Uuid>,
 ) -> ApiResult<Json<CouponOut>> {
-    Ok(Json(app.coupon(id)?.into()))
+    Ok(Json(app.coupon(id).await?.into()))
 }
 
 /// Claim one coupon: first come, first served, one per user.
