@@ -12,6 +12,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PORT="${PORT:-18080}"
 BASE_URL="http://127.0.0.1:${PORT}"
 RESULTS="${RESULTS:-bench/results}"
+# Where cargo puts the release binaries (it honours CARGO_TARGET_DIR).
+BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
 SERVER_PID=""
 DATA_DIR=""
 # DATABASE_URL=postgres://USER@HOST/DB runs the server on PostgreSQL, in a
@@ -25,14 +27,14 @@ build() {
         echo "bench: cargo build --release" >&2
         cargo build --release
     fi
-    if target/release/hotdeal load --help >/dev/null 2>&1; then
-        LOAD=(target/release/hotdeal load)
+    if "$BIN_DIR/hotdeal" load --help >/dev/null 2>&1; then
+        LOAD=("$BIN_DIR/hotdeal" load)
     else
         echo "bench: this hotdeal has no 'load' subcommand; using the hotdeal-load runner" >&2
-        if [[ "${BUILD:-1}" != 0 || ! -x target/release/examples/hotdeal-load ]]; then
+        if [[ "${BUILD:-1}" != 0 || ! -x "$BIN_DIR/examples/hotdeal-load" ]]; then
             cargo build --release -p hotdeal-load --example hotdeal-load
         fi
-        LOAD=(target/release/examples/hotdeal-load)
+        LOAD=("$BIN_DIR/examples/hotdeal-load")
     fi
 }
 
@@ -71,7 +73,7 @@ start_server() {
     # port: a bench must not collide with a server already on 9090.
     # shellcheck disable=SC2086 # both are lists of words on purpose
     HOTDEAL_ADMIN_LISTEN="${ADMIN_LISTEN:-127.0.0.1:0}" \
-    ${SERVER_WRAP:-} "${HOTDEAL_BIN:-target/release/hotdeal}" serve --listen "127.0.0.1:${PORT}" --data-dir "$DATA_DIR" \
+    ${SERVER_WRAP:-} "${HOTDEAL_BIN:-$BIN_DIR/hotdeal}" serve --listen "127.0.0.1:${PORT}" --data-dir "$DATA_DIR" \
         "${store[@]}" ${SERVER_ARGS:-} >"$DATA_DIR/server.log" 2>&1 &
     SERVER_PID=$!
     trap stop_server EXIT

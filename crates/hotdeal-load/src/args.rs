@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::client::{parse_base_urls, BaseUrls};
 use crate::config::{parse_duration, parse_stages, StageList};
 
 /// The scenarios of docs/scenarios.md, plus `health` for calibration.
@@ -74,13 +75,17 @@ pub struct LoadArgs {
     #[arg(value_enum)]
     pub scenario: ScenarioName,
 
-    /// The hotdeal server to load (http only; a path prefix is allowed).
+    /// The hotdeal server(s) to load (http only; a path prefix is
+    /// allowed). Several instances of one deployment: a comma-separated
+    /// list, or the flag repeated; requests go round robin over them.
     #[arg(
         long,
         env = "HOTDEAL_LOAD_BASE_URL",
-        default_value = "http://127.0.0.1:8080"
+        default_value = "http://127.0.0.1:8080",
+        value_parser = parse_base_urls,
+        action = clap::ArgAction::Append
     )]
-    pub base_url: String,
+    pub base_url: Vec<BaseUrls>,
 
     /// Stage list `DURATION:TARGET,…` (VUs, or iterations/s for arrival-rate
     /// scenarios), e.g. `30s:50,60s:50,10s:0`.
@@ -166,6 +171,12 @@ pub struct LoadArgs {
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub spread: Duration,
 
+    /// Several base URLs: how long the items setup created may take to be
+    /// visible on every instance, and the final counts to agree on all of
+    /// them, before either is an error.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub settle: Duration,
+
     /// Seed of the random choices (users, products, quantities).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -202,6 +213,14 @@ pub struct LoadArgs {
     /// not a terminal).
     #[arg(long)]
     pub quiet: bool,
+}
+
+impl LoadArgs {
+    /// Every base URL given, in order (at least one: the flag has a
+    /// default and its parser refuses an empty list).
+    pub fn base_urls(&self) -> Vec<String> {
+        BaseUrls::flatten(&self.base_url)
+    }
 }
 
 #[cfg(test)]
@@ -252,6 +271,61 @@ mod tests {
         ] {
             let cli = Cli::try_parse_from(["hotdeal", name]).expect("parses");
             assert_eq!(cli.args.scenario.as_str(), name);
+        }
+    }
+
+    fn urls(list: &[&str]) -> Result<Vec<String>, String> {
+        let mut v = vec!["hotdeal", "order-stress"];
+        v.extend_from_slice(list);
+        Cli::try_parse_from(v)
+            .map(|c| c.args.base_urls())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn one_base_url_by_default() {
+        assert_eq!(urls(&[]), Ok(vec!["http://127.0.0.1:8080".to_string()]));
+    }
+
+    #[test]
+    fn several_base_urls_by_comma_or_repeated_flag() {
+        let a = "http://127.0.0.1:18081";
+        let b = "http://127.0.0.1:18082/";
+        let c = "http://[::1]:18083/api";
+        let want = vec![
+            a.to_string(),
+            "http://127.0.0.1:18082".to_string(),
+            c.to_string(),
+        ];
+        assert_eq!(
+            urls(&["--base-url", &format!("{a},{b}, {c}")]),
+            Ok(want.clone())
+        );
+        assert_eq!(
+            urls(&["--base-url", a, "--base-url", &format!("{b},{c}")]),
+            Ok(want)
+        );
+        // One instance listed twice is two targets (a balancer's view).
+        assert_eq!(
+            urls(&["--base-url", &format!("{a},{a}")]).map(|u| u.len()),
+            Ok(2)
+        );
+    }
+
+    #[test]
+    fn a_bad_base_url_is_refused_with_the_reason() {
+        for (bad, why) in [
+            ("https://127.0.0.1:8443", "only http://"),
+            ("http://127.0.0.1:8080,127.0.0.1:8081", "only http://"),
+            ("http://127.0.0.1:80x", "port"),
+            ("http://127.0.0.1:0", "port"),
+            ("http://:8080", "host is missing"),
+            ("http://", "host is missing"),
+            ("http://h:1/a?b=c", "query"),
+            (",", "no base URL"),
+        ] {
+            let err = urls(&["--base-url", bad]).expect_err(bad);
+            assert!(err.contains(why), "{bad}: {err}");
         }
     }
 }

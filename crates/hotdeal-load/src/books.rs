@@ -10,15 +10,26 @@
 //! * orders: every order answered 201 can be fetched back by its buyer
 //!   (all of them, or an even sample of `--verify-orders` for big runs),
 //!   with the status and the units it was created with.
+//!
+//! With several base URLs (instances of one deployment) nothing above is
+//! per instance: the 201s, units and coupons seen are summed over every
+//! answer whichever instance gave it, and an answer lost with a killed
+//! instance is an unknown outcome, never a sale. The final counts are
+//! read through every instance ([`read_everywhere`]): they must agree —
+//! one shared store seen through any door — and an instance that no
+//! longer accepts connections is named, not counted. Orders are fetched
+//! back spread over the instances, so each must find orders others took.
 
+use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hyper::Method;
 use uuid::Uuid;
 
-use crate::client::Target;
-use crate::setup::{par_map, Api};
+use crate::client::{Outcome, Targets};
+use crate::setup::{par_map, Api, BoxFuture, SetupError};
 
 /// One verified invariant.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -72,6 +83,65 @@ impl Books {
             format!("stock {name}"),
             ok,
             format!("sold {sold} + remaining {remaining}{slack} {verdict} initial {initial}"),
+        );
+    }
+
+    /// With several base URLs: every instance that answered gave the same
+    /// figure. Nothing is pushed for a single base URL, whose report stays
+    /// as it always was.
+    pub fn agreement<T: PartialEq + Debug>(&mut self, what: &str, reading: &Reading<T>) {
+        let asked = reading.answers.len() + reading.unreachable.len();
+        if asked < 2 {
+            return;
+        }
+        let mut detail = if reading.agreed() {
+            format!(
+                "{} of {asked} instances answered {:?}",
+                reading.answers.len(),
+                reading.value
+            )
+        } else {
+            let each: Vec<String> = reading
+                .answers
+                .iter()
+                .map(|(url, v)| format!("{url}: {v:?}"))
+                .collect();
+            format!("instances differ: {}", each.join("; "))
+        };
+        if !reading.unreachable.is_empty() {
+            detail.push_str(&format!(
+                " ({} refused the connection: {})",
+                reading.unreachable.len(),
+                reading.unreachable.join(", ")
+            ));
+        }
+        self.push(
+            format!("instances agree on {what}"),
+            reading.agreed(),
+            detail,
+        );
+    }
+
+    /// A first-come coupon that more users asked for than it has must end
+    /// sold out: `issued ≥ quantity − unknown` (a coupon held for an
+    /// answer lost with its instance may be released too late for anyone
+    /// else to take it).
+    pub fn coupon_sold_out(&mut self, total: i64, issued: i64, users_answered: u64, unknown: u64) {
+        if users_answered as i64 <= total {
+            return;
+        }
+        let ok = issued >= total - unknown as i64;
+        self.push(
+            "coupon sold out",
+            ok,
+            format!(
+                "{users_answered} users answered for {total} coupons; issued {issued}{}",
+                if unknown > 0 {
+                    format!(" (up to {unknown} may be held by lost answers)")
+                } else {
+                    String::new()
+                }
+            ),
         );
     }
 
@@ -214,9 +284,83 @@ pub fn sample<T: Copy>(all: &[T], max: usize) -> Vec<T> {
     (0..max).map(|i| all[i * all.len() / max]).collect()
 }
 
+/// A figure read after the run through every base URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading<T> {
+    /// The first answer, in the order of the base URLs.
+    pub value: T,
+    /// `(base URL, value)` of every instance that answered.
+    pub answers: Vec<(String, T)>,
+    /// Base URLs that refused the connection (an instance killed on
+    /// purpose, or down).
+    pub unreachable: Vec<String>,
+}
+
+impl<T: PartialEq> Reading<T> {
+    pub fn agreed(&self) -> bool {
+        self.answers.iter().all(|(_, v)| *v == self.value)
+    }
+}
+
+/// Reads one figure through every base URL, each on its own connection
+/// (no failover: the point is to hear every instance). While the answers
+/// differ it asks again, for up to `settle`: an instance may serve an item
+/// from its own cache for a moment after another changed it, and that is
+/// allowed; still differing after `settle` is reported by
+/// [`Books::agreement`]. A refused connection puts the URL on the
+/// unreachable list; only when no instance answers is it an error.
+pub async fn read_everywhere<T, F>(
+    targets: &Arc<Targets>,
+    settle: Duration,
+    read: F,
+) -> Result<Reading<T>, SetupError>
+where
+    T: PartialEq + Clone,
+    F: for<'a> Fn(&'a mut Api) -> BoxFuture<'a, Result<T, SetupError>>,
+{
+    let deadline = tokio::time::Instant::now() + settle;
+    loop {
+        let mut answers = Vec::with_capacity(targets.len());
+        let mut unreachable = Vec::new();
+        let mut refused = None;
+        for i in 0..targets.len() {
+            let mut api = Api::only(targets, i);
+            let url = api.target().base_url.clone();
+            match read(&mut api).await {
+                Ok(v) => answers.push((url, v)),
+                Err(
+                    e @ SetupError::NoResponse {
+                        outcome: Outcome::ConnectFailed,
+                        ..
+                    },
+                ) => {
+                    unreachable.push(url);
+                    refused.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(value) = answers.first().map(|(_, v)| v.clone()) else {
+            return Err(refused.unwrap_or(SetupError::NoResponse {
+                what: "every base URL".into(),
+                outcome: Outcome::ConnectFailed,
+            }));
+        };
+        let reading = Reading {
+            value,
+            answers,
+            unreachable,
+        };
+        if reading.agreed() || tokio::time::Instant::now() >= deadline {
+            return Ok(reading);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Fetches the orders back with their buyers' tokens and checks each.
 pub async fn verify_orders(
-    target: &Arc<Target>,
+    targets: &Arc<Targets>,
     ledger: &Ledger,
     tokens: Arc<Vec<String>>,
     max: usize,
@@ -228,7 +372,7 @@ pub async fn verify_orders(
     let n = picked.len();
     let problems: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
     let (p2, pr2) = (picked.clone(), problems.clone());
-    par_map(target, n, concurrency, move |api: &mut Api, i| {
+    par_map(targets, n, concurrency, move |api: &mut Api, i| {
         let rec = p2[i];
         let token = tokens.get(rec.buyer as usize).cloned().unwrap_or_default();
         let problems = pr2.clone();
@@ -340,6 +484,93 @@ mod tests {
         let mut b = Books::default();
         b.coupon(50, 40, Some(10), 40, 0, 1);
         assert!(!b.ok());
+    }
+
+    fn reading(answers: &[(&str, i64)], unreachable: &[&str]) -> Reading<i64> {
+        Reading {
+            value: answers.first().map_or(0, |a| a.1),
+            answers: answers.iter().map(|(u, v)| (u.to_string(), *v)).collect(),
+            unreachable: unreachable.iter().map(|u| u.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn instances_must_agree_on_the_final_counts() {
+        // One base URL: no agreement line, the report stays as it was.
+        let mut b = Books::default();
+        b.agreement("stock", &reading(&[("http://a", 5)], &[]));
+        assert!(b.checks.is_empty());
+
+        let mut b = Books::default();
+        b.agreement("stock", &reading(&[("http://a", 5), ("http://b", 5)], &[]));
+        assert!(b.ok(), "{:?}", b.checks);
+        assert_eq!(b.checks[0].detail, "2 of 2 instances answered 5");
+
+        // A killed instance is named, not counted against the books.
+        let mut b = Books::default();
+        b.agreement(
+            "stock",
+            &reading(&[("http://a", 5), ("http://c", 5)], &["http://b"]),
+        );
+        assert!(b.ok(), "{:?}", b.checks);
+        assert!(b.checks[0].detail.contains("2 of 3"));
+        assert!(b.checks[0]
+            .detail
+            .contains("refused the connection: http://b"));
+
+        let mut b = Books::default();
+        b.agreement("stock", &reading(&[("http://a", 5), ("http://b", 6)], &[]));
+        assert!(!b.ok());
+        assert!(b.checks[0].detail.contains("http://b: 6"), "{:?}", b.checks);
+    }
+
+    /// The books of a run over three instances, from what each VU saw,
+    /// whichever instance answered: the sums are per run, not per
+    /// instance, and answers lost with a killed instance are slack, never
+    /// sales.
+    #[test]
+    fn books_across_instances_sum_every_answer() {
+        let ledger = Ledger::new(1);
+        // 201s from instances A, B and C.
+        for buyer in 0..30u32 {
+            ledger.confirmed(Some(Uuid::now_v7()), buyer, &[(0, 1)]);
+        }
+        // Two orders in flight on the instance that was killed: unknown.
+        ledger.unknown(&[(0, 1)]);
+        ledger.unknown(&[(0, 1)]);
+        assert_eq!(ledger.sold(0), 30);
+        // The store applied one of the two lost orders.
+        let mut b = Books::default();
+        let stock = reading(&[("http://a", 69), ("http://c", 69)], &["http://b"]);
+        b.agreement("stock", &stock);
+        b.stock(
+            "p",
+            100,
+            stock.value,
+            ledger.sold(0),
+            ledger.unknown_units(0),
+        );
+        assert!(b.ok(), "{:?}", b.checks);
+        // Had an instance counted a sale nobody was answered 201 for,
+        // beyond the lost answers, the books would not balance.
+        let mut b = Books::default();
+        b.stock("p", 100, 67, ledger.sold(0), ledger.unknown_units(0));
+        assert!(!b.ok());
+    }
+
+    #[test]
+    fn a_rushed_coupon_ends_sold_out() {
+        let mut b = Books::default();
+        b.coupon_sold_out(50, 50, 100, 0);
+        assert!(b.ok());
+        b.coupon_sold_out(50, 48, 100, 2);
+        assert!(b.ok(), "two lost answers may hold two coupons");
+        b.coupon_sold_out(50, 47, 100, 2);
+        assert!(!b.ok());
+        // Fewer users than coupons: nothing to say.
+        let mut b = Books::default();
+        b.coupon_sold_out(50, 10, 10, 0);
+        assert!(b.checks.is_empty());
     }
 
     #[test]

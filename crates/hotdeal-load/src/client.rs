@@ -37,8 +37,10 @@ use tokio::time::Instant;
 /// Errors of the client itself (not HTTP statuses, which are answers).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("base URL `{0}` is not of the form http://HOST[:PORT][/PREFIX]")]
-    BadBaseUrl(String),
+    #[error("base URL `{url}` is not of the form http://HOST[:PORT][/PREFIX]: {why}")]
+    BadBaseUrl { url: String, why: &'static str },
+    #[error("no base URL given")]
+    NoBaseUrl,
     #[error("cannot resolve `{host}`: {source}")]
     Resolve { host: String, source: io::Error },
     #[error("invalid request path `{0}`")]
@@ -47,11 +49,127 @@ pub enum ClientError {
     BadHeader(&'static str),
 }
 
+/// A base URL taken apart, before any name is resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BaseUrl {
+    /// `host[:port]` as written, for the `Host` header.
+    authority: String,
+    /// `host:port`, the port defaulted to 80, for the resolver.
+    host_port: String,
+    /// `""` or e.g. `/api`, without a trailing slash.
+    prefix: String,
+}
+
+impl BaseUrl {
+    /// Checks the form only — `http://HOST[:PORT][/PREFIX]` — so a typo in
+    /// one of several URLs is refused while the command line is parsed,
+    /// with the reason, instead of as a resolver error later.
+    fn parse(url: &str) -> Result<Self, ClientError> {
+        let bad = |why| ClientError::BadBaseUrl {
+            url: url.to_string(),
+            why,
+        };
+        if url.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err(bad("it contains blanks"));
+        }
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| bad("only http:// is supported"))?;
+        if rest.contains(['?', '#']) {
+            return Err(bad("a query or fragment has no place in a base URL"));
+        }
+        let (authority, prefix) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        if authority.is_empty() || authority.contains('@') {
+            return Err(bad("the host is missing"));
+        }
+        // `[v6]:port`, `[v6]`, `host:port` or `host`.
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            match v6.split_once(']') {
+                Some((h, "")) => (h, None),
+                Some((h, p)) => (
+                    h,
+                    Some(
+                        p.strip_prefix(':')
+                            .ok_or_else(|| bad("junk after the host"))?,
+                    ),
+                ),
+                None => return Err(bad("unclosed `[` in the host")),
+            }
+        } else {
+            match authority.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("the host is missing"));
+        }
+        let port = match port {
+            None => 80,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| bad("the port is not a number from 1 to 65535"))?,
+        };
+        let host_port = if authority.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Ok(Self {
+            authority: authority.to_string(),
+            host_port,
+            prefix: prefix.to_string(),
+        })
+    }
+}
+
+/// `--base-url` value parser: one URL or a comma-separated list, each
+/// checked for form (not resolved).
+pub fn parse_base_urls(input: &str) -> Result<BaseUrls, String> {
+    let urls: Vec<String> = input
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            BaseUrl::parse(u)
+                .map(|_| u.trim_end_matches('/').to_string())
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    if urls.is_empty() {
+        return Err(ClientError::NoBaseUrl.to_string());
+    }
+    Ok(BaseUrls(urls))
+}
+
+/// A parsed `--base-url` value: one or more URLs. A newtype, not a `Vec`,
+/// so each occurrence of the flag is one value (clap collects repeated
+/// flags into a `Vec<BaseUrls>`, which [`BaseUrls::flatten`] joins).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrls(pub Vec<String>);
+
+impl BaseUrls {
+    /// All URLs of every occurrence of the flag, in order. The same URL may
+    /// appear twice: listing one instance twice is how a single server is
+    /// made to look like two behind a balancer.
+    pub fn flatten(all: &[BaseUrls]) -> Vec<String> {
+        all.iter().flat_map(|b| b.0.iter().cloned()).collect()
+    }
+}
+
 /// The server under test: where to connect and what to put in `Host`.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub addr: SocketAddr,
     pub base_url: String,
+    /// Position in the run's list of base URLs: which part of a
+    /// multi-target [`ReqHead`] a connection to this target sends.
+    pub index: usize,
     host: HeaderValue,
     /// Path prefix of the base URL (`""` or e.g. `/api`), prepended to
     /// every request path.
@@ -62,25 +180,9 @@ impl Target {
     /// Parses `http://host[:port][/prefix]` and resolves the host once, so
     /// no VU ever does a DNS lookup.
     pub async fn resolve(base_url: &str) -> Result<Self, ClientError> {
-        let bad = || ClientError::BadBaseUrl(base_url.to_string());
-        let rest = base_url.strip_prefix("http://").ok_or_else(bad)?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-            None => (rest, ""),
-        };
-        if authority.is_empty() {
-            return Err(bad());
-        }
-        let with_port = if authority
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-            && !authority.ends_with(']')
-        {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
-        };
-        let addr = tokio::net::lookup_host(&with_port)
+        let url = BaseUrl::parse(base_url)?;
+        let authority = url.authority.as_str();
+        let addr = tokio::net::lookup_host(&url.host_port)
             .await
             .map_err(|source| ClientError::Resolve {
                 host: authority.to_string(),
@@ -95,20 +197,13 @@ impl Target {
         Ok(Self {
             addr,
             base_url: base_url.trim_end_matches('/').to_string(),
+            index: 0,
             host,
-            prefix: path.to_string(),
+            prefix: url.prefix,
         })
     }
 
-    /// A request head for `path` (e.g. `/orders`), with `Host`, a JSON
-    /// content type when `json`, and the bearer token when given.
-    pub fn head(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        json: bool,
-    ) -> Result<ReqHead, ClientError> {
+    fn part(&self, path: &str, token: Option<&str>, json: bool) -> Result<HeadPart, ClientError> {
         let full = format!("{}{}", self.prefix, path);
         let uri: Uri = full
             .parse()
@@ -123,36 +218,147 @@ impl Target {
                 .map_err(|_| ClientError::BadHeader("Authorization"))?;
             headers.insert(AUTHORIZATION, v);
         }
+        Ok(HeadPart { uri, headers })
+    }
+
+    /// A request head for `path` (e.g. `/orders`) on this target only, with
+    /// `Host`, a JSON content type when `json`, and the bearer token when
+    /// given.
+    pub fn head(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        json: bool,
+    ) -> Result<ReqHead, ClientError> {
         Ok(ReqHead {
             method,
-            uri,
-            headers,
+            first: self.part(path, token, json)?,
+            rest: Vec::new(),
         })
     }
 }
 
-/// A pre-built request head; cloning its parts into a request is cheap
-/// (`Uri` and `HeaderValue` are reference-counted byte strings).
+/// Every base URL of a run, resolved; never empty. The measured phase
+/// spreads requests over all of them; setup and the books start at the
+/// first.
+#[derive(Debug, Clone)]
+pub struct Targets {
+    first: Arc<Target>,
+    rest: Vec<Arc<Target>>,
+}
+
+impl Targets {
+    pub async fn resolve(urls: &[String]) -> Result<Self, ClientError> {
+        let mut all = Vec::with_capacity(urls.len());
+        for (index, url) in urls.iter().enumerate() {
+            let mut t = Target::resolve(url).await?;
+            t.index = index;
+            all.push(Arc::new(t));
+        }
+        let mut it = all.into_iter();
+        let first = it.next().ok_or(ClientError::NoBaseUrl)?;
+        Ok(Self {
+            first,
+            rest: it.collect(),
+        })
+    }
+
+    pub fn first(&self) -> &Arc<Target> {
+        &self.first
+    }
+
+    pub fn len(&self) -> usize {
+        1 + self.rest.len()
+    }
+
+    /// Target `i`, wrapping around, so any index picks a target.
+    pub fn get(&self, i: usize) -> &Arc<Target> {
+        let i = i % self.len();
+        if i == 0 {
+            &self.first
+        } else {
+            self.rest.get(i - 1).unwrap_or(&self.first)
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Target>> {
+        std::iter::once(&self.first).chain(self.rest.iter())
+    }
+
+    /// The base URLs as given, comma-separated (the flag's own syntax).
+    pub fn base_urls(&self) -> String {
+        self.iter()
+            .map(|t| t.base_url.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A head for `path` with one part per target, so whichever target a
+    /// VU's round robin picks gets its own `Host` and path prefix.
+    pub fn head(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        json: bool,
+    ) -> Result<ReqHead, ClientError> {
+        Ok(ReqHead {
+            method,
+            first: self.first.part(path, token, json)?,
+            rest: self
+                .rest
+                .iter()
+                .map(|t| t.part(path, token, json))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// What differs between the targets of one request: URI (path prefix)
+/// and headers (`Host`).
+#[derive(Debug, Clone)]
+struct HeadPart {
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+/// A pre-built request head, one part per target; cloning its parts into a
+/// request is cheap (`Uri` and `HeaderValue` are reference-counted byte
+/// strings). `first` is separate so a head is never empty by construction.
 #[derive(Debug, Clone)]
 pub struct ReqHead {
     method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    first: HeadPart,
+    rest: Vec<HeadPart>,
 }
 
 impl ReqHead {
     /// The same head with one more header (e.g. `Queue-Token`).
     pub fn with_header(mut self, name: &'static str, value: &str) -> Result<Self, ClientError> {
         let v = HeaderValue::from_str(value).map_err(|_| ClientError::BadHeader(name))?;
-        self.headers.insert(name, v);
+        for part in std::iter::once(&mut self.first).chain(self.rest.iter_mut()) {
+            part.headers.insert(name, v.clone());
+        }
         Ok(self)
     }
 
-    fn build(&self, body: Bytes) -> Request<Full<Bytes>> {
+    /// The part for target `index`. A head built by [`Target::head`] has
+    /// one part, valid for that target whatever its index, hence the
+    /// fallback to the first.
+    fn part(&self, index: usize) -> &HeadPart {
+        match index {
+            0 => &self.first,
+            i => self.rest.get(i - 1).unwrap_or(&self.first),
+        }
+    }
+
+    fn build(&self, index: usize, body: Bytes) -> Request<Full<Bytes>> {
+        let part = self.part(index);
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.uri.clone();
-        *req.headers_mut() = self.headers.clone();
+        *req.uri_mut() = part.uri.clone();
+        *req.headers_mut() = part.headers.clone();
         req
     }
 }
@@ -188,7 +394,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn failed(outcome: Outcome, start: Instant) -> Self {
+    pub(crate) fn failed(outcome: Outcome, start: Instant) -> Self {
         let done = Instant::now();
         Self {
             outcome,
@@ -400,6 +606,8 @@ impl Live {
 /// A VU's connection to the target, re-opened on demand.
 pub struct Conn {
     addr: SocketAddr,
+    /// The target's index: which part of a [`ReqHead`] this connection sends.
+    index: usize,
     live: Option<Live>,
     signal: Option<WriteSignal>,
 }
@@ -408,6 +616,7 @@ impl Conn {
     pub fn new(target: &Target) -> Self {
         Self {
             addr: target.addr,
+            index: target.index,
             live: None,
             signal: None,
         }
@@ -417,6 +626,7 @@ impl Conn {
     pub fn with_write_signal(target: &Target, signal: WriteSignal) -> Self {
         Self {
             addr: target.addr,
+            index: target.index,
             live: None,
             signal: Some(signal),
         }
@@ -478,7 +688,12 @@ impl Conn {
             }
             let start = scheduled.unwrap_or_else(Instant::now);
             let deadline = start + timeout;
-            return match tokio::time::timeout_at(deadline, live.exchange(head.build(body))).await {
+            return match tokio::time::timeout_at(
+                deadline,
+                live.exchange(head.build(self.index, body)),
+            )
+            .await
+            {
                 Ok(Ok((status, close, body))) => {
                     if close {
                         self.live = None;
@@ -527,9 +742,9 @@ mod tests {
             "127.0.0.1:18080".parse::<SocketAddr>().expect("addr")
         );
         let h = t.head(Method::GET, "/health", None, false).expect("head");
-        assert_eq!(h.uri.to_string(), "/health");
+        assert_eq!(h.first.uri.to_string(), "/health");
         assert_eq!(
-            h.headers.get(HOST).map(|v| v.as_bytes()),
+            h.first.headers.get(HOST).map(|v| v.as_bytes()),
             Some(&b"127.0.0.1:18080"[..])
         );
 
@@ -539,9 +754,9 @@ mod tests {
         let h = t
             .head(Method::POST, "/orders", Some("tok"), true)
             .expect("head");
-        assert_eq!(h.uri.to_string(), "/api/orders");
+        assert_eq!(h.first.uri.to_string(), "/api/orders");
         assert_eq!(
-            h.headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
+            h.first.headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
             Some(&b"Bearer tok"[..])
         );
 
@@ -599,6 +814,86 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+    }
+
+    #[test]
+    fn base_url_forms() {
+        let u = BaseUrl::parse("http://127.0.0.1:18080/api/").expect("valid");
+        assert_eq!(
+            (
+                u.authority.as_str(),
+                u.host_port.as_str(),
+                u.prefix.as_str()
+            ),
+            ("127.0.0.1:18080", "127.0.0.1:18080", "/api")
+        );
+        let u = BaseUrl::parse("http://[::1]:9").expect("valid");
+        assert_eq!(u.host_port, "[::1]:9");
+        let u = BaseUrl::parse("http://[::1]").expect("valid");
+        assert_eq!(u.host_port, "[::1]:80");
+        let u = BaseUrl::parse("http://example.com").expect("valid");
+        assert_eq!(u.host_port, "example.com:80");
+        for bad in [
+            "127.0.0.1:8080",
+            "http://a b",
+            "http://[::1",
+            "http://[::1]x",
+            "http://h:99999",
+            "http://user@h",
+            "http://h#x",
+        ] {
+            assert!(BaseUrl::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_base_urls("http://a:1, http://b:2/,").map(|b| b.0),
+            Ok(vec!["http://a:1".to_string(), "http://b:2".to_string()])
+        );
+        let err = parse_base_urls("http://a:1,ftp://b").expect_err("refused");
+        assert!(
+            err.contains("`ftp://b`") && err.contains("only http://"),
+            "{err}"
+        );
+    }
+
+    /// A head built for several targets carries each one's `Host` and
+    /// prefix; a connection picks the part of its own target.
+    #[tokio::test]
+    async fn one_head_part_per_target() {
+        let urls = [
+            "http://127.0.0.1:18081".to_string(),
+            "http://127.0.0.1:18082/api".to_string(),
+        ];
+        let targets = Targets::resolve(&urls).await.expect("targets");
+        assert_eq!(targets.len(), 2);
+        assert_eq!(targets.get(1).index, 1);
+        assert_eq!(targets.get(2).index, 0, "indices wrap");
+        assert_eq!(targets.base_urls(), urls.join(","));
+        let head = targets
+            .head(Method::POST, "/orders", Some("tok"), true)
+            .expect("head")
+            .with_header("queue-token", "q")
+            .expect("header");
+        let r0 = head.build(0, Bytes::new());
+        let r1 = head.build(1, Bytes::new());
+        assert_eq!(r0.uri().to_string(), "/orders");
+        assert_eq!(r1.uri().to_string(), "/api/orders");
+        assert_eq!(
+            r1.headers().get(HOST).map(|v| v.as_bytes()),
+            Some(&b"127.0.0.1:18082"[..])
+        );
+        for r in [&r0, &r1] {
+            assert_eq!(
+                r.headers().get("queue-token").map(|v| v.as_bytes()),
+                Some(&b"q"[..])
+            );
+        }
+        // A head of one target serves that target whatever its index.
+        let single = targets
+            .get(1)
+            .head(Method::GET, "/x", None, false)
+            .expect("head");
+        assert_eq!(single.build(1, Bytes::new()).uri().to_string(), "/api/x");
+        assert!(Targets::resolve(&[]).await.is_err());
     }
 
     #[test]

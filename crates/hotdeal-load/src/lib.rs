@@ -34,6 +34,7 @@ mod thresholds;
 mod time;
 
 pub use args::{ExecutorKind, LoadArgs, ScenarioName};
+pub use client::BaseUrls;
 
 /// Runs one scenario; returns the process exit code (0 = all thresholds
 /// passed and books balanced, 1 = a threshold failed or the books did not

@@ -121,6 +121,26 @@ impl StatusCounts {
     }
 }
 
+/// Requests sent to one base URL, for the per-URL lines of the report: an
+/// instance that answers worse than its peers, or died, shows here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TargetCount {
+    pub requests: u64,
+    /// Failed by the scenario's expectation (`http_req_failed`).
+    pub failed: u64,
+    /// Of the failed: no answer at all (timeout, refused or broken
+    /// connection) — what a killed instance produces.
+    pub no_answer: u64,
+}
+
+impl TargetCount {
+    fn merge(&mut self, other: &TargetCount) {
+        self.requests += other.requests;
+        self.failed += other.failed;
+        self.no_answer += other.no_answer;
+    }
+}
+
 /// One second of the run, for the time-series charts.
 #[derive(Debug, Clone, Default)]
 pub struct Second {
@@ -161,6 +181,8 @@ struct Shard {
     interrupted: u64,
     checks: Vec<[u64; 2]>,
     rates: Vec<[u64; 2]>,
+    /// Indexed by target (base URL); grown on first use.
+    targets: Vec<TargetCount>,
     seconds: Vec<Second>,
     second_template: Histogram<u64>,
 }
@@ -228,6 +250,7 @@ impl Metrics {
                     interrupted: 0,
                     checks: vec![[0; 2]; names.checks.len()],
                     rates: vec![[0; 2]; names.rates.len()],
+                    targets: Vec::new(),
                     seconds: Vec::new(),
                     second_template: sec.clone(),
                 })
@@ -366,6 +389,7 @@ impl Metrics {
                     ..Default::default()
                 })
                 .collect(),
+            targets: Vec::new(),
             seconds: Vec::new(),
             vus_per_second: Vec::new(),
             vus_min: 0,
@@ -389,6 +413,12 @@ impl Metrics {
             for (dst, src) in t.rates.iter_mut().zip(&s.rates) {
                 dst.passes += src[0];
                 dst.fails += src[1];
+            }
+            if t.targets.len() < s.targets.len() {
+                t.targets.resize(s.targets.len(), TargetCount::default());
+            }
+            for (dst, src) in t.targets.iter_mut().zip(&s.targets) {
+                dst.merge(src);
             }
             if t.seconds.len() < s.seconds.len() {
                 t.seconds.resize_with(s.seconds.len(), Second::default);
@@ -437,8 +467,16 @@ impl Recorder {
         lock(&self.metrics.shards[self.shard])
     }
 
-    /// One HTTP request that ended at `done` after `latency`.
-    pub fn request(&self, done: Instant, latency: Duration, status: Status<'_>, failed: bool) {
+    /// One HTTP request to target `target` (index of its base URL) that
+    /// ended at `done` after `latency`.
+    pub fn request(
+        &self,
+        target: usize,
+        done: Instant,
+        latency: Duration,
+        status: Status<'_>,
+        failed: bool,
+    ) {
         let us = micros(latency);
         let sec = self.metrics.sec_index(done);
         self.metrics.live_requests.fetch_add(1, Ordering::Relaxed);
@@ -452,6 +490,13 @@ impl Recorder {
         s.statuses.add(status, 1);
         s.requests += 1;
         s.failed += u64::from(failed);
+        if s.targets.len() <= target {
+            s.targets.resize(target + 1, TargetCount::default());
+        }
+        let t = &mut s.targets[target];
+        t.requests += 1;
+        t.failed += u64::from(failed);
+        t.no_answer += u64::from(matches!(status, Status::Timeout | Status::ConnError));
         if s.seconds.len() <= sec {
             s.seconds.resize_with(sec + 1, Second::default);
         }
@@ -513,6 +558,9 @@ pub struct Totals {
     pub interrupted: u64,
     pub checks: Vec<PassFail>,
     pub rates: Vec<PassFail>,
+    /// Per base URL, in the order given; shorter when the last URLs got
+    /// no request at all.
+    pub targets: Vec<TargetCount>,
     pub seconds: Vec<Second>,
     pub vus_per_second: Vec<u32>,
     pub vus_min: u32,
@@ -608,13 +656,16 @@ mod tests {
         let now = m.origin();
         for vu in 0..6u32 {
             let r = m.recorder(vu);
+            // Two base URLs: the first answers, the second refuses.
             r.request(
+                0,
                 now,
                 Duration::from_millis(10),
                 Status::Http(201, None),
                 false,
             );
             r.request(
+                1,
                 now + Duration::from_millis(1500),
                 Duration::from_millis(20),
                 Status::Http(409, Some("COUPON_SOLD_OUT")),
@@ -625,7 +676,7 @@ mod tests {
             r.iteration(now, Duration::from_millis(30));
         }
         m.recorder(0)
-            .request(now, Duration::from_secs(5), Status::Timeout, true);
+            .request(1, now, Duration::from_secs(5), Status::Timeout, true);
         m.set_active_vus(6);
         let t = m.totals();
         assert_eq!(t.requests, 13);
@@ -650,6 +701,21 @@ mod tests {
             }
         );
         assert_eq!(t.rates[0].passes, 6);
+        assert_eq!(
+            t.targets,
+            vec![
+                TargetCount {
+                    requests: 6,
+                    failed: 0,
+                    no_answer: 0
+                },
+                TargetCount {
+                    requests: 7,
+                    failed: 7,
+                    no_answer: 1
+                },
+            ]
+        );
         assert_eq!(t.seconds.len(), 2);
         assert_eq!(t.seconds[0].requests, 7);
         assert_eq!(t.seconds[1].requests, 6);

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use crate::client::{Conn, Outcome, Reply, Target};
+use crate::client::{Conn, Outcome, Reply, Target, Targets};
 use crate::time::rfc3339_from_now;
 
 /// Why setup could not proceed.
@@ -41,8 +41,18 @@ pub enum SetupError {
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A keep-alive API connection for setup and books.
+///
+/// With several base URLs it talks to one of them and moves to the next
+/// only when a connection is refused — the request never left, so sending
+/// it elsewhere is safe even for a `POST`. That keeps setup and the books
+/// working when an instance was killed during the run; any other failure
+/// is reported, never retried.
 pub struct Api {
-    target: Arc<Target>,
+    targets: Arc<Targets>,
+    current: usize,
+    /// Whether a refused connection moves on to the next target; off for
+    /// reads that must come from one instance (comparing instances).
+    failover: bool,
     conn: Conn,
 }
 
@@ -56,11 +66,33 @@ fn short(body: &Bytes) -> String {
 }
 
 impl Api {
-    pub fn new(target: &Arc<Target>) -> Self {
+    /// Starts at the first base URL.
+    pub fn new(targets: &Arc<Targets>) -> Self {
+        Self::starting_at(targets, 0)
+    }
+
+    /// Starts at target `i` (wrapping), failing over to the next ones.
+    pub fn starting_at(targets: &Arc<Targets>, i: usize) -> Self {
+        let target = targets.get(i);
         Self {
-            target: target.clone(),
+            current: target.index,
             conn: Conn::new(target),
+            targets: targets.clone(),
+            failover: true,
         }
+    }
+
+    /// Talks to target `i` only: a refused connection is an error.
+    pub fn only(targets: &Arc<Targets>, i: usize) -> Self {
+        Self {
+            failover: false,
+            ..Self::starting_at(targets, i)
+        }
+    }
+
+    /// The target this connection talks to now.
+    pub fn target(&self) -> &Arc<Target> {
+        self.targets.get(self.current)
     }
 
     /// One request; any HTTP status is a reply, only transport failures
@@ -73,18 +105,38 @@ impl Api {
         body: Option<&Value>,
     ) -> Result<Reply, SetupError> {
         let what = || format!("{method} {path}");
-        let head = self
-            .target
-            .head(method.clone(), path, token, body.is_some())
-            .map_err(|e| SetupError::BadBody {
-                what: what(),
-                body: e.to_string(),
-            })?;
         let bytes = match body {
             Some(v) => Bytes::from(v.to_string()),
             None => Bytes::new(),
         };
-        let reply = self.conn.send(&head, bytes, SETUP_TIMEOUT, None).await;
+        let tries = if self.failover { self.targets.len() } else { 1 };
+        let mut reply = None;
+        for _ in 0..tries {
+            let head = self
+                .target()
+                .head(method.clone(), path, token, body.is_some())
+                .map_err(|e| SetupError::BadBody {
+                    what: what(),
+                    body: e.to_string(),
+                })?;
+            let r = self
+                .conn
+                .send(&head, bytes.clone(), SETUP_TIMEOUT, None)
+                .await;
+            if r.outcome != Outcome::ConnectFailed || !self.failover {
+                reply = Some(r);
+                break;
+            }
+            self.current = (self.current + 1) % self.targets.len();
+            self.conn = Conn::new(self.targets.get(self.current));
+            reply = Some(r);
+        }
+        let Some(reply) = reply else {
+            return Err(SetupError::NoResponse {
+                what: what(),
+                outcome: Outcome::ConnectFailed,
+            });
+        };
         if reply.outcome != Outcome::Response {
             return Err(SetupError::NoResponse {
                 what: what(),
@@ -138,10 +190,10 @@ fn route_missing(reply: &Reply, route: &str) -> bool {
 /// routes a scenario needs. Probes are sent without a token and with an
 /// empty JSON body: an existing route answers 401/400/422, a missing one 404.
 pub async fn require_routes(
-    target: &Arc<Target>,
+    targets: &Arc<Targets>,
     routes: &[(Method, &str)],
 ) -> Result<(), SetupError> {
-    let mut api = Api::new(target);
+    let mut api = Api::new(targets);
     for (method, path) in routes {
         let reply = api
             .call(method.clone(), path, None, Some(&json!({})))
@@ -159,9 +211,11 @@ pub async fn require_routes(
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Runs `f(api, i)` for `i in 0..n` on `concurrency` connections and
-/// returns the results in order. The first error stops the rest.
+/// returns the results in order. The first error stops the rest. Worker
+/// *w* starts at base URL *w mod n*, so setup and the books' reads are
+/// spread over every instance (each worker's own requests stay on one).
 pub async fn par_map<T, F>(
-    target: &Arc<Target>,
+    targets: &Arc<Targets>,
     n: usize,
     concurrency: usize,
     f: F,
@@ -175,16 +229,16 @@ where
     let failed = Arc::new(AtomicBool::new(false));
     let results: Arc<Mutex<Vec<Option<T>>>> = Arc::new(Mutex::new((0..n).map(|_| None).collect()));
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency.clamp(1, n.max(1)) {
-        let (f, next, failed, results, target) = (
+    for worker in 0..concurrency.clamp(1, n.max(1)) {
+        let (f, next, failed, results, targets) = (
             f.clone(),
             next.clone(),
             failed.clone(),
             results.clone(),
-            target.clone(),
+            targets.clone(),
         );
         workers.spawn(async move {
-            let mut api = Api::new(&target);
+            let mut api = Api::starting_at(&targets, worker);
             loop {
                 if failed.load(Ordering::Relaxed) {
                     return Ok(());
@@ -293,7 +347,7 @@ pub async fn login(api: &mut Api, email: &str) -> Result<User, SetupError> {
 /// Signs up `n` users `{prefix}-{tag}-{i}@load.example.com`, printing
 /// progress unless `quiet`.
 pub async fn sign_up_many(
-    target: &Arc<Target>,
+    targets: &Arc<Targets>,
     n: usize,
     prefix: &str,
     tag: &str,
@@ -308,7 +362,7 @@ pub async fn sign_up_many(
     let (prefix, tag) = (prefix.to_string(), tag.to_string());
     let d2 = done.clone();
     let step = (n / 10).max(50);
-    let users = par_map(target, n, concurrency, move |api: &mut Api, i| {
+    let users = par_map(targets, n, concurrency, move |api: &mut Api, i| {
         let email = format!("{prefix}-{tag}-{i}@load.example.com");
         let name = format!("load user {i}");
         let done = d2.clone();

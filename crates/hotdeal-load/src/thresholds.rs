@@ -127,6 +127,7 @@ mod tests {
         let now = m.origin();
         for i in 0..100u64 {
             r.request(
+                0,
                 now,
                 Duration::from_millis(10 + i),
                 Status::Http(201, None),

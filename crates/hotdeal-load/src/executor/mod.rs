@@ -33,7 +33,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::client::{Conn, Outcome, Reply, ReqHead, Target};
+use crate::client::{Conn, Outcome, Reply, ReqHead, Targets};
 use crate::config::Stage;
 use crate::metrics::{Metrics, Recorder, Status};
 use crate::rng::Rng;
@@ -53,13 +53,25 @@ pub fn expect_ok(status: u16, _code: Option<&str>) -> bool {
     (200..400).contains(&status)
 }
 
-/// One virtual user: its connection, its random stream and its recorder.
+/// One virtual user: its connections, its random stream and its recorder.
 pub struct Vu {
     pub id: u32,
     /// Iterations this VU has completed.
     pub iteration: u64,
     pub rng: Rng,
-    conn: Conn,
+    /// One keep-alive connection per base URL, in the targets' order.
+    conns: Vec<Conn>,
+    /// Which connection the next request takes.
+    ///
+    /// Round robin *per request*, not per VU: a load balancer in front of
+    /// the instances (nginx, HAProxy with keep-alive upstreams) spreads
+    /// requests, not users, and a multi-step iteration (sign up → charge →
+    /// order; join → poll → order) then crosses instances, which is what
+    /// a scaled deployment must survive. The counter is the VU's own — no
+    /// shared atomic for VUs on different threads to fight over — and
+    /// starts at `id mod n`, so at any instant the VUs' requests are spread
+    /// evenly, like one global round robin.
+    next: usize,
     rec: Recorder,
     timeout: Duration,
     /// Scheduled start of the current iteration (open model): the first
@@ -68,12 +80,20 @@ pub struct Vu {
 }
 
 impl Vu {
-    pub(crate) fn new(id: u32, conn: Conn, rec: Recorder, timeout: Duration, seed: u64) -> Self {
+    pub(crate) fn new(
+        id: u32,
+        conns: Vec<Conn>,
+        rec: Recorder,
+        timeout: Duration,
+        seed: u64,
+    ) -> Self {
+        let next = id as usize % conns.len().max(1);
         Self {
             id,
             iteration: 0,
             rng: Rng::for_vu(seed, id),
-            conn,
+            conns,
+            next,
             rec,
             timeout,
             scheduled: None,
@@ -83,7 +103,17 @@ impl Vu {
     /// Sends a request, records it, and returns the reply.
     pub async fn send(&mut self, head: &ReqHead, body: Bytes, expect: Expect) -> Reply {
         let scheduled = self.scheduled.take();
-        let reply = self.conn.send(head, body, self.timeout, scheduled).await;
+        let n = self.conns.len();
+        let target = self.next;
+        self.next = (target + 1) % n.max(1);
+        let reply = match self.conns.get_mut(target) {
+            Some(conn) => conn.send(head, body, self.timeout, scheduled).await,
+            // A VU without connections (never built so): nothing can leave.
+            None => Reply::failed(
+                Outcome::ConnectFailed,
+                scheduled.unwrap_or_else(Instant::now),
+            ),
+        };
         let (status, ok) = match reply.outcome {
             Outcome::Response => {
                 let code = reply.error_code();
@@ -92,10 +122,14 @@ impl Vu {
             Outcome::Timeout => (Status::Timeout, false),
             Outcome::ConnectFailed | Outcome::Broken => (Status::ConnError, false),
         };
-        self.rec.request(reply.done, reply.latency, status, !ok);
+        self.rec
+            .request(target, reply.done, reply.latency, status, !ok);
         if reply.outcome == Outcome::ConnectFailed {
             // A refused connection fails in microseconds; without a pause a
-            // VU would spin and starve the (recovering) server of CPU.
+            // VU would spin and starve the (recovering) server of CPU. With
+            // several targets and one of them down, this also means the VU
+            // spends less of its time on the dead one, as a balancer that
+            // marks a backend down would.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         reply
@@ -212,7 +246,7 @@ pub struct ExecReport {
 /// Shared inputs of the executor bodies.
 pub(crate) struct Shared<W> {
     pub workload: Arc<W>,
-    pub target: Arc<Target>,
+    pub targets: Arc<Targets>,
     pub metrics: Arc<Metrics>,
     pub exec: Exec,
 }
@@ -221,7 +255,7 @@ impl<W: Workload> Shared<W> {
     fn vu(&self, id: u32) -> Vu {
         Vu::new(
             id,
-            Conn::new(&self.target),
+            self.targets.iter().map(|t| Conn::new(t)).collect(),
             self.metrics.recorder(id),
             self.exec.timeout,
             self.exec.seed,
@@ -232,14 +266,14 @@ impl<W: Workload> Shared<W> {
 /// Runs the plan to completion; metrics land in `metrics`.
 pub async fn execute<W: Workload>(
     workload: Arc<W>,
-    target: Arc<Target>,
+    targets: Arc<Targets>,
     metrics: Arc<Metrics>,
     exec: Exec,
 ) -> anyhow::Result<ExecReport> {
     let threads = exec.threads;
     let shared = Shared {
         workload,
-        target,
+        targets,
         metrics,
         exec,
     };

@@ -50,10 +50,14 @@ pub(super) async fn run<W: Workload>(
             let mut conns = Vec::with_capacity(vus as usize);
             for _ in 0..vus {
                 let signal = Arc::new(Notify::new());
-                let mut conn = Conn::with_write_signal(&shared.target, signal.clone());
-                // A failure here shows up as that VU's failed request.
-                let _ = conn.connect().await;
-                conns.push(conn);
+                let mut vu_conns = Vec::with_capacity(shared.targets.len());
+                for target in shared.targets.iter() {
+                    let mut conn = Conn::with_write_signal(target, signal.clone());
+                    // A failure here shows up as that VU's failed request.
+                    let _ = conn.connect().await;
+                    vu_conns.push(conn);
+                }
+                conns.push(vu_conns);
                 signals.push(signal);
             }
             for (id, conn) in (0..vus).zip(conns) {

@@ -17,7 +17,7 @@ struct Hit {
 }
 
 impl Hit {
-    fn new(target: &Target, path: &str, vus: u32) -> Self {
+    fn new(target: &Targets, path: &str, vus: u32) -> Self {
         let heads = (0..vus.max(1))
             .map(|i| {
                 target
@@ -46,7 +46,7 @@ struct Run {
 async fn run(plan: Plan, path: &str, slow: Duration, think: Duration) -> Run {
     let (addr, stub) = start_stub(slow).await.expect("stub");
     let target = Arc::new(
-        Target::resolve(&format!("http://{addr}"))
+        Targets::resolve(&[format!("http://{addr}")])
             .await
             .expect("target"),
     );
@@ -237,7 +237,7 @@ async fn a_dead_server_is_a_connection_error_not_a_hang() {
         l.local_addr().expect("addr").port()
     };
     let target = Arc::new(
-        Target::resolve(&format!("http://127.0.0.1:{port}"))
+        Targets::resolve(&[format!("http://127.0.0.1:{port}")])
             .await
             .expect("target"),
     );
@@ -274,4 +274,87 @@ async fn a_dead_server_is_a_connection_error_not_a_hang() {
     );
     assert_eq!(t.statuses.conn_errors, t.requests);
     assert_eq!(t.failed, t.requests);
+}
+
+fn one_check() -> Names {
+    Names {
+        checks: vec!["status is 200"],
+        rates: vec![],
+    }
+}
+
+fn constant(vus: u32, ms: u64) -> Exec {
+    Exec {
+        plan: Plan::ConstantVus {
+            vus,
+            duration: Duration::from_millis(ms),
+        },
+        think: Duration::ZERO,
+        timeout: Duration::from_secs(2),
+        graceful_stop: Duration::from_secs(2),
+        seed: 1,
+        threads: 0,
+    }
+}
+
+/// Three base URLs (two servers, the first listed twice, as a balancer
+/// would see one instance with double weight): requests go round robin,
+/// so each URL gets a third, and what the report counts per URL is what
+/// each server received.
+#[tokio::test]
+async fn requests_go_round_robin_over_the_base_urls() {
+    let (a, stub_a) = start_stub(Duration::ZERO).await.expect("stub a");
+    let (b, stub_b) = start_stub(Duration::ZERO).await.expect("stub b");
+    let urls = [
+        format!("http://{a}"),
+        format!("http://{b}"),
+        format!("http://{a}"),
+    ];
+    let targets = Arc::new(Targets::resolve(&urls).await.expect("targets"));
+    let workload = Arc::new(Hit::new(&targets, "/health", 5));
+    let metrics = Arc::new(Metrics::new(one_check(), 2).expect("metrics"));
+    execute(workload, targets, metrics.clone(), constant(5, 400))
+        .await
+        .expect("execute");
+    let t = metrics.totals();
+    assert_eq!(t.failed, 0);
+    assert_eq!(t.targets.len(), 3);
+    let per: Vec<u64> = t.targets.iter().map(|c| c.requests).collect();
+    assert_eq!(per.iter().sum::<u64>(), t.requests);
+    assert_eq!(per[0] + per[2], stub_a.count(), "{per:?}");
+    assert_eq!(per[1], stub_b.count(), "{per:?}");
+    // Each VU alternates, starting at its own offset: no URL is more than
+    // one request per VU away from a fair third.
+    let (lo, hi) = (
+        per.iter().copied().min().unwrap_or(0),
+        per.iter().copied().max().unwrap_or(0),
+    );
+    assert!(hi - lo <= 5, "{per:?}");
+    assert!(lo > 0, "{per:?}");
+}
+
+/// One of two instances is gone (killed mid-run, say): its share of the
+/// requests fails as connection errors, counted against its URL, and the
+/// other keeps answering — the run goes on and reports both.
+#[tokio::test]
+async fn a_dead_instance_fails_its_share_and_the_run_goes_on() {
+    let (live, stub) = start_stub(Duration::ZERO).await.expect("stub");
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let urls = [format!("http://{live}"), format!("http://{dead}")];
+    let targets = Arc::new(Targets::resolve(&urls).await.expect("targets"));
+    let workload = Arc::new(Hit::new(&targets, "/health", 2));
+    let metrics = Arc::new(Metrics::new(one_check(), 1).expect("metrics"));
+    execute(workload, targets, metrics.clone(), constant(2, 300))
+        .await
+        .expect("execute");
+    let t = metrics.totals();
+    assert_eq!(t.targets[0].requests, stub.count());
+    assert_eq!(t.targets[0].failed, 0);
+    assert!(t.targets[1].requests > 0);
+    assert_eq!(t.targets[1].failed, t.targets[1].requests);
+    assert_eq!(t.targets[1].no_answer, t.targets[1].requests);
+    assert_eq!(t.statuses.conn_errors, t.targets[1].requests);
 }

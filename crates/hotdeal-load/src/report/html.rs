@@ -207,6 +207,27 @@ pub fn render(s: &Summary) -> String {
         escape(&s.started_at),
         s.duration_s
     );
+    if s.base_urls.len() > 1 {
+        let each: Vec<String> = s
+            .base_urls
+            .iter()
+            .map(|b| {
+                format!(
+                    "{}: {} requests, {} failed ({} no answer)",
+                    escape(&b.url),
+                    b.requests,
+                    b.failed,
+                    b.no_answer
+                )
+            })
+            .collect();
+        let _ = write!(
+            o,
+            "<p class=\"sub\">round robin over {} base URLs — {}</p>",
+            s.base_urls.len(),
+            each.join(" · ")
+        );
+    }
     let (cls, text) = if s.passed {
         (
             "pass",

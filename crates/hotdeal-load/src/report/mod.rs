@@ -52,6 +52,16 @@ pub struct Statuses {
     pub detail: Vec<StatusLine>,
 }
 
+/// Requests to one base URL (one instance of a scaled deployment).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BaseUrlLine {
+    pub url: String,
+    pub requests: u64,
+    pub failed: u64,
+    /// Of the failed: timeouts and refused or broken connections.
+    pub no_answer: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerCpu {
     #[serde(flatten)]
@@ -246,7 +256,10 @@ pub struct Summary {
     pub info: Info,
     pub command_line: String,
     pub started_at: String,
+    /// Every base URL, comma-separated as on the command line.
     pub base_url: String,
+    /// The measured requests per base URL, in the order given.
+    pub base_urls: Vec<BaseUrlLine>,
     pub machine: Machine,
     pub config: ConfigEcho,
     pub setup_s: f64,
@@ -327,7 +340,20 @@ impl Summary {
             info: o.info,
             command_line: ctx.command_line.clone(),
             started_at: ctx.started_at.clone(),
-            base_url: ctx.target.base_url.clone(),
+            base_url: ctx.targets.base_urls(),
+            base_urls: ctx
+                .targets
+                .iter()
+                .map(|target| {
+                    let c = t.targets.get(target.index).copied().unwrap_or_default();
+                    BaseUrlLine {
+                        url: target.base_url.clone(),
+                        requests: c.requests,
+                        failed: c.failed,
+                        no_answer: c.no_answer,
+                    }
+                })
+                .collect(),
             machine: crate::proc::machine(),
             config: ConfigEcho::of(&m.exec.plan, m, o.params),
             setup_s: o.setup.as_secs_f64(),

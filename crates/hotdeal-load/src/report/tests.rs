@@ -30,6 +30,12 @@ pub fn fixture() -> Summary {
         command_line: "hotdeal load order-stress --stages 3s:20".into(),
         started_at: "2025-01-01T00:00:00Z".into(),
         base_url: "http://127.0.0.1:8080".into(),
+        base_urls: vec![BaseUrlLine {
+            url: "http://127.0.0.1:8080".into(),
+            requests: 7500,
+            failed: 0,
+            no_answer: 0,
+        }],
         machine: crate::proc::Machine {
             cores: 2,
             ram_mb: 24000,

@@ -19,15 +19,29 @@ pub fn render(s: &Summary) -> String {
     let _ = writeln!(o);
     let _ = writeln!(o, "  scenario: {} — {}", s.scenario, s.info.description);
     let _ = writeln!(o, "  executor: {}", s.config.shape);
+    let target = if s.base_urls.len() > 1 {
+        format!("{} base URLs, round robin", s.base_urls.len())
+    } else {
+        s.base_url.clone()
+    };
     let _ = writeln!(
         o,
-        "  target:   {}   setup {:.1}s, measured {:.1}s, think {}, timeout {}",
-        s.base_url,
+        "  target:   {target}   setup {:.1}s, measured {:.1}s, think {}, timeout {}",
         s.setup_s,
         s.duration_s,
         fmt_ms(s.config.think_ms),
         fmt_ms(s.config.timeout_ms)
     );
+    if s.base_urls.len() > 1 {
+        let width = s.base_urls.iter().map(|b| b.url.len()).max().unwrap_or(0);
+        for b in &s.base_urls {
+            let _ = writeln!(
+                o,
+                "            {:<width$}  {} requests, {} failed ({} no answer)",
+                b.url, b.requests, b.failed, b.no_answer
+            );
+        }
+    }
     let _ = writeln!(o);
 
     if !s.thresholds.is_empty() {

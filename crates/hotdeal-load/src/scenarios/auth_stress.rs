@@ -46,7 +46,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let signed = if users == 1 {
         vec![
             setup::sign_up(
-                &mut Api::new(&ctx.target),
+                &mut Api::new(&ctx.targets),
                 &format!("me-{}@load.example.com", ctx.tag),
                 "token holder",
             )
@@ -54,7 +54,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
         ]
     } else {
         setup::sign_up_many(
-            &ctx.target,
+            &ctx.targets,
             users,
             "me",
             &ctx.tag,
@@ -66,7 +66,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let heads = signed
         .iter()
         .map(|u| {
-            ctx.target
+            ctx.targets
                 .head(Method::GET, "/auth/users/me", Some(&u.token), false)
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -10,10 +10,10 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::Ctx;
-use crate::books::{verify_orders, Books, Ledger};
-use crate::client::{Reply, ReqHead, Target};
+use crate::books::{verify_orders, Books, Ledger, Reading};
+use crate::client::{Reply, ReqHead, Targets};
 use crate::executor::{expect_ok, Vu, Workload};
-use crate::setup::{self, Api, Product, User};
+use crate::setup::{self, Api, Product, SetupError, User};
 
 /// A valid shipping address of the contract (phone and postal code
 /// patterns included).
@@ -45,7 +45,7 @@ pub fn order_outcome_unknown(reply: &Reply) -> bool {
 
 /// One head per user: `method path` with that user's bearer token.
 pub fn heads_per_user(
-    target: &Target,
+    target: &Targets,
     method: Method,
     path: &str,
     users: &[User],
@@ -63,7 +63,7 @@ pub fn heads_per_user(
 
 /// A seller (who lists the products) and `n` buyers.
 pub async fn seller_and_buyers(ctx: &Ctx, n: usize) -> anyhow::Result<(User, Vec<User>)> {
-    let mut api = Api::new(&ctx.target);
+    let mut api = Api::new(&ctx.targets);
     let seller = setup::sign_up(
         &mut api,
         &format!("seller-{}@load.example.com", ctx.tag),
@@ -71,7 +71,7 @@ pub async fn seller_and_buyers(ctx: &Ctx, n: usize) -> anyhow::Result<(User, Vec
     )
     .await?;
     let buyers = setup::sign_up_many(
-        &ctx.target,
+        &ctx.targets,
         n,
         "buyer",
         &ctx.tag,
@@ -93,7 +93,7 @@ pub struct SingleProductOrders {
 pub const CHECK_ORDER_201: usize = 0;
 
 impl SingleProductOrders {
-    pub fn new(target: &Target, buyers: &[User], product: &Product) -> anyhow::Result<Self> {
+    pub fn new(target: &Targets, buyers: &[User], product: &Product) -> anyhow::Result<Self> {
         let body = json!({
             "items": [{"product_id": product.id, "quantity": 1}],
             "shipping_address": shipping_address(),
@@ -129,18 +129,19 @@ pub async fn single_product_books(
     buyers: &[User],
 ) -> anyhow::Result<Books> {
     let mut books = Books::default();
-    let mut api = Api::new(&ctx.target);
-    let remaining = setup::product_stock(&mut api, &product.id).await?;
+    let remaining = product_stock_everywhere(ctx, &product.id).await?;
+    let name = format!("product {}", product.id);
+    books.agreement(&format!("stock of {name}"), &remaining);
     books.stock(
-        &format!("product {}", product.id),
+        &name,
         product.initial_stock,
-        remaining,
+        remaining.value,
         ledger.sold(0),
         ledger.unknown_units(0),
     );
     let tokens = Arc::new(buyers.iter().map(|u| u.token.clone()).collect::<Vec<_>>());
     verify_orders(
-        &ctx.target,
+        &ctx.targets,
         ledger,
         tokens,
         ctx.args.verify_orders,
@@ -149,4 +150,38 @@ pub async fn single_product_books(
     )
     .await?;
     Ok(books)
+}
+
+/// A product's remaining stock, read through every base URL.
+pub async fn product_stock_everywhere(
+    ctx: &Ctx,
+    product_id: &str,
+) -> Result<Reading<i64>, SetupError> {
+    let id = product_id.to_string();
+    ctx.read_everywhere(move |api: &mut Api| {
+        let id = id.clone();
+        Box::pin(async move { setup::product_stock(api, &id).await })
+    })
+    .await
+}
+
+/// A deal's `(deal_stock, remaining_stock)`, read through every base URL.
+pub async fn deal_state_everywhere(
+    ctx: &Ctx,
+    deal_id: &str,
+) -> Result<Reading<(i64, i64)>, SetupError> {
+    let id = deal_id.to_string();
+    ctx.read_everywhere(move |api: &mut Api| {
+        let id = id.clone();
+        Box::pin(async move { setup::deal_state(api, &id).await })
+    })
+    .await
+}
+
+/// Paths that answer 200 once an instance knows a product.
+pub fn product_paths(products: &[Product]) -> Vec<String> {
+    products
+        .iter()
+        .map(|p| format!("/products/{}", p.id))
+        .collect()
 }

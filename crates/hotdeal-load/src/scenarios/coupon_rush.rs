@@ -9,7 +9,7 @@
 //! errors. Books: issued ≤ quantity, issued = 201s seen, one per user —
 //! also read back per user from `GET /users/me/coupons` for a sample.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,9 @@ fn expected(status: u16, code: Option<&str>) -> bool {
 struct Issue {
     heads: Vec<ReqHead>,
     issued: Vec<AtomicU32>,
+    /// Users who got any answer: with more of them than coupons, the
+    /// coupon must end sold out.
+    answered: Vec<AtomicBool>,
     unknown: AtomicU64,
 }
 
@@ -47,6 +50,9 @@ impl Workload for Issue {
         let user = vu.id as usize % self.heads.len();
         let r = vu.send(&self.heads[user], Bytes::new(), expected).await;
         vu.check(0, expected(r.status, r.error_code()));
+        if r.status != 0 {
+            self.answered[user].store(true, Ordering::Relaxed);
+        }
         if r.status == 201 {
             self.issued[user].fetch_add(1, Ordering::Relaxed);
         } else if r.outcome_unknown() || r.status >= 500 && r.status != 503 {
@@ -62,10 +68,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     })?;
     let users = ctx.users_or(plan.max_vus() as usize).max(1);
     let quantity = ctx.args.quantity.unwrap_or((users as u64 / 2).max(1));
-    setup::require_routes(&ctx.target, &[(Method::POST, "/coupons")]).await?;
+    setup::require_routes(&ctx.targets, &[(Method::POST, "/coupons")]).await?;
 
     let t0 = Instant::now();
-    let mut api = Api::new(&ctx.target);
+    let mut api = Api::new(&ctx.targets);
     let owner = setup::sign_up(
         &mut api,
         &format!("coupon-owner-{}@load.example.com", ctx.tag),
@@ -74,7 +80,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     .await?;
     let coupon = setup::create_coupon(&mut api, &owner, quantity).await?;
     let buyers = setup::sign_up_many(
-        &ctx.target,
+        &ctx.targets,
         users,
         "coupon",
         &ctx.tag,
@@ -84,15 +90,17 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     .await?;
     let workload = Arc::new(Issue {
         heads: heads_per_user(
-            &ctx.target,
+            &ctx.targets,
             Method::POST,
             &format!("/coupons/{coupon}/issue"),
             &buyers,
             false,
         )?,
         issued: (0..users).map(|_| AtomicU32::new(0)).collect(),
+        answered: (0..users).map(|_| AtomicBool::new(false)).collect(),
         unknown: AtomicU64::new(0),
     });
+    ctx.wait_visible(&[format!("/coupons/{coupon}")]).await?;
     let setup = t0.elapsed();
 
     let measured = ctx
@@ -100,7 +108,15 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
         .await?;
 
     let mut books = Books::default();
-    let (total, issued, remaining) = setup::coupon_state(&mut api, &coupon).await?;
+    let id = coupon.clone();
+    let state = ctx
+        .read_everywhere(move |api: &mut Api| {
+            let id = id.clone();
+            Box::pin(async move { setup::coupon_state(api, &id).await })
+        })
+        .await?;
+    books.agreement(&format!("coupon {coupon} counts"), &state);
+    let (total, issued, remaining) = state.value;
     let seen: u64 = workload
         .issued
         .iter()
@@ -111,14 +127,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
         .iter()
         .filter(|c| c.load(Ordering::Relaxed) > 1)
         .count() as u64;
-    books.coupon(
-        total,
-        issued,
-        remaining,
-        seen,
-        workload.unknown.load(Ordering::Relaxed),
-        doubles,
-    );
+    let unknown = workload.unknown.load(Ordering::Relaxed);
+    books.coupon(total, issued, remaining, seen, unknown, doubles);
+    let answered = workload
+        .answered
+        .iter()
+        .filter(|a| a.load(Ordering::Relaxed))
+        .count() as u64;
+    books.coupon_sold_out(total, issued, answered, unknown);
     let mut wrong = Vec::new();
     let checked = sample(
         &(0..users).collect::<Vec<_>>(),

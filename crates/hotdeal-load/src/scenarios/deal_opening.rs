@@ -31,10 +31,10 @@ use hyper::Method;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::common::{created_id, order_outcome_unknown, shipping_address};
+use super::common::{created_id, deal_state_everywhere, order_outcome_unknown, shipping_address};
 use super::{Ctx, Info, Outcome};
 use crate::books::{verify_orders, Books, Ledger};
-use crate::client::{Reply, ReqHead, Target};
+use crate::client::{Reply, ReqHead, Targets};
 use crate::executor::{Plan, Vu, Workload};
 use crate::setup::{self, Api, SetupError};
 use crate::thresholds::ThresholdResult;
@@ -94,7 +94,7 @@ struct Counts {
 }
 
 struct Opening {
-    target: Arc<Target>,
+    target: Arc<Targets>,
     join_heads: Vec<ReqHead>,
     bearer: Vec<String>,
     order_body: Bytes,
@@ -396,10 +396,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
         ordered_gap: None,
         max_duration: Duration::from_secs(600),
     })?;
-    setup::require_routes(&ctx.target, &[(Method::POST, "/orders")]).await?;
+    setup::require_routes(&ctx.targets, &[(Method::POST, "/orders")]).await?;
 
     let t0 = std::time::Instant::now();
-    let mut api = Api::new(&ctx.target);
+    let mut api = Api::new(&ctx.targets);
     let seller = setup::sign_up(
         &mut api,
         &format!("opening-seller-{}@load.example.com", ctx.tag),
@@ -407,7 +407,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     )
     .await?;
     let buyers = setup::sign_up_many(
-        &ctx.target,
+        &ctx.targets,
         users,
         "opening",
         &ctx.tag,
@@ -416,7 +416,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     )
     .await?;
     // A fresh connection: the first one may have idled out during sign-up.
-    let mut api = Api::new(&ctx.target);
+    let mut api = Api::new(&ctx.targets);
     let product = setup::create_product(
         &mut api,
         &seller,
@@ -462,7 +462,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let join_heads = buyers
         .iter()
         .map(|u| {
-            ctx.target
+            ctx.targets
                 .head(Method::POST, &join_path, Some(&u.token), false)
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -477,6 +477,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
         }
         .into());
     }
+
+    // Inside the lead time: the early joiners' schedule starts about two
+    // seconds from here, ample for an instance to learn of a new deal.
+    ctx.wait_visible(&[
+        format!("/products/{}", product.id),
+        format!("/products/deals/{deal_id}"),
+    ])
+    .await?;
 
     // The schedule: early joiners spread over the last seconds before the
     // opening, the rest evenly over `spread` after it.
@@ -509,7 +517,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
         "shipping_address": shipping_address(),
     });
     let workload = Arc::new(Opening {
-        target: ctx.target.clone(),
+        target: ctx.targets.clone(),
         join_heads,
         bearer: buyers.iter().map(|u| u.token.clone()).collect(),
         order_body: Bytes::from(order_body.to_string()),
@@ -611,10 +619,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
             .join(", ")
     ));
 
-    // Books, on a fresh connection (the setup one idled out meanwhile).
-    let mut api = Api::new(&ctx.target);
+    // Books, through every base URL.
     let mut books = Books::default();
-    let (deal_stock, remaining) = setup::deal_state(&mut api, &deal_id).await?;
+    let state = deal_state_everywhere(ctx, &deal_id).await?;
+    books.agreement(&format!("deal {deal_id} stock"), &state);
+    let (deal_stock, remaining) = state.value;
     books.stock(
         &format!("deal {deal_id}"),
         deal_stock,
@@ -629,7 +638,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     );
     let tokens = Arc::new(buyers.iter().map(|u| u.token.clone()).collect::<Vec<_>>());
     verify_orders(
-        &ctx.target,
+        &ctx.targets,
         &workload.ledger,
         tokens,
         ctx.args.verify_orders,

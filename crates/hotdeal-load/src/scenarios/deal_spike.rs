@@ -47,13 +47,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let deals = ctx.args.quantity.unwrap_or(20).max(1) as usize;
 
     let t0 = Instant::now();
-    let mut api = Api::new(&ctx.target);
+    let mut api = Api::new(&ctx.targets);
     let user = setup::sign_up(
         &mut api,
         &format!("deals-{}@load.example.com", ctx.tag),
         "deal watcher",
     )
     .await?;
+    let mut seeded = Vec::with_capacity(deals);
     for i in 0..deals {
         let product = setup::create_product(
             &mut api,
@@ -63,8 +64,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
             1_000,
         )
         .await?;
-        setup::create_deal(&mut api, &user, &product, 9_900, 100, Some(2)).await?;
+        let deal = setup::create_deal(&mut api, &user, &product, 9_900, 100, Some(2)).await?;
+        seeded.push(format!("/products/deals/{}", deal.id));
     }
+    ctx.wait_visible(&seeded).await?;
     let listed = api
         .call(Method::GET, "/products/deals", Some(&user.token), None)
         .await?
@@ -76,7 +79,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     ));
     let workload = Arc::new(ListDeals {
         head: ctx
-            .target
+            .targets
             .head(Method::GET, "/products/deals", Some(&user.token), false)?,
     });
     let setup = t0.elapsed();

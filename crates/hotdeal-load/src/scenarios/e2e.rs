@@ -20,10 +20,10 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use super::common::{created_id, order_outcome_unknown};
+use super::common::{created_id, order_outcome_unknown, product_paths, product_stock_everywhere};
 use super::{evaluate, Ctx, Info, Outcome};
 use crate::books::{sample, verify_orders, Books, Ledger};
-use crate::client::{ReqHead, Target};
+use crate::client::{ReqHead, Targets};
 use crate::config::Stage;
 use crate::executor::{expect_ok, Plan, Vu, Workload};
 use crate::metrics::Names;
@@ -81,7 +81,7 @@ struct Customer {
 }
 
 struct Journey {
-    target: Arc<Target>,
+    target: Arc<Targets>,
     tag: String,
     register: ReqHead,
     login: ReqHead,
@@ -181,10 +181,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
         max_vus: 400,
     })?;
     let stock = ctx.stock_or(1_000_000);
-    setup::require_routes(&ctx.target, &[(Method::POST, "/points/charges")]).await?;
+    setup::require_routes(&ctx.targets, &[(Method::POST, "/points/charges")]).await?;
 
     let t0 = Instant::now();
-    let mut api = Api::new(&ctx.target);
+    let mut api = Api::new(&ctx.targets);
     let seller = setup::sign_up(
         &mut api,
         &format!("e2e-seller-{}@load.example.com", ctx.tag),
@@ -199,14 +199,16 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
         stock,
     )
     .await?;
+    ctx.wait_visible(&product_paths(std::slice::from_ref(&product)))
+        .await?;
     let order_body = json!({"items": [{"product_id": product.id, "quantity": 1}], "payment": {"method": "points"}});
     let workload = Arc::new(Journey {
-        target: ctx.target.clone(),
+        target: ctx.targets.clone(),
         tag: ctx.tag.clone(),
         register: ctx
-            .target
+            .targets
             .head(Method::POST, "/auth/register", None, true)?,
-        login: ctx.target.head(Method::POST, "/auth/login", None, true)?,
+        login: ctx.targets.head(Method::POST, "/auth/login", None, true)?,
         charge_body: Bytes::from(json!({"amount": CHARGE}).to_string()),
         order_body: Bytes::from(order_body.to_string()),
         ledger: Ledger::new(1),
@@ -235,11 +237,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
         .await?;
 
     let mut books = Books::default();
-    let remaining = setup::product_stock(&mut api, &product.id).await?;
+    let remaining = product_stock_everywhere(ctx, &product.id).await?;
+    let name = format!("product {}", product.id);
+    books.agreement(&format!("stock of {name}"), &remaining);
     books.stock(
-        &format!("product {}", product.id),
+        &name,
         product.initial_stock,
-        remaining,
+        remaining.value,
         workload.ledger.sold(0),
         workload.ledger.unknown_units(0),
     );
@@ -252,7 +256,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
         .collect();
     let tokens = Arc::new(customers.iter().map(|c| c.0.clone()).collect::<Vec<_>>());
     verify_orders(
-        &ctx.target,
+        &ctx.targets,
         &workload.ledger,
         tokens,
         ctx.args.verify_orders,

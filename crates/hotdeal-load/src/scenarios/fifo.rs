@@ -13,7 +13,10 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::json;
 
-use super::common::{created_id, heads_per_user, order_outcome_unknown, shipping_address};
+use super::common::{
+    created_id, deal_state_everywhere, heads_per_user, order_outcome_unknown,
+    product_stock_everywhere, shipping_address,
+};
 use super::{Ctx, Info, Outcome};
 use crate::books::{verify_orders, Books, Ledger};
 use crate::client::ReqHead;
@@ -154,7 +157,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     let stock = ctx.stock_or(10);
 
     let t0 = Instant::now();
-    let mut api = Api::new(&ctx.target);
+    let mut api = Api::new(&ctx.targets);
     let seller = setup::sign_up(
         &mut api,
         &format!("fifo-seller-{}@load.example.com", ctx.tag),
@@ -162,7 +165,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     )
     .await?;
     let buyers = setup::sign_up_many(
-        &ctx.target,
+        &ctx.targets,
         users,
         "fifo",
         &ctx.tag,
@@ -184,8 +187,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
         "items": [{"product_id": product.id, "deal_id": deal.id, "quantity": 1}],
         "shipping_address": shipping_address(),
     });
+    ctx.wait_visible(&[
+        format!("/products/{}", product.id),
+        format!("/products/deals/{}", deal.id),
+    ])
+    .await?;
     let workload = Arc::new(InOrder {
-        heads: heads_per_user(&ctx.target, Method::POST, "/orders", &buyers, true)?,
+        heads: heads_per_user(&ctx.targets, Method::POST, "/orders", &buyers, true)?,
         body: Bytes::from(body.to_string()),
         ledger: Ledger::new(1),
         answers: Mutex::new(vec![None; users]),
@@ -202,7 +210,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     let mut books = Books::default();
-    let (deal_stock, remaining) = setup::deal_state(&mut api, &deal.id).await?;
+    let state = deal_state_everywhere(ctx, &deal.id).await?;
+    books.agreement(&format!("deal {} stock", deal.id), &state);
+    let (deal_stock, remaining) = state.value;
     books.stock(
         &format!("deal {}", deal.id),
         deal_stock,
@@ -218,7 +228,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
             product.initial_stock, deal.deal_stock
         ),
     );
-    let product_now = setup::product_stock(&mut api, &product.id).await?;
+    let product_now = product_stock_everywhere(ctx, &product.id).await?;
+    books.agreement(&format!("stock of product {}", product.id), &product_now);
+    let product_now = product_now.value;
     books.push(
         "product stock untouched by deal orders",
         product_now == product_after_deal,
@@ -226,7 +238,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     );
     let tokens = Arc::new(buyers.iter().map(|u| u.token.clone()).collect::<Vec<_>>());
     verify_orders(
-        &ctx.target,
+        &ctx.targets,
         &workload.ledger,
         tokens,
         ctx.args.verify_orders,

@@ -40,7 +40,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Outcome> {
     })?;
     let t0 = Instant::now();
     let workload = Arc::new(Health {
-        head: ctx.target.head(Method::GET, "/health", None, false)?,
+        head: ctx.targets.head(Method::GET, "/health", None, false)?,
     });
     let setup = t0.elapsed();
     let names = Names {

@@ -28,13 +28,14 @@ use hyper::Method;
 
 use crate::args::{ExecutorKind, LoadArgs, ScenarioName};
 use crate::books::Books;
-use crate::client::{Conn, Outcome as NetOutcome, Target};
+use crate::books::{read_everywhere, Reading};
+use crate::client::{Conn, Outcome as NetOutcome, Targets};
 use crate::config::Stage;
 use crate::executor::{execute, Exec, Plan, Workload};
 use crate::metrics::{Metrics, Names, Totals};
 use crate::proc::{self, CpuUse};
 use crate::report;
-use crate::setup::SetupError;
+use crate::setup::{Api, BoxFuture, SetupError};
 use crate::thresholds::{Threshold, ThresholdResult};
 
 /// What the seed report measured, printed beside our figures.
@@ -45,11 +46,12 @@ pub struct Info {
     pub seed_figure: &'static str,
 }
 
-/// The run as a whole: arguments, target, and a tag that makes this run's
-/// e-mails and names unique on a server that has seen earlier runs.
+/// The run as a whole: arguments, targets (one per base URL), and a tag
+/// that makes this run's e-mails and names unique on a server that has
+/// seen earlier runs.
 pub struct Ctx {
     pub args: LoadArgs,
-    pub target: Arc<Target>,
+    pub targets: Arc<Targets>,
     pub tag: String,
     pub started_at: String,
     pub command_line: String,
@@ -80,12 +82,12 @@ pub struct Outcome {
 
 /// Entry point behind [`crate::run`].
 pub async fn run(args: LoadArgs) -> anyhow::Result<i32> {
-    let target = Arc::new(Target::resolve(&args.base_url).await?);
+    let targets = Arc::new(Targets::resolve(&args.base_urls()).await?);
     let ctx = Ctx {
         tag: uuid::Uuid::new_v4().simple().to_string()[..10].to_string(),
         started_at: crate::time::rfc3339(crate::time::unix_now()),
         command_line: command_line(),
-        target,
+        targets,
         args,
     };
     ctx.check_reachable().await?;
@@ -148,20 +150,77 @@ fn command_line() -> String {
 }
 
 impl Ctx {
-    /// Fails early and clearly when nothing answers at the base URL.
+    /// Fails early and clearly when nothing answers at a base URL: every
+    /// instance must be up before a run starts.
     async fn check_reachable(&self) -> anyhow::Result<()> {
-        let mut conn = Conn::new(&self.target);
-        let head = self.target.head(Method::GET, "/health", None, false)?;
-        let reply = conn
-            .send(&head, bytes::Bytes::new(), Duration::from_secs(10), None)
-            .await;
-        match reply.outcome {
-            NetOutcome::Response => Ok(()),
-            other => anyhow::bail!(
-                "no hotdeal server answers at {} ({other:?} on GET /health)",
-                self.target.base_url
-            ),
+        for target in self.targets.iter() {
+            let mut conn = Conn::new(target);
+            let head = target.head(Method::GET, "/health", None, false)?;
+            let reply = conn
+                .send(&head, bytes::Bytes::new(), Duration::from_secs(10), None)
+                .await;
+            if reply.outcome != NetOutcome::Response {
+                anyhow::bail!(
+                    "no hotdeal server answers at {} ({:?} on GET /health)",
+                    target.base_url,
+                    reply.outcome
+                );
+            }
         }
+        Ok(())
+    }
+
+    /// With several base URLs, waits until every one of them answers 200
+    /// on each of `paths` (the items setup just created through one
+    /// instance), for up to `--settle`. An instance learns of a new
+    /// catalogue item by an event or by reading through the store on a
+    /// miss; either way the measured phase must not start before every
+    /// instance knows the item, or its first requests would fail for a
+    /// reason that is not load. One base URL: nothing to wait for.
+    pub async fn wait_visible(&self, paths: &[String]) -> anyhow::Result<()> {
+        if self.targets.len() < 2 || paths.is_empty() {
+            return Ok(());
+        }
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.args.settle;
+        for i in 0..self.targets.len() {
+            let mut api = Api::only(&self.targets, i);
+            for path in paths {
+                loop {
+                    let reply = api.call(Method::GET, path, None, None).await?;
+                    if reply.status == 200 {
+                        break;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        anyhow::bail!(
+                            "GET {path} still answers {} at {} after {} (it answers 200 at {}): do these base URLs share one store?",
+                            reply.status,
+                            api.target().base_url,
+                            crate::config::fmt_duration_short(self.args.settle),
+                            self.targets.first().base_url,
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        self.log(format!(
+            "{} items visible on all {} base URLs after {:.0} ms",
+            paths.len(),
+            self.targets.len(),
+            started.elapsed().as_secs_f64() * 1000.0
+        ));
+        Ok(())
+    }
+
+    /// A figure of the books read through every base URL (see
+    /// [`read_everywhere`]), given `--settle` to agree.
+    pub async fn read_everywhere<T, F>(&self, read: F) -> Result<Reading<T>, SetupError>
+    where
+        T: PartialEq + Clone,
+        F: for<'a> Fn(&'a mut Api) -> BoxFuture<'a, Result<T, SetupError>>,
+    {
+        read_everywhere(&self.targets, self.args.settle, read).await
     }
 
     pub fn quiet(&self) -> bool {
@@ -240,29 +299,38 @@ impl Ctx {
             seed: self.args.seed,
             threads: self.args.threads,
         };
-        let (server_pid, mut server_note) = match self.args.server_pid {
-            Some(pid) => (Some(pid), None),
-            None => match proc::find_listener(self.target.addr.port()) {
-                Some(pid) => (Some(pid), None),
-                None => (
-                    None,
-                    Some(format!(
-                        "server process not found (nothing on this machine visibly listens on port {}; pass --server-pid)",
-                        self.target.addr.port()
-                    )),
-                ),
-            },
-        };
-        let server_before = server_pid.and_then(|p| proc::read_ticks(p).ok());
-        if server_pid.is_some() && server_before.is_none() {
-            server_note = Some(format!(
-                "cannot read /proc/{}/stat",
-                server_pid.unwrap_or(0)
-            ));
+        // The server processes: the one given, or whoever listens on each
+        // base URL's port here (several instances, several processes; one
+        // instance listed twice, once).
+        let mut server_pids: Vec<u32> = Vec::new();
+        let mut server_note = None;
+        match self.args.server_pid {
+            Some(pid) => server_pids.push(pid),
+            None => {
+                for target in self.targets.iter() {
+                    match proc::find_listener(target.addr.port()) {
+                        Some(pid) if !server_pids.contains(&pid) => server_pids.push(pid),
+                        Some(_) => {}
+                        None => {
+                            server_note = Some(format!(
+                                "server process not found (nothing on this machine visibly listens on port {}; pass --server-pid)",
+                                target.addr.port()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        let server_before: Option<Vec<u64>> = server_pids
+            .iter()
+            .map(|&p| proc::read_ticks(p).ok())
+            .collect();
+        if !server_pids.is_empty() && server_before.is_none() {
+            server_note = Some(format!("cannot read /proc/PID/stat of {server_pids:?}"));
         }
         let self_before = proc::self_ticks().ok();
         self.log(format!(
-            "{} for {}{:.0}s, up to {} VUs, against {}",
+            "{} for {}{:.0}s, up to {} VUs, against {}{}",
             exec.plan.executor_name(),
             if matches!(exec.plan, Plan::PerVuIterations { .. }) {
                 "at most "
@@ -271,11 +339,18 @@ impl Ctx {
             },
             exec.plan.duration().as_secs_f64(),
             exec.plan.max_vus(),
-            self.target.base_url
+            self.targets.base_urls(),
+            if self.targets.len() > 1 {
+                format!(" (round robin over {} base URLs)", self.targets.len())
+            } else {
+                String::new()
+            }
         ));
         if let Some(limit) = proc::open_files_limit() {
-            // One socket per VU, plus the runtime's own descriptors.
-            if u64::from(exec.plan.max_vus()) + 64 > limit {
+            // One socket per VU and base URL, plus the runtime's own
+            // descriptors.
+            let sockets = u64::from(exec.plan.max_vus()) * self.targets.len() as u64;
+            if sockets + 64 > limit {
                 self.log(format!(
                     "warning: the open-files limit ({limit}) is below the VU count; raise it (ulimit -n) or expect connection errors"
                 ));
@@ -286,7 +361,13 @@ impl Ctx {
         let metrics = Arc::new(Metrics::new(names, shards)?);
         let progress = (!self.args.quiet && std::io::stderr().is_terminal())
             .then(|| tokio::spawn(progress(metrics.clone(), exec.plan.duration())));
-        let report = execute(workload, self.target.clone(), metrics.clone(), exec.clone()).await;
+        let report = execute(
+            workload,
+            self.targets.clone(),
+            metrics.clone(),
+            exec.clone(),
+        )
+        .await;
         if let Some(p) = progress {
             p.abort();
             eprintln!();
@@ -294,16 +375,39 @@ impl Ctx {
         let report = report?;
         let wall = report.elapsed.as_secs_f64();
 
-        let server_cpu = match (server_pid, server_before) {
-            (Some(pid), Some(before)) => match proc::read_ticks(pid) {
-                Ok(after) => Some(CpuUse::from_ticks(pid, before, after, wall)),
-                Err(e) => {
-                    server_note = Some(format!(
-                        "server process {pid} vanished during the run ({e})"
-                    ));
-                    None
+        let server_cpu = match server_before {
+            Some(before) if !server_pids.is_empty() => {
+                let (mut sum_before, mut sum_after, mut vanished) = (0, 0, Vec::new());
+                for (&pid, b) in server_pids.iter().zip(before) {
+                    match proc::read_ticks(pid) {
+                        Ok(after) => {
+                            sum_before += b;
+                            sum_after += after;
+                        }
+                        Err(_) => vanished.push(pid),
+                    }
                 }
-            },
+                if !vanished.is_empty() {
+                    server_note = Some(format!(
+                        "server process {vanished:?} vanished during the run; CPU of the others only"
+                    ));
+                }
+                (vanished.len() < server_pids.len()).then(|| {
+                    let mut cpu = CpuUse::from_ticks(
+                        server_pids.first().copied().unwrap_or(0),
+                        sum_before,
+                        sum_after,
+                        wall,
+                    );
+                    if server_pids.len() > 1 {
+                        cpu.process = Some(format!(
+                            "{} processes {server_pids:?}, summed",
+                            server_pids.len()
+                        ));
+                    }
+                    cpu
+                })
+            }
             _ => None,
         };
         let generator_cpu = match (self_before, proc::self_ticks().ok()) {
@@ -661,6 +765,7 @@ mod progress_tests {
         for i in 0..10 {
             let failed = i == 9;
             rec.request(
+                0,
                 origin + Duration::from_millis(10 * i),
                 Duration::from_millis(if failed { 80 } else { 2 }),
                 Status::Http(if failed { 503 } else { 200 }, None),

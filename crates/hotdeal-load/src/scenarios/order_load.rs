@@ -20,7 +20,10 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::json;
 
-use super::common::{created_id, heads_per_user, order_outcome_unknown, seller_and_buyers};
+use super::common::{
+    created_id, heads_per_user, order_outcome_unknown, product_paths, product_stock_everywhere,
+    seller_and_buyers,
+};
 use super::{evaluate, Ctx, Info, Outcome};
 use crate::books::{sample, verify_orders, Books, Ledger};
 use crate::client::ReqHead;
@@ -125,11 +128,11 @@ pub async fn run(ctx: &Ctx, spike: bool) -> anyhow::Result<Outcome> {
     let plan = ctx.plan(Plan::RampingVus { start: 0, stages })?;
     let users = ctx.users_or(500).max(1);
     let stock = ctx.stock_or(10_000_000);
-    setup::require_routes(&ctx.target, &[(Method::POST, "/points/charges")]).await?;
+    setup::require_routes(&ctx.targets, &[(Method::POST, "/points/charges")]).await?;
 
     let t0 = Instant::now();
     let (seller, buyers) = seller_and_buyers(ctx, users).await?;
-    let mut api = Api::new(&ctx.target);
+    let mut api = Api::new(&ctx.targets);
     let mut products = Vec::new();
     for (i, price) in PRICES.iter().enumerate() {
         products.push(
@@ -145,7 +148,7 @@ pub async fn run(ctx: &Ctx, spike: bool) -> anyhow::Result<Outcome> {
     }
     let b2 = Arc::new(buyers.clone());
     par_map(
-        &ctx.target,
+        &ctx.targets,
         users,
         ctx.concurrency(),
         move |api: &mut Api, i| {
@@ -157,8 +160,9 @@ pub async fn run(ctx: &Ctx, spike: bool) -> anyhow::Result<Outcome> {
     ctx.log(format!(
         "{users} users charged {CHARGE} points each; 5 products of stock {stock}"
     ));
+    ctx.wait_visible(&product_paths(&products)).await?;
     let workload = Arc::new(MixedOrders {
-        heads: heads_per_user(&ctx.target, Method::POST, "/orders", &buyers, true)?,
+        heads: heads_per_user(&ctx.targets, Method::POST, "/orders", &buyers, true)?,
         bodies: bodies(&products, ctx.args.seed),
         ledger: Ledger::new(products.len()),
         spent: (0..users).map(|_| AtomicU64::new(0)).collect(),
@@ -173,18 +177,20 @@ pub async fn run(ctx: &Ctx, spike: bool) -> anyhow::Result<Outcome> {
     // Books: stock per product, orders, balances.
     let mut books = Books::default();
     for (i, p) in products.iter().enumerate() {
-        let remaining = setup::product_stock(&mut api, &p.id).await?;
+        let remaining = product_stock_everywhere(ctx, &p.id).await?;
+        let name = format!("product #{i} {}", p.id);
+        books.agreement(&format!("stock of {name}"), &remaining);
         books.stock(
-            &format!("product #{i} {}", p.id),
+            &name,
             p.initial_stock,
-            remaining,
+            remaining.value,
             workload.ledger.sold(i),
             workload.ledger.unknown_units(i),
         );
     }
     let tokens = Arc::new(buyers.iter().map(|u| u.token.clone()).collect::<Vec<_>>());
     verify_orders(
-        &ctx.target,
+        &ctx.targets,
         &workload.ledger,
         tokens,
         ctx.args.verify_orders,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::common::{seller_and_buyers, single_product_books, SingleProductOrders};
+use super::common::{product_paths, seller_and_buyers, single_product_books, SingleProductOrders};
 use super::{evaluate, Ctx, Info, Outcome};
 use crate::config::Stage;
 use crate::executor::Plan;
@@ -83,14 +83,16 @@ pub async fn run_single_product(ctx: &Ctx, s: SingleProduct<'_>) -> anyhow::Resu
     let t0 = Instant::now();
     let (seller, buyers) = seller_and_buyers(ctx, users).await?;
     let product = setup::create_product(
-        &mut Api::new(&ctx.target),
+        &mut Api::new(&ctx.targets),
         &seller,
         &format!("{} {}", s.name, ctx.tag),
         price,
         stock,
     )
     .await?;
-    let workload = Arc::new(SingleProductOrders::new(&ctx.target, &buyers, &product)?);
+    ctx.wait_visible(&product_paths(std::slice::from_ref(&product)))
+        .await?;
+    let workload = Arc::new(SingleProductOrders::new(&ctx.targets, &buyers, &product)?);
     let setup = t0.elapsed();
 
     let names = Names {

@@ -89,15 +89,18 @@ impl Fake {
             .and_then(|n| n.parse().ok())
             .filter(|n: &usize| *n < st.users.len());
         let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let needs_auth = !matches!(
-            (method.as_str(), seg.as_slice()),
-            ("GET", ["health"])
-                | ("POST", ["auth", "register"])
-                | ("POST", ["auth", "login"])
-                | ("GET", ["products", _, "stock"])
-                | ("GET", ["products", "deals", _])
-                | ("GET", ["coupons", _])
-        );
+        let product_page =
+            method == Method::GET && matches!(seg.as_slice(), ["products", id] if *id != "deals");
+        let needs_auth = !product_page
+            && !matches!(
+                (method.as_str(), seg.as_slice()),
+                ("GET", ["health"])
+                    | ("POST", ["auth", "register"])
+                    | ("POST", ["auth", "login"])
+                    | ("GET", ["products", _, "stock"])
+                    | ("GET", ["products", "deals", _])
+                    | ("GET", ["coupons", _])
+            );
         if needs_auth && user.is_none() {
             let known = matches!(
                 seg.first(),
@@ -194,6 +197,10 @@ impl Fake {
                     200,
                     json!({"id": did, "deal_stock": d.stock, "remaining_stock": d.remaining}),
                 ),
+                None => err(404, "NOT_FOUND"),
+            },
+            ("GET", ["products", pid]) if *pid != "deals" => match st.products.get(*pid) {
+                Some(p) => reply(200, json!({"id": pid, "price": p.price, "stock": p.stock})),
                 None => err(404, "NOT_FOUND"),
             },
             ("GET", ["products", pid, "stock"]) => match st.products.get(*pid) {
@@ -343,14 +350,30 @@ impl Fake {
 
 /// Starts the fake on 127.0.0.1 port 0.
 pub async fn start(tokens_on_register: bool) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    let mut addrs = start_shared(1, tokens_on_register).await;
+    addrs.pop().expect("one address")
+}
+
+/// Starts one fake behind `n` listeners: `n` "instances" over one shared
+/// state, as the instances of a scaled deployment share one store. (Two
+/// separate fakes share nothing — see `start` twice.)
+pub async fn start_shared(n: usize, tokens_on_register: bool) -> Vec<SocketAddr> {
     let fake = Arc::new(Fake {
         state: Mutex::new(State {
             tokens_on_register,
             ..Default::default()
         }),
     });
+    let mut addrs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        addrs.push(listener.local_addr().expect("addr"));
+        serve(listener, fake.clone());
+    }
+    addrs
+}
+
+fn serve(listener: TcpListener, fake: Arc<Fake>) {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let fake = fake.clone();
@@ -382,5 +405,4 @@ pub async fn start(tokens_on_register: bool) -> SocketAddr {
             });
         }
     });
-    addr
 }

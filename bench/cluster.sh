@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Runs one seed scenario against N instances of hotdeal in the scaled mode
+# (one PostgreSQL, Redis and NATS JetStream shared by all), the load spread
+# round robin over every instance, and the books checked across them.
+#
+#   bench/cluster.sh order-stress --think 0                  # 3 instances
+#   bench/cluster.sh -n 5 coupon-rush --vus 500 --duration 30s
+#   bench/cluster.sh --kill-one-after 20 order-stress --think 0   # chaos run
+#   BUILD=0 bench/cluster.sh -n 2 fifo                       # reuse the binaries
+#
+# Options (before the scenario; everything after it goes to `hotdeal load`):
+#   -n N                  instances (default 3)
+#   --kill-one-after SECS kill -9 the last instance SECS after the load tool
+#                         starts (its setup included: allow for it); the
+#                         run's failed requests show it, its books must
+#                         still balance
+#   --out DIR             summary.json and report.html (default
+#                         bench/results/cluster-<scenario>)
+#
+# Environment: DATABASE_URL, REDIS_URL, NATS_URL (default: the local
+# services; REDIS_URL= NATS_URL= empty leave them out, for a `-n 1`
+# single-node baseline), BUILD=0, HOTDEAL_BIN, SERVER_ARGS (extra flags for
+# every instance), KEEP=1 (keep the schema, the Redis keys and the logs).
+#
+# Every run gets its own schema, Redis key prefix and NATS prefix (the same
+# name), a fresh JWT secret shared by the instances, and free ports; on exit
+# it stops only the instances it started, drops the schema and deletes the
+# keys of its prefix. Exit code: the load tool's (0 passed, 1 a threshold or
+# the books failed, 2 a route is missing), or 1 when the cluster failed.
+
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+REDIS_URL="${REDIS_URL-redis://127.0.0.1:6379}"
+NATS_URL="${NATS_URL-nats://127.0.0.1:4222}"
+
+usage() {
+    sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+    exit "${1:-1}"
+}
+
+N=3
+KILL_AFTER=""
+OUT=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        -n) N="${2:-}"; shift 2 || usage ;;
+        --kill-one-after) KILL_AFTER="${2:-}"; shift 2 || usage ;;
+        --out) OUT="${2:-}"; shift 2 || usage ;;
+        -h|--help) usage 0 ;;
+        -*) echo "cluster: unknown option $1 (options go before the scenario)" >&2; usage ;;
+        *) break ;;
+    esac
+done
+[[ $# -ge 1 ]] || { echo "cluster: which scenario? (order-stress, coupon-rush, deal-spike, …)" >&2; usage; }
+SCENARIO="$1"
+shift
+if ! [[ "$N" =~ ^[0-9]+$ ]] || (( N < 1 || N > 64 )); then
+    echo "cluster: -n takes 1 to 64 instances, not '$N'" >&2
+    exit 1
+fi
+if [[ -n "$KILL_AFTER" ]]; then
+    if ! [[ "$KILL_AFTER" =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+        echo "cluster: --kill-one-after takes seconds, not '$KILL_AFTER'" >&2
+        exit 1
+    fi
+    if (( N < 2 )); then
+        echo "cluster: --kill-one-after needs at least two instances (-n 2)" >&2
+        exit 1
+    fi
+fi
+OUT="${OUT:-$RESULTS/cluster-$SCENARIO}"
+
+# One name for the schema, the Redis prefix and the NATS prefix: lower
+# case, digits and `_`, valid for all three.
+RUN_ID="hd_cluster_$$_${RANDOM}"
+WORK_DIR=""
+declare -a PIDS=() PORTS=() URLS=()
+KILLER_PID=""
+
+cleanup() {
+    local code=$?
+    if [[ -n "$KILLER_PID" ]] && kill -0 "$KILLER_PID" 2>/dev/null; then
+        kill "$KILLER_PID" 2>/dev/null || true
+        wait "$KILLER_PID" 2>/dev/null || true
+    fi
+    # Only the processes this script started, by their ids.
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ "${KEEP:-0}" == 1 ]]; then
+        echo "cluster: kept schema and prefix $RUN_ID, logs in $WORK_DIR" >&2
+        exit "$code"
+    fi
+    if command -v psql >/dev/null; then
+        psql "$DATABASE_URL" -qc "DROP SCHEMA IF EXISTS $RUN_ID CASCADE" >/dev/null 2>&1 \
+            || echo "cluster: could not drop schema $RUN_ID" >&2
+    else
+        echo "cluster: no psql here; drop schema $RUN_ID by hand" >&2
+    fi
+    if [[ -z "$REDIS_URL" ]]; then
+        :
+    elif command -v redis-cli >/dev/null; then
+        redis-cli -u "$REDIS_URL" --scan --pattern "${RUN_ID}*" 2>/dev/null \
+            | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 \
+            || echo "cluster: could not delete the Redis keys ${RUN_ID}*" >&2
+    else
+        echo "cluster: no redis-cli here; delete the Redis keys ${RUN_ID}* by hand" >&2
+    fi
+    # JetStream streams and consumers of the prefix are not removed (no
+    # client for it here); they carry the run's name, so nothing reuses them.
+    [[ -n "$WORK_DIR" ]] && rm -rf "$WORK_DIR"
+    exit "$code"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A port nothing listens on, not already picked. The instance binds it a
+# moment later; a collision in between fails its start, loudly.
+free_port() {
+    local port
+    for _ in $(seq 1 200); do
+        port=$(( 20000 + RANDOM % 30000 ))
+        [[ " ${PORTS[*]} " == *" $port "* ]] && continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return 0
+        fi
+    done
+    echo "cluster: no free port found" >&2
+    return 1
+}
+
+healthy() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1"
+     printf 'GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3
+     grep -q 'healthy' <&3) 2>/dev/null
+}
+
+# Polls instance $1 (0-based) until it answers /health, at most 30 s.
+wait_healthy() {
+    local i=$1
+    for _ in $(seq 1 "${START_POLLS:-300}"); do
+        kill -0 "${PIDS[$i]}" 2>/dev/null || break
+        healthy "${PORTS[$i]}" && return 0
+        sleep 0.1
+    done
+    echo "cluster: instance $((i + 1)) (${URLS[$i]}) did not come up; its log:" >&2
+    tail -30 "$WORK_DIR/instance-$((i + 1)).log" >&2 || true
+    return 1
+}
+
+build
+WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/hotdeal-cluster.XXXXXX")"
+# The instances must sign and check the same tokens: one secret, shared.
+head -c 48 /dev/urandom | base64 | tr -d '\n' >"$WORK_DIR/jwt-secret"
+chmod 600 "$WORK_DIR/jwt-secret"
+
+echo "cluster: $N instances, schema and prefix $RUN_ID" >&2
+for i in $(seq 1 "$N"); do
+    port="$(free_port)"
+    PORTS+=("$port")
+    # Anything an instance keeps on disk stays out of the repository.
+    mkdir -p "$WORK_DIR/instance-$i"
+    # The service URLs go in the environment, not on the command line, so
+    # `ps` does not show a password one of them may hold. An empty REDIS_URL
+    # or NATS_URL leaves that service out: `-n 1` then is the single-node
+    # PostgreSQL baseline to compare a cluster with.
+    env_vars=(HOTDEAL_DATABASE_URL="$DATABASE_URL")
+    [[ -n "$REDIS_URL" ]] && env_vars+=(HOTDEAL_REDIS_URL="$REDIS_URL" HOTDEAL_REDIS_PREFIX="$RUN_ID")
+    [[ -n "$NATS_URL" ]] && env_vars+=(HOTDEAL_NATS_URL="$NATS_URL" HOTDEAL_NATS_PREFIX="$RUN_ID")
+    # shellcheck disable=SC2086 # SERVER_ARGS is a list of words on purpose
+    env "${env_vars[@]}" \
+    "${HOTDEAL_BIN:-$BIN_DIR/hotdeal}" serve \
+        --listen "127.0.0.1:$port" --admin-listen off \
+        --data-dir "$WORK_DIR/instance-$i" \
+        --database-schema "$RUN_ID" \
+        --jwt-secret-file "$WORK_DIR/jwt-secret" \
+        ${SERVER_ARGS:-} >"$WORK_DIR/instance-$i.log" 2>&1 &
+    PIDS+=("$!")
+    URLS+=("http://127.0.0.1:$port")
+    if (( i == 1 )); then
+        # The first instance creates the schema and its tables; the others
+        # start once it answers, so they never race its migration.
+        wait_healthy 0 || exit 1
+    fi
+done
+
+for i in "${!PIDS[@]}"; do
+    wait_healthy "$i" || exit 1
+    echo "cluster: instance $((i + 1)) (pid ${PIDS[$i]}) on ${URLS[$i]}" >&2
+done
+
+BASE_URLS="$(IFS=,; echo "${URLS[*]}")"
+mkdir -p "$OUT"
+
+if [[ -n "$KILL_AFTER" ]]; then
+    # The last instance: setup and the books start at the first URL, so
+    # killing that one would test the failover of setup instead of the run.
+    victim="${PIDS[$((N - 1))]}"
+    victim_url="${URLS[$((N - 1))]}"
+    # Timed from the start of the load tool, whose setup comes first: the
+    # delay must cover it (a short setup is a few seconds).
+    (
+        sleep "$KILL_AFTER"
+        if kill -0 "$victim" 2>/dev/null; then
+            kill -9 "$victim"
+            echo "cluster: killed instance $N (pid $victim, $victim_url) with SIGKILL" >&2
+        fi
+    ) &
+    KILLER_PID=$!
+fi
+
+set +e
+"${LOAD[@]}" "$SCENARIO" --base-url "$BASE_URLS" --out "$OUT" "$@" | tee "$OUT/summary.txt"
+code=${PIPESTATUS[0]}
+set -e
+
+for i in "${!PIDS[@]}"; do
+    if [[ -n "$KILL_AFTER" && "$i" == $((N - 1)) ]]; then
+        continue
+    fi
+    if ! kill -0 "${PIDS[$i]}" 2>/dev/null; then
+        echo "cluster: instance $((i + 1)) died during the run; its log:" >&2
+        tail -30 "$WORK_DIR/instance-$((i + 1)).log" >&2 || true
+        (( code == 0 )) && code=1
+    fi
+done
+echo "cluster: results in $OUT" >&2
+exit "$code"
