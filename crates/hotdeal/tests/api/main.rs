@@ -6,6 +6,7 @@ mod auth;
 mod backends;
 mod books;
 mod catalog;
+mod cluster;
 mod coupons;
 mod crash;
 mod deals;

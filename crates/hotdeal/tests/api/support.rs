@@ -55,6 +55,37 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_in(dir, Arc::new(ManualClock::new(t0()))).await
 }
 
+/// `n` servers of one deployment in the scaled mode: one PostgreSQL
+/// schema, one Redis key prefix, one NATS subject prefix, one JWT secret
+/// and one clock. `None` (with a notice) unless the tests run scaled; under
+/// `CI=true` that is a failure.
+pub async fn spawn_cluster(test: &str, n: usize) -> Option<Vec<TestApp>> {
+    if !scaled_backend() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: the scaled backend (HOTDEAL_TEST_DATABASE_URL, HOTDEAL_TEST_REDIS_URL, HOTDEAL_TEST_NATS_URL) is required in CI"
+        );
+        eprintln!("{test}: skipped (set HOTDEAL_TEST_DATABASE_URL, HOTDEAL_TEST_REDIS_URL and HOTDEAL_TEST_NATS_URL to run it)");
+        return None;
+    }
+    let clock = Arc::new(ManualClock::new(t0()));
+    let first = std::env::temp_dir().join(format!("hotdeal-test-{}", uuid::Uuid::new_v4()));
+    let shared = schema_for(&first);
+    let mut apps = vec![spawn_app_in(first, clock.clone()).await];
+    for _ in 1..n {
+        let dir = std::env::temp_dir().join(format!("hotdeal-test-{}", uuid::Uuid::new_v4()));
+        let shared = shared.clone();
+        let app = spawn_app_with(dir, clock.clone(), move |c| {
+            c.database_schema = Some(shared.clone());
+            c.redis_prefix = shared.clone();
+            c.nats_prefix = shared;
+        })
+        .await;
+        apps.push(app);
+    }
+    Some(apps)
+}
+
 pub async fn spawn_app_in(dir: PathBuf, clock: Arc<ManualClock>) -> TestApp {
     spawn_app_with(dir, clock, |_| {}).await
 }

@@ -1,0 +1,363 @@
+//! Several instances of one deployment (the scaled mode: PostgreSQL,
+//! Redis, NATS JetStream) racing, crashing and losing Redis, then the
+//! books. Skipped unless the tests run scaled.
+
+use crate::support::{spawn_cluster, Res, TestApp};
+use chrono::Duration;
+use hyper::{Method, StatusCode};
+use serde_json::json;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Signs up `n` buyers, spread over the instances.
+async fn buyers(apps: &[TestApp], n: usize) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        out.push(apps[i % apps.len()].user(&format!("b{i}@x.co")).await);
+    }
+    out
+}
+
+/// Waits up to 2 s for every instance to show `deal` with `units` left.
+async fn remaining_everywhere(apps: &[TestApp], deal: &str, units: i64) {
+    let mut seen = Vec::new();
+    for _ in 0..40 {
+        seen.clear();
+        for app in apps {
+            seen.push(app.remaining(deal).await);
+        }
+        if seen.iter().all(|&n| n == units) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("instances show {seen:?} left, not {units}, after 2 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_race_for_one_deal_and_one_coupon() {
+    let Some(apps) = spawn_cluster("cluster race", 3).await else {
+        return;
+    };
+    let apps = Arc::new(apps);
+    let (_, seller) = apps[0].user("s@x.co").await;
+    let product = apps[0].product(&seller, 1000, 500).await;
+    let deal = apps[1].deal(&seller, &product, 500, 40, Some(1)).await;
+    let now = apps[0].clock_now();
+    let coupon = apps[2]
+        .post(
+            "/coupons",
+            Some(&seller),
+            json!({"name": "Rush", "discount_type": "fixed", "discount_value": 100,
+                   "min_order_amount": 0, "total_quantity": 30,
+                   "starts_at": now, "ends_at": now + Duration::days(1)}),
+        )
+        .await;
+    assert_eq!(coupon.status, StatusCode::CREATED, "{}", coupon.body);
+    let coupon = coupon.body["id"].as_str().expect("id").to_owned();
+    let buyers = buyers(&apps, 90).await;
+
+    // Every buyer orders twice (the limit is one) and asks for the coupon
+    // twice, each request on another instance, all at once.
+    let mut tasks = Vec::new();
+    for (i, (user, token)) in buyers.iter().enumerate() {
+        for round in 0..2 {
+            let (apps, token, deal, product, coupon, user) = (
+                apps.clone(),
+                token.clone(),
+                deal.clone(),
+                product.clone(),
+                coupon.clone(),
+                user.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let a = &apps[(i + round) % 3];
+                let order = a
+                    .order(
+                        &token,
+                        json!([{"product_id": product, "deal_id": deal, "quantity": 1}]),
+                    )
+                    .await;
+                let b = &apps[(i + round + 1) % 3];
+                let issue = b
+                    .post(&format!("/coupons/{coupon}/issue"), Some(&token), json!({}))
+                    .await;
+                (user, order, issue)
+            }));
+        }
+    }
+    let mut ordered: Vec<String> = Vec::new();
+    let mut issued: Vec<String> = Vec::new();
+    for t in tasks {
+        let (user, order, issue): (String, Res, Res) = t.await.expect("join");
+        match (order.status, order.code()) {
+            (StatusCode::CREATED, _) => ordered.push(user.clone()),
+            (_, "INSUFFICIENT_STOCK" | "PURCHASE_LIMIT_EXCEEDED") => {}
+            other => panic!("order: unexpected {other:?}: {}", order.body),
+        }
+        match (issue.status, issue.code()) {
+            (StatusCode::CREATED, _) => issued.push(user),
+            (StatusCode::CONFLICT, "COUPON_ALREADY_ISSUED" | "COUPON_SOLD_OUT") => {}
+            other => panic!("issue: unexpected {other:?}: {}", issue.body),
+        }
+    }
+    assert_eq!(ordered.len(), 40, "every unit sold, none twice");
+    assert_eq!(
+        ordered.iter().collect::<HashSet<_>>().len(),
+        40,
+        "one unit per user (limit 1) across instances"
+    );
+    assert_eq!(issued.len(), 30, "every coupon issued, none more");
+    assert_eq!(
+        issued.iter().collect::<HashSet<_>>().len(),
+        30,
+        "one coupon per user across instances"
+    );
+    let mut probe = apps[0].probe().await;
+    assert_eq!(probe.count("orders").await, 40);
+    assert_eq!(probe.count("user_coupons").await, 30);
+    assert_eq!(
+        probe.int("SELECT remaining_stock FROM deals").await,
+        0,
+        "the store agrees"
+    );
+    remaining_everywhere(&apps, &deal, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_product_made_on_one_instance_is_ordered_and_repriced_on_others() {
+    let Some(apps) = spawn_cluster("cluster catalogue", 3).await else {
+        return;
+    };
+    let (_, seller) = apps[0].user("s@x.co").await;
+    let (_, buyer) = apps[1].user("b@x.co").await;
+    let product = apps[0].product(&seller, 1000, 10).await;
+    // Ordered on B at once: a catalogue miss reads through the store.
+    let r = apps[1]
+        .order(&buyer, json!([{"product_id": product, "quantity": 2}]))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["total_amount"], 2000);
+    // A price edit on A is charged on C.
+    let r = apps[0]
+        .patch(
+            &format!("/products/{product}"),
+            Some(&seller),
+            json!({"price": 700}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut charged = 0;
+    for _ in 0..40 {
+        let r = apps[2]
+            .order(&buyer, json!([{"product_id": product, "quantity": 1}]))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        charged = r.body["total_amount"].as_i64().expect("total");
+        if charged == 700 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        charged, 700,
+        "the new price reached the other instance within 2 s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idempotent_retry_on_another_instance_waits_then_replays() {
+    let Some(apps) = spawn_cluster("cluster idempotency", 2).await else {
+        return;
+    };
+    let (_, seller) = apps[0].user("s@x.co").await;
+    let (buyer_id, buyer) = apps[0].user("b@x.co").await;
+    let product = apps[0].product(&seller, 1000, 10).await;
+    let body = json!({"items": [{"product_id": product, "quantity": 1}]}).to_string();
+    let auth = format!("Bearer {buyer}");
+    let send = |app: &TestApp, body: String| {
+        let auth = auth.clone();
+        let base = app.base.clone();
+        let client = app.client.clone();
+        async move {
+            let req = hyper::Request::builder()
+                .method(Method::POST)
+                .uri(format!("{base}/orders"))
+                .header("authorization", auth)
+                .header("content-type", "application/json")
+                .header("idempotency-key", "retry-1")
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .expect("request");
+            let res = client.request(req).await.expect("send");
+            let status = res.status();
+            let bytes = http_body_util::BodyExt::collect(res.into_body())
+                .await
+                .expect("body")
+                .to_bytes();
+            (status, bytes)
+        }
+    };
+    // While the key runs on A (held as a request in flight holds it),
+    // B answers 409.
+    let user = hotdeal_domain::UserId(buyer_id.parse().expect("uuid"));
+    let key = hotdeal::services::IdempotencyKey {
+        key: "retry-1".into(),
+        request_hash: [0; 32],
+    };
+    let Ok(running) = apps[0].storefront.begin_idempotent(user, &key).await else {
+        panic!("the key is free");
+    };
+    let (status, _) = send(&apps[1], body.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "in progress on another instance"
+    );
+    drop(running);
+    // Once free, A runs it and B replays the same answer.
+    let mut first = None;
+    for _ in 0..40 {
+        let (status, bytes) = send(&apps[0], body.clone()).await;
+        if status == StatusCode::CREATED {
+            first = Some(bytes);
+            break;
+        }
+        // The mark's release is on its way to Redis.
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let first = first.expect("A placed the order");
+    let (status, again) = send(&apps[1], body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(again, first, "the same answer, from the other instance");
+    assert_eq!(
+        apps[0].probe().await.count("orders").await,
+        1,
+        "one order only"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_that_dies_holding_units_strands_none_after_reconciling() {
+    let Some(apps) = spawn_cluster("cluster reconcile", 2).await else {
+        return;
+    };
+    let (_, seller) = apps[0].user("s@x.co").await;
+    let (_, buyer) = apps[0].user("b@x.co").await;
+    let product = apps[0].product(&seller, 1000, 100).await;
+    let deal = apps[0].deal(&seller, &product, 500, 10, None).await;
+    // Holds taken by an instance that dies before it writes: straight
+    // through the tier, as the order path does before the writer.
+    let tier = &apps[1].storefront.admission;
+    let user = hotdeal_domain::UserId::new();
+    let key = hotdeal_domain::StockKey::Deal(hotdeal_domain::DealId(deal.parse().expect("uuid")));
+    let demand = std::collections::BTreeMap::from([(key, 3)]);
+    for _ in 0..2 {
+        tier.hold(uuid::Uuid::now_v7(), user, &demand, &[])
+            .await
+            .expect("held");
+    }
+    // A committed order whose settling never happened: also overdue.
+    let r = apps[0]
+        .order(
+            &buyer,
+            json!([{"product_id": product, "deal_id": deal, "quantity": 1}]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    remaining_everywhere(&apps[..1], &deal, 3).await;
+    // Before the deadline nothing moves; after it, the reconciler gives
+    // the dead instance's six units back, once, whichever instance runs it.
+    assert_eq!(apps[0].storefront.reconcile().await.expect("reconcile"), 0);
+    apps[0].clock.advance(Duration::minutes(5));
+    let (a, b) = tokio::join!(
+        apps[0].storefront.reconcile(),
+        apps[1].storefront.reconcile()
+    );
+    assert!(a.expect("reconcile") + b.expect("reconcile") >= 2);
+    remaining_everywhere(&apps, &deal, 9).await;
+    let mut probe = apps[0].probe().await;
+    assert_eq!(probe.int("SELECT remaining_stock FROM deals").await, 9);
+    assert_eq!(
+        probe.count("orders").await,
+        1,
+        "the acknowledged order stands"
+    );
+    // Nothing is left to reconcile.
+    assert_eq!(apps[1].storefront.reconcile().await.expect("reconcile"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_losing_its_data_mid_rush_is_rebuilt_from_the_store() {
+    let Some(apps) = spawn_cluster("cluster redis loss", 2).await else {
+        return;
+    };
+    let apps = Arc::new(apps);
+    let (_, seller) = apps[0].user("s@x.co").await;
+    let product = apps[0].product(&seller, 1000, 100).await;
+    let deal = apps[0].deal(&seller, &product, 500, 60, None).await;
+    let buyers = buyers(&apps, 100).await;
+    let rush = |range: std::ops::Range<usize>| {
+        let tasks: Vec<_> = buyers[range]
+            .iter()
+            .enumerate()
+            .map(|(i, (_, token))| {
+                let (apps, token, deal, product) =
+                    (apps.clone(), token.clone(), deal.clone(), product.clone());
+                tokio::spawn(async move {
+                    apps[i % 2]
+                        .order(
+                            &token,
+                            json!([{"product_id": product, "deal_id": deal, "quantity": 1}]),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        async move {
+            let mut created = 0;
+            for t in tasks {
+                let r = t.await.expect("join");
+                match (r.status, r.code()) {
+                    (StatusCode::CREATED, _) => created += 1,
+                    // Sold out, or a fast 503 while a key is rebuilt.
+                    (_, "INSUFFICIENT_STOCK") | (StatusCode::SERVICE_UNAVAILABLE, _) => {}
+                    other => panic!("unexpected {other:?}: {}", r.body),
+                }
+            }
+            created
+        }
+    };
+    let first = rush(0..30).await;
+    // Redis loses everything of this deployment.
+    wipe_redis_prefix(&apps[0]).await;
+    let second = rush(30..100).await;
+    let mut probe = apps[0].probe().await;
+    let orders = probe.count("orders").await;
+    assert_eq!(orders, first + second, "every 201 is stored, nothing else");
+    assert!(orders <= 60, "never oversold: {orders}");
+    let remaining = probe.int("SELECT remaining_stock FROM deals").await;
+    assert_eq!(remaining + orders, 60, "the store's books");
+    assert_eq!(remaining, 0, "70 buyers after the loss emptied it");
+}
+
+/// Deletes every Redis key of the deployment `app` belongs to.
+async fn wipe_redis_prefix(app: &TestApp) {
+    let url = crate::support::env_url("HOTDEAL_TEST_REDIS_URL").expect("redis");
+    let client = redis::Client::open(url).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let prefix = crate::support::schema_for(&app.dir);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    assert!(!keys.is_empty(), "the tier had keys");
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .expect("del");
+}
