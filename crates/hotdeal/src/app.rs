@@ -322,6 +322,11 @@ async fn housekeeping(app: Arc<Storefront>, every: Duration) {
         }
         app.sweep_queues().await;
         rounds += 1;
+        if rounds % 10 == 1 {
+            if let Err(e) = app.audit_tier().await {
+                tracing::debug!(error = %e, "auditing the tier failed; will retry");
+            }
+        }
         if rounds % 600 == 1 {
             if let Err(e) = app.prune().await {
                 tracing::warn!(error = %e, "pruning failed; will retry");

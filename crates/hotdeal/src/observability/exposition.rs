@@ -189,6 +189,27 @@ impl Collector for StorefrontCollector {
             "Coupons issued and answered 201.",
             m.coupons_issued.load(Relaxed),
         )?;
+        gauges(
+            &mut enc,
+            "hotdeal_tier_drift",
+            "Last audit of the shared admission tier against the store: keys compared, keys \
+             whose units plus reservations differ from the store's count, and by how many units \
+             in all (writes committing during the audit show as brief drift).",
+            [
+                (
+                    [("measure", "keys_checked")],
+                    int(m.drift_keys_checked.load(Relaxed) as usize),
+                ),
+                (
+                    [("measure", "keys_drifting")],
+                    int(m.drift_keys.load(Relaxed) as usize),
+                ),
+                (
+                    [("measure", "units")],
+                    int(m.drift_units.load(Relaxed) as usize),
+                ),
+            ],
+        )?;
 
         // The batch writers.
         let writers = app.writers();

@@ -353,6 +353,11 @@ pub struct Metrics {
     pub page_misses: AtomicU64,
     /// Clients on the ops page's live stream.
     pub ops_clients: AtomicU64,
+    /// The last audit of a shared tier against the store: keys compared,
+    /// keys that disagreed, and the units they disagreed by in all.
+    pub drift_keys_checked: AtomicU64,
+    pub drift_keys: AtomicU64,
+    pub drift_units: AtomicU64,
 }
 
 impl Metrics {

@@ -117,6 +117,15 @@ pub trait StockAdmission: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// For each of `keys` the tier tracks: its units and the units held by
+    /// reservations not settled yet, read together, to compare with the
+    /// store (units + reserved = the store's count, when nothing is in
+    /// flight). A tier of one process is exact by construction and answers
+    /// nothing.
+    async fn audit(&self, _keys: &[StockKey]) -> Result<Vec<(StockKey, i64, i64)>, Refused> {
+        Ok(Vec::new())
+    }
+
     /// The units available now and when they last changed, if tracked.
     /// A shared tier may answer from a copy up to its read bound old.
     fn available(&self, key: StockKey) -> Option<(i64, DateTime<Utc>)>;

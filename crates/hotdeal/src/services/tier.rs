@@ -258,6 +258,52 @@ impl Storefront {
     }
 }
 
+/// Keys compared with the store per audit: the running deals first.
+const AUDIT_KEYS: usize = 200;
+
+impl Storefront {
+    /// Compares the shared tier's counts of the running deals with the
+    /// store's and records the drift in the metrics (`hotdeal_tier_drift`).
+    /// A tier that rebuilt a key while writes were in flight counts units
+    /// the store no longer has; the order path brings it down as the
+    /// store refuses them, and this shows how far apart they were.
+    pub async fn audit_tier(&self) -> Result<()> {
+        let now = self.clock.now();
+        let keys: Vec<StockKey> = self
+            .catalog
+            .deals_where(|d| d.settled_at.is_none() && d.window.is_running(now))
+            .into_iter()
+            .take(AUDIT_KEYS)
+            .map(|(d, _)| StockKey::Deal(d.id))
+            .collect();
+        let counted = self.admission.audit(&keys).await.map_err(refused)?;
+        let (mut drifting, mut units) = (0u64, 0u64);
+        for (key, tier, reserved) in &counted {
+            if let Some((store, _)) = self.store.stock_seed(*key).await? {
+                let drift = (tier + reserved - store).unsigned_abs();
+                if drift > 0 {
+                    drifting += 1;
+                    units += drift;
+                    tracing::debug!(
+                        ?key,
+                        tier,
+                        reserved,
+                        store,
+                        "the tier drifts from the store"
+                    );
+                }
+            }
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics
+            .drift_keys_checked
+            .store(counted.len() as u64, Relaxed);
+        self.metrics.drift_keys.store(drifting, Relaxed);
+        self.metrics.drift_units.store(units, Relaxed);
+        Ok(())
+    }
+}
+
 /// The name and increases of a committed event that gives units back.
 fn increases_of(topic: &str, payload: &str) -> Option<(String, Vec<Increase>)> {
     let v: serde_json::Value = serde_json::from_str(payload).ok()?;

@@ -2,7 +2,7 @@
 //! Redis, NATS JetStream) racing, crashing and losing Redis, then the
 //! books. Skipped unless the tests run scaled.
 
-use crate::support::{spawn_cluster, Res, TestApp};
+use crate::support::{scaled, scaled_or_skip, spawn_cluster, Res, TestApp};
 use chrono::Duration;
 use hyper::{Method, StatusCode};
 use serde_json::json;
@@ -338,17 +338,47 @@ async fn redis_losing_its_data_mid_rush_is_rebuilt_from_the_store() {
     let remaining = probe.int("SELECT remaining_stock FROM deals").await;
     assert_eq!(remaining + orders, 60, "the store's books");
     assert_eq!(remaining, 0, "70 buyers after the loss emptied it");
+
+    // The audit compares the rebuilt tier with the store: they agree, and
+    // a count set wrong by hand shows as drift.
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = &apps[0].storefront.metrics;
+    apps[0].storefront.audit_tier().await.expect("audit");
+    assert_eq!(m.drift_keys_checked.load(Relaxed), 1);
+    assert_eq!(
+        m.drift_units.load(Relaxed),
+        0,
+        "the tier came back to the store"
+    );
+    let url = apps[0].config.redis_url.as_ref().expect("redis").expose();
+    let mut conn = redis::Client::open(url)
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let units = format!("{}:{{d:{deal}}}:units", apps[0].config.redis_prefix);
+    let _: () = redis::cmd("SET")
+        .arg(&units)
+        .arg(5)
+        .query_async(&mut conn)
+        .await
+        .expect("set");
+    apps[0].storefront.audit_tier().await.expect("audit");
+    assert_eq!(
+        (m.drift_keys.load(Relaxed), m.drift_units.load(Relaxed)),
+        (1, 5)
+    );
 }
 
 /// Deletes every Redis key of the deployment `app` belongs to.
 async fn wipe_redis_prefix(app: &TestApp) {
-    let url = crate::support::env_url("HOTDEAL_TEST_REDIS_URL").expect("redis");
+    let url = app.config.redis_url.as_ref().expect("redis").expose();
     let client = redis::Client::open(url).expect("client");
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
-    let prefix = crate::support::schema_for(&app.dir);
+    let prefix = &app.config.redis_prefix;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}:*"))
         .query_async(&mut conn)
@@ -360,4 +390,139 @@ async fn wipe_redis_prefix(app: &TestApp) {
         .query_async(&mut conn)
         .await
         .expect("del");
+}
+
+/// A TCP proxy to PostgreSQL that can drop every connection and refuse new
+/// ones: the store's network going away, for one test only.
+struct Proxy {
+    port: u16,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    async fn to(target: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let up = Arc::new(AtomicBool::new(true));
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let accepting = up.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !accepting.load(Ordering::Acquire) {
+                    continue; // dropped: the client sees the connection close
+                }
+                let mut cuts = cuts.clone();
+                // Only cuts from now on close this connection.
+                cuts.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { port, up, cut }
+    }
+
+    fn down(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::Release);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_going_away_answers_fast_503s_then_recovers() {
+    let Some((pg, redis, nats)) = scaled_or_skip("cluster postgres loss") else {
+        return;
+    };
+    let target = {
+        use std::str::FromStr;
+        let opts = sqlx::postgres::PgConnectOptions::from_str(&pg).expect("url");
+        let host = match opts.get_host() {
+            h if h.starts_with('/') => "127.0.0.1".to_owned(),
+            h => h.to_owned(),
+        };
+        let found = tokio::net::lookup_host((host, opts.get_port()))
+            .await
+            .expect("resolve")
+            .next()
+            .expect("address");
+        found
+    };
+    let proxy = Proxy::to(target).await;
+    let through_proxy = format!("postgres://postgres@127.0.0.1:{}/postgres", proxy.port);
+    let dir = std::env::temp_dir().join(format!("hotdeal-test-{}", uuid::Uuid::new_v4()));
+    let name = crate::support::schema_for(&dir);
+    let app = crate::support::spawn_app_with(
+        dir,
+        Arc::new(hotdeal::ports::ManualClock::new(crate::support::t0())),
+        move |c| scaled(c, &through_proxy, &redis, &nats, &name),
+    )
+    .await;
+    let (_, seller) = app.user("s@x.co").await;
+    let (_, buyer) = app.user("b@x.co").await;
+    let product = app.product(&seller, 1000, 100).await;
+    let deal = app.deal(&seller, &product, 500, 50, None).await;
+    let line = json!([{"product_id": product, "deal_id": deal, "quantity": 1}]);
+    for _ in 0..5 {
+        assert_eq!(
+            app.order(&buyer, line.clone()).await.status,
+            StatusCode::CREATED
+        );
+    }
+
+    proxy.down();
+    for attempt in 0..20 {
+        let started = std::time::Instant::now();
+        let r = app.order(&buyer, line.clone()).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+        assert_eq!(r.code(), "OVERLOADED");
+        // The first may wait for its connection to fail; then at once.
+        if attempt > 0 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_millis(50),
+                "a fast 503, not {:?}",
+                started.elapsed()
+            );
+        }
+    }
+    assert_eq!(
+        app.get("/health", None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    proxy.restore();
+    let mut placed = 0;
+    let mut last = None;
+    for _ in 0..100 {
+        let r = app.order(&buyer, line.clone()).await;
+        last = Some(r.body.clone());
+        if r.status == StatusCode::CREATED {
+            placed += 1;
+            if placed == 5 {
+                break;
+            }
+        } else {
+            assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(placed, 5, "writes resumed without a restart: {last:?}");
+    // The refused orders' units went back: 10 sold, 40 left, everywhere.
+    let mut probe = app.probe().await;
+    assert_eq!(probe.count("orders").await, 10);
+    assert_eq!(probe.int("SELECT remaining_stock FROM deals").await, 40);
+    remaining_everywhere(std::slice::from_ref(&app), &deal, 40).await;
 }

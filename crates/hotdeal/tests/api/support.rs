@@ -27,6 +27,8 @@ pub struct TestApp {
     pub storefront: Arc<Storefront>,
     pub clock: Arc<ManualClock>,
     pub dir: PathBuf,
+    /// The configuration it runs with (its store, its prefixes).
+    pub config: Config,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -60,30 +62,61 @@ pub async fn spawn_app() -> TestApp {
 /// and one clock. `None` (with a notice) unless the tests run scaled; under
 /// `CI=true` that is a failure.
 pub async fn spawn_cluster(test: &str, n: usize) -> Option<Vec<TestApp>> {
-    if !scaled_backend() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test}: the scaled backend (HOTDEAL_TEST_DATABASE_URL, HOTDEAL_TEST_REDIS_URL, HOTDEAL_TEST_NATS_URL) is required in CI"
-        );
-        eprintln!("{test}: skipped (set HOTDEAL_TEST_DATABASE_URL, HOTDEAL_TEST_REDIS_URL and HOTDEAL_TEST_NATS_URL to run it)");
-        return None;
-    }
+    let (pg, redis, nats) = scaled_or_skip(test)?;
     let clock = Arc::new(ManualClock::new(t0()));
     let first = std::env::temp_dir().join(format!("hotdeal-test-{}", uuid::Uuid::new_v4()));
     let shared = schema_for(&first);
-    let mut apps = vec![spawn_app_in(first, clock.clone()).await];
-    for _ in 1..n {
-        let dir = std::env::temp_dir().join(format!("hotdeal-test-{}", uuid::Uuid::new_v4()));
-        let shared = shared.clone();
+    let mut apps = Vec::with_capacity(n);
+    for i in 0..n {
+        let dir = if i == 0 {
+            first.clone()
+        } else {
+            std::env::temp_dir().join(format!("hotdeal-test-{}", uuid::Uuid::new_v4()))
+        };
+        let (pg, redis, nats, shared) = (pg.clone(), redis.clone(), nats.clone(), shared.clone());
         let app = spawn_app_with(dir, clock.clone(), move |c| {
-            c.database_schema = Some(shared.clone());
-            c.redis_prefix = shared.clone();
-            c.nats_prefix = shared;
+            scaled(c, &pg, &redis, &nats, &shared)
         })
         .await;
         apps.push(app);
     }
     Some(apps)
+}
+
+/// The scaled mode's services: from the environment, or under `CI=true`
+/// the local ones (a missing service then fails the test); else `None`
+/// after a notice.
+pub fn scaled_or_skip(test: &str) -> Option<(String, String, String)> {
+    let from_env = (
+        postgres_url(),
+        env_url("HOTDEAL_TEST_REDIS_URL"),
+        env_url("HOTDEAL_TEST_NATS_URL"),
+    );
+    if let (Some(pg), Some(redis), Some(nats)) = from_env {
+        return Some((pg, redis, nats));
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        return Some((
+            "postgres://postgres@127.0.0.1:5432/postgres".into(),
+            "redis://127.0.0.1:6379".into(),
+            "nats://127.0.0.1:4222".into(),
+        ));
+    }
+    eprintln!("notice: {test} skipped: it needs PostgreSQL, Redis and NATS (set HOTDEAL_TEST_DATABASE_URL, HOTDEAL_TEST_REDIS_URL and HOTDEAL_TEST_NATS_URL)");
+    None
+}
+
+/// Points `c` at the scaled backend under `name` (schema and prefixes).
+pub fn scaled(c: &mut Config, pg: &str, redis: &str, nats: &str, name: &str) {
+    c.database_url = hotdeal::config::Secret::new(pg);
+    c.database_schema = Some(name.to_owned());
+    c.database_pool = 4;
+    c.redis_url = Some(hotdeal::config::Secret::new(redis));
+    c.nats_url = Some(hotdeal::config::Secret::new(nats));
+    c.redis_prefix = name.to_owned();
+    c.nats_prefix = name.to_owned();
+    // JetStream reserves a stream's bytes on its disk up front.
+    c.nats_stream_max_bytes = 1 << 20;
 }
 
 pub async fn spawn_app_in(dir: PathBuf, clock: Arc<ManualClock>) -> TestApp {
@@ -121,6 +154,7 @@ pub async fn spawn_app_with(
         storefront,
         clock,
         dir,
+        config,
         stop: Some(tx),
         server: Some(server),
     }
@@ -313,7 +347,7 @@ impl TestApp {
 
     /// A probe of this server's store, for tests that reach under the API.
     pub async fn probe(&self) -> Probe {
-        Probe::connect(&config_for(&self.dir)).await
+        Probe::connect(&self.config).await
     }
 
     pub fn clock_now(&self) -> DateTime<Utc> {
@@ -325,7 +359,7 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if self.stop.is_some() {
             std::fs::remove_dir_all(&self.dir).ok();
-            drop_schema_of(&self.dir);
+            drop_backend(&self.config);
         }
     }
 }
@@ -525,8 +559,21 @@ pub fn env_url(name: &str) -> Option<String> {
 /// on PostgreSQL. Best effort: a schema left behind is dropped by the CI
 /// script's next run.
 pub fn drop_schema_of(dir: &std::path::Path) {
-    let Some(url) = postgres_url() else { return };
-    let schema = schema_for(dir);
+    drop_backend(&config_for(dir));
+}
+
+/// Drops what a test server of `config` kept outside its data dir: its
+/// PostgreSQL schema, and in the scaled mode its NATS stream and Redis keys.
+pub fn drop_backend(config: &Config) {
+    let (Some(schema), url) = (
+        config.database_schema.clone(),
+        config.database_url.expose().to_owned(),
+    ) else {
+        return;
+    };
+    let nats = config.nats_url.as_ref().map(|u| u.expose().to_owned());
+    let redis = config.redis_url.as_ref().map(|u| u.expose().to_owned());
+    let (nats_prefix, redis_prefix) = (config.nats_prefix.clone(), config.redis_prefix.clone());
     // Its own thread and runtime: this runs from `Drop`, maybe inside the
     // test's runtime.
     let _ = std::thread::spawn(move || {
@@ -538,25 +585,23 @@ pub fn drop_schema_of(dir: &std::path::Path) {
         };
         rt.block_on(async move {
             use sqlx::Connection;
-            let Ok(mut c) = sqlx::PgConnection::connect(&url).await else {
-                return;
-            };
-            let _ = sqlx::query("SET lock_timeout = '3s'").execute(&mut c).await;
-            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                .execute(&mut c)
-                .await;
-            let _ = c.close().await;
-            // The scaled mode's stream and keys, named by the same prefix.
-            if let Some(nats) = env_url("HOTDEAL_TEST_NATS_URL") {
+            if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
+                let _ = sqlx::query("SET lock_timeout = '3s'").execute(&mut c).await;
+                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .execute(&mut c)
+                    .await;
+                let _ = c.close().await;
+            }
+            if let Some(nats) = nats {
                 if let Ok(client) = async_nats::connect(&nats).await {
                     let js = async_nats::jetstream::new(client);
                     let _ = js
-                        .delete_stream(format!("{}_EVENTS", schema.to_ascii_uppercase()))
+                        .delete_stream(format!("{}_EVENTS", nats_prefix.to_ascii_uppercase()))
                         .await;
                 }
             }
-            if let Some(redis) = env_url("HOTDEAL_TEST_REDIS_URL") {
-                drop_redis_keys(&redis, &schema).await;
+            if let Some(redis) = redis {
+                drop_redis_keys(&redis, &redis_prefix).await;
             }
         });
     })

@@ -448,9 +448,19 @@ async fn probe_loop(pool: PgPool, health: Arc<Health>) {
         if health.writable() {
             continue;
         }
-        let probe = sqlx::query("UPDATE store_probe SET probed_at = now() WHERE id = 1")
-            .execute(&pool)
-            .await;
+        let probe = async {
+            let mut conn = pool.acquire().await?;
+            let done = sqlx::query("UPDATE store_probe SET probed_at = now() WHERE id = 1")
+                .execute(&mut *conn)
+                .await;
+            // A connection the outage broke must not go back to the pool
+            // (nothing tests a connection before it is lent).
+            if done.is_err() {
+                conn.close_on_drop();
+            }
+            done
+        }
+        .await;
         if probe.is_ok() {
             health.recovered();
         }

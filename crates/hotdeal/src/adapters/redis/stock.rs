@@ -353,6 +353,38 @@ impl StockAdmission for Arc<RedisTier> {
         Ok(holds)
     }
 
+    async fn audit(&self, keys: &[StockKey]) -> Result<Vec<(StockKey, i64, i64)>, Refused> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for &key in keys {
+            let k = self.stock_keys(key);
+            // One MULTI per key: its count and its reservations at once.
+            pipe.cmd("MULTI").ignore();
+            pipe.get(&k.units).ignore();
+            pipe.hvals(&k.resv).ignore();
+            pipe.cmd("EXEC");
+        }
+        let mut conn = self.conn();
+        let answers: Vec<(Option<i64>, Vec<String>)> =
+            pipe.query_async(&mut conn).await.map_err(|e| {
+                unavailable(&e);
+                Refused::Unavailable
+            })?;
+        Ok(keys
+            .iter()
+            .zip(answers)
+            .filter_map(|(&key, (units, records))| {
+                let reserved = records
+                    .iter()
+                    .filter_map(|r| r.split(' ').nth(1)?.parse::<i64>().ok())
+                    .sum();
+                units.map(|u| (key, u, reserved))
+            })
+            .collect())
+    }
+
     fn available(&self, key: StockKey) -> Option<(i64, DateTime<Utc>)> {
         let mut copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
         let seen = read(&mut copies.stock, key);
