@@ -141,7 +141,10 @@ impl RedisTier {
             }
         }
         if !committed.is_empty() {
-            self.forget(&committed).await;
+            // Forgetting a committed reservation changes no count: off the
+            // writer's path (a record left by a crash here is the
+            // reconciler's, which finds it committed in the fence).
+            tokio::spawn(async move { self.forget(&committed).await });
         }
     }
 
