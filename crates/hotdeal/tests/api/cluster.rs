@@ -526,3 +526,169 @@ async fn postgres_going_away_answers_fast_503s_then_recovers() {
     assert_eq!(probe.int("SELECT remaining_stock FROM deals").await, 40);
     remaining_everywhere(std::slice::from_ref(&app), &deal, 40).await;
 }
+
+/// A NATS server of this test's own (the `nats-server` binary on a free
+/// port), so it can be killed and restarted without touching the shared
+/// one the other tests use.
+struct OwnNats {
+    child: Option<std::process::Child>,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl OwnNats {
+    fn binary() -> Option<&'static str> {
+        [
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+            "/usr/local/bin/nats-server",
+        ]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    }
+
+    async fn start(binary: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let dir = std::env::temp_dir().join(format!("hotdeal-nats-{}", uuid::Uuid::new_v4()));
+        let mut nats = Self {
+            child: None,
+            port,
+            dir,
+        };
+        nats.run(binary).await;
+        nats
+    }
+
+    async fn run(&mut self, binary: &str) {
+        let child = std::process::Command::new(binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("nats-server did not listen");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nats_killed_and_restarted_mid_rush_gets_every_committed_event_once() {
+    let Some((pg, redis, _)) = scaled_or_skip("cluster nats restart") else {
+        return;
+    };
+    let Some(binary) = OwnNats::binary() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cluster nats restart: nats-server is required in CI"
+        );
+        eprintln!("notice: cluster nats restart skipped: no nats-server binary");
+        return;
+    };
+    let mut nats = OwnNats::start(binary).await;
+    let dir = std::env::temp_dir().join(format!("hotdeal-test-{}", uuid::Uuid::new_v4()));
+    let name = crate::support::schema_for(&dir);
+    let url = nats.url();
+    let app = crate::support::spawn_app_with(
+        dir,
+        Arc::new(hotdeal::ports::ManualClock::new(crate::support::t0())),
+        {
+            let name = name.clone();
+            move |c| scaled(c, &pg, &redis, &url, &name)
+        },
+    )
+    .await;
+    let (_, seller) = app.user("s@x.co").await;
+    let (_, buyer) = app.user("b@x.co").await;
+    let product = app.product(&seller, 1000, 1000).await;
+    let line = json!([{"product_id": product, "quantity": 1}]);
+    let mut placed = 0;
+    for round in 0..3 {
+        for _ in 0..20 {
+            let r = app.order(&buyer, line.clone()).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+            placed += 1;
+        }
+        match round {
+            // Killed mid-rush: orders go on, their events wait in the outbox.
+            0 => nats.kill(),
+            1 => nats.run(binary).await,
+            _ => {}
+        }
+    }
+    // Everything committed reaches the stream once the broker is back.
+    let mut probe = app.probe().await;
+    let mut unpublished = -1;
+    for _ in 0..100 {
+        unpublished = probe
+            .int("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .await;
+        if unpublished == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(unpublished, 0, "the outbox drained after the restart");
+    let events = probe.count("outbox").await;
+    assert_eq!(events, placed + 1, "the orders and the product");
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js
+        .get_stream(format!("{}_EVENTS", name.to_ascii_uppercase()))
+        .await
+        .expect("stream");
+    let last = stream.info().await.expect("info").state.last_sequence;
+    let mut ids = HashSet::new();
+    let mut messages = 0;
+    for seq in 1..=last {
+        let Ok(m) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        messages += 1;
+        let id = m
+            .headers
+            .get("Nats-Msg-Id")
+            .map(|v| v.to_string())
+            .expect("every event carries its id");
+        assert!(ids.insert(id.clone()), "event {id} published twice");
+    }
+    assert_eq!(messages, events, "every committed event, once");
+}
