@@ -692,3 +692,194 @@ async fn nats_killed_and_restarted_mid_rush_gets_every_committed_event_once() {
     }
     assert_eq!(messages, events, "every committed event, once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_one_of_three_instances_loses_and_strands_nothing() {
+    use crate::support::Client;
+    let Some((pg, redis, nats)) = scaled_or_skip("cluster kill -9") else {
+        return;
+    };
+    let first = std::env::temp_dir().join(format!("hotdeal-test-{}", uuid::Uuid::new_v4()));
+    let name = crate::support::schema_for(&first);
+    let env = || {
+        vec![
+            ("HOTDEAL_DATABASE_URL", pg.clone()),
+            ("HOTDEAL_DATABASE_SCHEMA", name.clone()),
+            ("HOTDEAL_REDIS_URL", redis.clone()),
+            ("HOTDEAL_REDIS_PREFIX", name.clone()),
+            ("HOTDEAL_NATS_URL", nats.clone()),
+            ("HOTDEAL_NATS_PREFIX", name.clone()),
+            ("HOTDEAL_NATS_STREAM_MAX_BYTES", (1 << 20).to_string()),
+            // A dead instance's reservations are overdue a second later.
+            ("HOTDEAL_RESERVATION_TTL_SECS", "1".to_owned()),
+        ]
+    };
+    let mut dirs = vec![first.clone()];
+    dirs.extend(
+        (1..3).map(|_| std::env::temp_dir().join(format!("hotdeal-test-{}", uuid::Uuid::new_v4()))),
+    );
+    let mut servers: Vec<_> = dirs
+        .iter()
+        .map(|d| crate::crash::start_with(d, env()))
+        .collect();
+    let clients: Arc<Vec<Client>> =
+        Arc::new(servers.iter().map(|s| Client::new(&s.base)).collect());
+
+    let c = &clients[0];
+    let login = |email: String| async move {
+        c.ok(
+            "POST",
+            "/auth/register",
+            None,
+            Some(json!({"email": email, "password": "password123", "name": "Kill"})),
+        )
+        .await;
+        c.ok(
+            "POST",
+            "/auth/login",
+            None,
+            Some(json!({"email": email, "password": "password123"})),
+        )
+        .await["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    };
+    let seller = login("seller@x.co".into()).await;
+    let product = c
+        .ok(
+            "POST",
+            "/products",
+            Some(&seller),
+            Some(json!({"name": "P", "price": 100, "stock": 100_000})),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let now = chrono::Utc::now();
+    let deal = c
+        .ok(
+            "POST",
+            "/products/deals",
+            Some(&seller),
+            Some(json!({
+            "product_id": product, "deal_price": 50, "deal_stock": 20_000,
+            "starts_at": now - Duration::minutes(1), "ends_at": now + Duration::hours(1)})),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut buyers = Vec::new();
+    for i in 0..12 {
+        buyers.push(login(format!("buyer{i}@x.co")).await);
+    }
+
+    // Every buyer orders in a loop, each order on the next instance.
+    let acked: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let unanswered = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loops: Vec<_> = buyers
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let (clients, t, acked, deal, product) = (
+                clients.clone(),
+                t.clone(),
+                acked.clone(),
+                deal.clone(),
+                product.clone(),
+            );
+            let (unanswered, stop) = (unanswered.clone(), stop.clone());
+            tokio::spawn(async move {
+                let line =
+                    json!({"items": [{"product_id": product, "deal_id": deal, "quantity": 1}]});
+                let mut n = i;
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    n += 1;
+                    match clients[n % 3]
+                        .send("POST", "/orders", Some(&t), Some(line.clone()))
+                        .await
+                    {
+                        Some(r) if r.status == StatusCode::CREATED => {
+                            let id = r.body["id"].as_str().expect("id").to_owned();
+                            acked.lock().expect("lock").push(id);
+                        }
+                        Some(r) => panic!("unexpected {}: {}", r.status, r.body),
+                        // The killed instance: no answer.
+                        None => {
+                            unanswered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    servers[2].child.kill().expect("SIGKILL");
+    servers[2].child.wait().expect("reap");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    for l in loops {
+        l.await.expect("loop");
+    }
+    let acked = acked.lock().expect("lock").clone();
+    let unanswered = unanswered.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(acked.len() > 20, "the rush placed orders ({})", acked.len());
+
+    // The survivors reconcile the dead instance's reservations (overdue
+    // after 1 s, swept every second).
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let config = {
+        let mut c = crate::support::config_for(&first);
+        scaled(&mut c, &pg, &redis, &nats, &name);
+        c
+    };
+    let mut probe = crate::support::Probe::connect(&config).await;
+    let stored = probe.count("orders").await;
+    for id in &acked {
+        let found = probe
+            .int(&format!("SELECT count(*) FROM orders WHERE id = '{id}'"))
+            .await;
+        assert_eq!(found, 1, "acknowledged order {id} lost");
+    }
+    assert!(
+        stored >= acked.len() as i64 && stored <= acked.len() as i64 + unanswered,
+        "{stored} stored, {} acknowledged, {unanswered} unanswered",
+        acked.len()
+    );
+    let remaining = probe.int("SELECT remaining_stock FROM deals").await;
+    assert_eq!(remaining + stored, 20_000, "nothing oversold, nothing lost");
+    // Nothing stranded: the tier counts what the store has, and holds no
+    // reservation any more.
+    let mut conn = redis::Client::open(redis.as_str())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let tag = format!("{name}:{{d:{deal}}}");
+    let tier: i64 = redis::cmd("GET")
+        .arg(format!("{tag}:units"))
+        .query_async(&mut conn)
+        .await
+        .expect("units");
+    let held: i64 = redis::cmd("HLEN")
+        .arg(format!("{tag}:resv"))
+        .query_async(&mut conn)
+        .await
+        .expect("resv");
+    assert_eq!(
+        (tier, held),
+        (remaining, 0),
+        "the tier agrees with the store"
+    );
+    for s in &mut servers {
+        s.child.kill().ok();
+        s.child.wait().ok();
+    }
+    for d in &dirs {
+        std::fs::remove_dir_all(d).ok();
+    }
+    crate::support::drop_backend(&config);
+}

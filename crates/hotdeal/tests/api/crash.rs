@@ -11,12 +11,18 @@ use std::time::Duration;
 use crate::support::Client;
 
 /// The real `hotdeal serve` binary on a data dir and a free port.
-struct Server {
-    child: Child,
-    base: String,
+pub struct Server {
+    pub child: Child,
+    pub base: String,
 }
 
 fn start(dir: &std::path::Path) -> Server {
+    start_with(dir, store_env(dir))
+}
+
+/// The binary with `env` naming its store (and, for the scaled mode, its
+/// Redis and NATS).
+pub fn start_with(dir: &std::path::Path, env: Vec<(&'static str, String)>) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -39,7 +45,7 @@ fn start(dir: &std::path::Path) -> Server {
         // Tests run side by side: no fixed admin port.
         .env("HOTDEAL_ADMIN_LISTEN", "off")
         .env("RUST_LOG", "info")
-        .envs(store_env(dir))
+        .envs(env)
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn hotdeal");
