@@ -672,6 +672,52 @@ mod tests {
     }
 
     #[test]
+    fn the_scaled_mode_needs_all_of_its_parts() {
+        let layer = |pairs: &[(&str, &str)]| {
+            Config::resolve(ConfigLayer::from_env(env(pairs)).expect("layer"))
+        };
+        let pg = ("HOTDEAL_DATABASE_URL", "postgres://u:pw-in-url@db/shop");
+        let redis = ("HOTDEAL_REDIS_URL", "redis://:redis-pw@cache:6379");
+        let nats = ("HOTDEAL_NATS_URL", "nats://bus:4222");
+        let secret = ("HOTDEAL_JWT_SECRET", "a-shared-secret-of-at-least-32-bytes");
+        assert!(layer(&[pg]).scaled().expect("plain").is_none());
+        let s = layer(&[pg, redis, nats, secret, ("HOTDEAL_REDIS_PREFIX", "shop")])
+            .scaled()
+            .expect("valid")
+            .expect("scaled");
+        assert_eq!(
+            (s.redis_prefix.as_str(), s.nats_prefix.as_str()),
+            ("shop", "hotdeal")
+        );
+        assert_eq!(s.reservation_ttl, chrono::Duration::seconds(30));
+        let refused = |pairs: &[(&str, &str)], why: &str| {
+            let e = layer(pairs).scaled().expect_err(why).to_string();
+            assert!(e.contains(why), "{e}");
+            for secret in ["pw-in-url", "redis-pw", "bus:4222"] {
+                assert!(!e.contains(secret), "the error quotes a URL: {e}");
+            }
+        };
+        refused(&[pg, redis, secret], "nats_url is not");
+        refused(&[pg, nats, secret], "redis_url is not");
+        refused(&[redis, nats, secret], "postgres://");
+        refused(&[pg, redis, nats], "shared JWT secret");
+        refused(
+            &[pg, ("HOTDEAL_REDIS_URL", "rediss://cache"), nats, secret],
+            "redis://",
+        );
+        refused(
+            &[pg, redis, nats, secret, ("HOTDEAL_NATS_PREFIX", "a.b")],
+            "nats_prefix",
+        );
+        // Nothing of the URLs in the settings' Debug output either.
+        let shown = format!("{:?}", layer(&[pg, redis, nats, secret]));
+        assert!(
+            !shown.contains("redis-pw") && !shown.contains("bus:4222"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn bad_values_are_reported() {
         assert!(ConfigLayer::from_env(env(&[("HOTDEAL_LISTEN", "nope")])).is_err());
         assert!(ConfigLayer::from_env(env(&[("HOTDEAL_DURABILITY", "maybe")])).is_err());
