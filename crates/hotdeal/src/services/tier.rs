@@ -50,13 +50,6 @@ impl Drop for SeedGuard<'_> {
     }
 }
 
-fn key_id(key: StockKey) -> Uuid {
-    match key {
-        StockKey::Product(p) => p.0,
-        StockKey::Deal(d) => d.0,
-    }
-}
-
 /// What an order's outcome means for its hold.
 pub(super) fn order_verdict(outcome: &StoreResult<Placement>) -> Verdict {
     match outcome {
@@ -106,7 +99,7 @@ impl Storefront {
     /// Seeds `key` from the store, or answers 503 while another request of
     /// this instance does.
     async fn seed(&self, key: StockKey) -> Result<()> {
-        let Some(_guard) = self.seeding.claim(key_id(key)) else {
+        let Some(_guard) = self.seeding.claim(key.uuid()) else {
             return Err(Error::Overloaded);
         };
         match self.store.stock_seed(key).await? {

@@ -1,6 +1,6 @@
 //! Coupon holders and counts on Redis.
 
-use super::{read, unavailable, RedisTier};
+use super::{log_failure, read, RedisTier};
 use crate::ports::admission::{CouponAdmission, CouponRefused, IssueHold, Verdict};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -33,7 +33,7 @@ impl RedisTier {
                         .invoke_async(&mut conn)
                         .await;
                     if let Err(e) = done {
-                        unavailable(&e);
+                        log_failure(&e);
                     }
                 }
             }
@@ -41,7 +41,7 @@ impl RedisTier {
         if any {
             let mut conn = self.conn();
             if let Err(e) = forget.query_async::<()>(&mut conn).await {
-                unavailable(&e);
+                log_failure(&e);
             }
         }
     }
@@ -56,7 +56,7 @@ impl CouponAdmission for Arc<RedisTier> {
         holders: &[UserId],
     ) -> Result<(), CouponRefused> {
         let fail = |e: redis::RedisError| {
-            unavailable(&e);
+            log_failure(&e);
             CouponRefused::Unavailable
         };
         let k = self.coupon_keys(coupon);
@@ -97,7 +97,7 @@ impl CouponAdmission for Arc<RedisTier> {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| {
-                unavailable(&e);
+                log_failure(&e);
                 CouponRefused::Unavailable
             })?;
         match answer {
@@ -124,7 +124,7 @@ impl CouponAdmission for Arc<RedisTier> {
         limit: usize,
     ) -> Result<Vec<IssueHold>, CouponRefused> {
         let fail = |e: redis::RedisError| {
-            unavailable(&e);
+            log_failure(&e);
             CouponRefused::Unavailable
         };
         let mut conn = self.conn();

@@ -150,10 +150,7 @@ impl RedisTier {
 
     /// The hash tag and key names of a stock key.
     fn stock_keys(&self, key: StockKey) -> StockKeys {
-        let tag = match key {
-            StockKey::Product(p) => format!("{}:{{p:{}}}", self.prefix, p.0),
-            StockKey::Deal(d) => format!("{}:{{d:{}}}", self.prefix, d.0),
-        };
+        let tag = format!("{}:{{{}}}", self.prefix, stock::member(key));
         StockKeys {
             units: format!("{tag}:units"),
             held: format!("{tag}:held"),
@@ -388,8 +385,10 @@ async fn refresh(tier: std::sync::Weak<RedisTier>) {
     }
 }
 
-/// A Redis failure as the tier's callers see it: not now, retry.
-fn unavailable(e: &redis::RedisError) {
+/// Logs a failed Redis call by its kind (the error text may quote the
+/// address); the caller answers "not now, retry" or leaves the work to
+/// the reconciler.
+fn log_failure(e: &redis::RedisError) {
     tracing::warn!(error = ?e.kind(), "the Redis tier failed");
 }
 
@@ -423,7 +422,7 @@ impl crate::ports::RunningKeys for Arc<RedisTier> {
             .query_async(&mut conn)
             .await
             .map_err(|e| {
-                unavailable(&e);
+                log_failure(&e);
                 crate::ports::MarksUnavailable
             })?;
         Ok(set.is_some())

@@ -1,6 +1,6 @@
 //! Stock keys and per-user limits on Redis.
 
-use super::{read, unavailable, RedisTier};
+use super::{log_failure, read, RedisTier};
 use crate::ports::admission::{Hold, Increase, LimitClaim, Refused, StockAdmission, Verdict};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// `p:<id>` / `d:<id>`: how the tracked set names a key.
-fn member(key: StockKey) -> String {
+/// `p:<id>` / `d:<id>`: how the tracked set names a key, and its hash tag.
+pub(super) fn member(key: StockKey) -> String {
     match key {
         StockKey::Product(p) => format!("p:{}", p.0),
         StockKey::Deal(d) => format!("d:{}", d.0),
@@ -58,7 +58,7 @@ impl RedisTier {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| {
-                unavailable(&e);
+                log_failure(&e);
                 Refused::Unavailable
             })?;
         match answer.as_slice() {
@@ -102,7 +102,7 @@ impl RedisTier {
             Ok([units, ver]) => self.note_stock(key, *units, *ver),
             Ok(_) => {}
             // The reservation stays; the reconciler settles it.
-            Err(e) => unavailable(e),
+            Err(e) => log_failure(e),
         }
     }
 
@@ -117,7 +117,7 @@ impl RedisTier {
         }
         let mut conn = self.conn();
         if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-            unavailable(&e);
+            log_failure(&e);
         }
     }
 
@@ -177,7 +177,7 @@ impl StockAdmission for Arc<RedisTier> {
             .query_async::<()>(&mut conn)
             .await
             .map_err(|e| {
-                unavailable(&e);
+                log_failure(&e);
                 Refused::Unavailable
             })?;
         let mut seed = self.scripts.seed.prepare_invoke();
@@ -186,7 +186,7 @@ impl StockAdmission for Arc<RedisTier> {
             seed.arg(user.0.to_string()).arg(*n);
         }
         let now: Vec<i64> = seed.invoke_async(&mut conn).await.map_err(|e| {
-            unavailable(&e);
+            log_failure(&e);
             Refused::Unavailable
         })?;
         if let [units, ver] = now.as_slice() {
@@ -203,7 +203,7 @@ impl StockAdmission for Arc<RedisTier> {
         pipe.srem(self.tracked_stock(), member(key)).ignore();
         let mut conn = self.conn();
         if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-            unavailable(&e);
+            log_failure(&e);
         }
         let mut copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
         copies.stock.remove(&key);
@@ -274,7 +274,7 @@ impl StockAdmission for Arc<RedisTier> {
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| {
-                    unavailable(&e);
+                    log_failure(&e);
                     Refused::Unavailable
                 })?;
             if let [units, ver] = told.as_slice() {
@@ -286,7 +286,7 @@ impl StockAdmission for Arc<RedisTier> {
 
     async fn overdue(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Hold>, Refused> {
         let fail = |e: redis::RedisError| {
-            unavailable(&e);
+            log_failure(&e);
             Refused::Unavailable
         };
         let mut conn = self.conn();
@@ -372,7 +372,7 @@ impl StockAdmission for Arc<RedisTier> {
         let mut conn = self.conn();
         let answers: Vec<(Option<i64>, Vec<String>)> =
             pipe.query_async(&mut conn).await.map_err(|e| {
-                unavailable(&e);
+                log_failure(&e);
                 Refused::Unavailable
             })?;
         Ok(keys
