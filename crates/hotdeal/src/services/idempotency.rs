@@ -100,7 +100,16 @@ impl Storefront {
     pub async fn begin_idempotent(&self, user: UserId, key: &IdempotencyKey) -> Result<Begun> {
         match self.running.start(user, &key.key).await {
             Ok(true) => {}
-            Ok(false) => return Err(Error::RequestInProgress),
+            // The first request may have answered a moment ago, its mark
+            // not yet cleared (a shared mark is cleared in the background):
+            // its stored answer, if any, decides.
+            Ok(false) => {
+                return match self.ledger.idempotent_answer(user, &key.key).await? {
+                    Some(a) if a.request_hash == key.request_hash => Ok(Begun::Replay(a)),
+                    Some(_) => Err(Error::IdempotencyKeyReused),
+                    None => Err(Error::RequestInProgress),
+                };
+            }
             Err(MarksUnavailable) => return Err(Error::Overloaded),
         }
         let guard = FlightGuard {
