@@ -489,10 +489,12 @@ async fn postgres_going_away_answers_fast_503s_then_recovers() {
         let r = app.order(&buyer, line.clone()).await;
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
         assert_eq!(r.code(), "OVERLOADED");
-        // The first may wait for its connection to fail; then at once.
+        // The first may wait for its connection to fail; then at once
+        // (well under the pool's 5 s wait for a connection, with room for
+        // a busy test machine).
         if attempt > 0 {
             assert!(
-                started.elapsed() < std::time::Duration::from_millis(50),
+                started.elapsed() < std::time::Duration::from_millis(250),
                 "a fast 503, not {:?}",
                 started.elapsed()
             );
