@@ -14,14 +14,14 @@
 #   ROUNDS=10 N=4 KILL_AFTER=8 bench/chaos.sh
 #
 # Needs psql and redis-cli. Environment as for bench/cluster.sh.
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROUNDS="${ROUNDS:-5}"
 N="${N:-3}"
 KILL_AFTER="${KILL_AFTER:-12}"
 DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
 # Short reservations, so the survivors reconcile within the round.
 export HOTDEAL_RESERVATION_TTL_SECS="${HOTDEAL_RESERVATION_TTL_SECS:-3}"
 INITIAL=1000000   # order-stress seeds its product with this many units
@@ -60,12 +60,7 @@ for round in $(seq 1 "$ROUNDS"); do
         "$round" "$answered" "$unanswered" "$orders" "$stock" $(( stock + orders )) "$aborted" "$tier" "$held" "$verdict"
     [[ "$verdict" == ok ]] || failed=1
     # The round's backend, as bench/cluster.sh would have dropped it.
-    psql "$DATABASE_URL" -qc "SET client_min_messages = warning; DROP SCHEMA IF EXISTS $run CASCADE" >/dev/null
-    redis-cli -u "$REDIS_URL" --scan --pattern "$run*" | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null
-    stream="$(tr '[:lower:]' '[:upper:]' <<<"$run")_EVENTS"
-    (exec 3<>/dev/tcp/127.0.0.1/4222 \
-        && printf 'CONNECT {"verbose":false}\r\nPUB $JS.API.STREAM.DELETE.%s 0\r\n\r\nPING\r\n' "$stream" >&3 \
-        && timeout 2 head -c 300 <&3 >/dev/null) 2>/dev/null || true
+    drop_run "$run"
     rm -rf "$work" "$log"
 done
 exit "$failed"

@@ -96,33 +96,7 @@ cleanup() {
         echo "cluster: kept schema and prefix $RUN_ID, logs in $WORK_DIR" >&2
         exit "$code"
     fi
-    if command -v psql >/dev/null; then
-        psql "$DATABASE_URL" -qc "DROP SCHEMA IF EXISTS $RUN_ID CASCADE" >/dev/null 2>&1 \
-            || echo "cluster: could not drop schema $RUN_ID" >&2
-    else
-        echo "cluster: no psql here; drop schema $RUN_ID by hand" >&2
-    fi
-    if [[ -z "$REDIS_URL" ]]; then
-        :
-    elif command -v redis-cli >/dev/null; then
-        redis-cli -u "$REDIS_URL" --scan --pattern "${RUN_ID}*" 2>/dev/null \
-            | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 \
-            || echo "cluster: could not delete the Redis keys ${RUN_ID}*" >&2
-    else
-        echo "cluster: no redis-cli here; delete the Redis keys ${RUN_ID}* by hand" >&2
-    fi
-    # The run's JetStream stream, deleted over the NATS text protocol (no
-    # client needed): `PUB $JS.API.STREAM.DELETE.<stream>`.
-    if [[ -n "$NATS_URL" ]]; then
-        local hostport="${NATS_URL#nats://}"
-        hostport="${hostport##*@}"
-        local stream
-        stream="$(tr '[:lower:]' '[:upper:]' <<<"$RUN_ID")_EVENTS"
-        (exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}" \
-            && printf 'CONNECT {"verbose":false}\r\nPUB $JS.API.STREAM.DELETE.%s 0\r\n\r\nPING\r\n' "$stream" >&3 \
-            && timeout 2 head -c 300 <&3 >/dev/null) 2>/dev/null \
-            || echo "cluster: could not delete the NATS stream $stream" >&2
-    fi
+    drop_run "$RUN_ID"
     [[ -n "$WORK_DIR" ]] && rm -rf "$WORK_DIR"
     exit "$code"
 }

@@ -21,6 +21,39 @@ DATA_DIR=""
 DATABASE_URL="${DATABASE_URL:-}"
 PG_SCHEMA=""
 
+# Drops what a scaled-mode run named RUN left outside its data dirs: the
+# PostgreSQL schema, the Redis keys of its prefix and its NATS stream
+# (DATABASE_URL, REDIS_URL and NATS_URL; an empty one is skipped).
+drop_run() { # RUN
+    local run="$1"
+    if command -v psql >/dev/null; then
+        psql "$DATABASE_URL" -qc "SET client_min_messages = warning; DROP SCHEMA IF EXISTS $run CASCADE" \
+            >/dev/null 2>&1 || echo "bench: could not drop schema $run" >&2
+    else
+        echo "bench: no psql here; drop schema $run by hand" >&2
+    fi
+    if [[ -z "${REDIS_URL:-}" ]]; then
+        :
+    elif command -v redis-cli >/dev/null; then
+        redis-cli -u "$REDIS_URL" --scan --pattern "${run}*" 2>/dev/null \
+            | xargs -r -n 500 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 \
+            || echo "bench: could not delete the Redis keys ${run}*" >&2
+    else
+        echo "bench: no redis-cli here; delete the Redis keys ${run}* by hand" >&2
+    fi
+    # The stream, deleted over the NATS text protocol (no client needed):
+    # `PUB $JS.API.STREAM.DELETE.<stream>`.
+    if [[ -n "${NATS_URL:-}" ]]; then
+        local hostport="${NATS_URL#nats://}" stream
+        hostport="${hostport##*@}"
+        stream="$(tr '[:lower:]' '[:upper:]' <<<"$run")_EVENTS"
+        (exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}" \
+            && printf 'CONNECT {"verbose":false}\r\nPUB $JS.API.STREAM.DELETE.%s 0\r\n\r\nPING\r\n' "$stream" >&3 \
+            && timeout 2 head -c 300 <&3 >/dev/null) 2>/dev/null \
+            || echo "bench: could not delete the NATS stream $stream" >&2
+    fi
+}
+
 build() {
     # BUILD=0 reuses the binaries already in target/release.
     if [[ "${BUILD:-1}" != 0 ]]; then
