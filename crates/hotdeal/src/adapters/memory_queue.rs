@@ -343,15 +343,6 @@ impl MemoryQueue {
     }
 }
 
-fn expired(seq: u32, deal: &QueueDeal) -> Ticket {
-    Ticket {
-        seq,
-        state: TicketState::Expired { until: None },
-        rate: f64::from(deal.admit_per_sec),
-        poll_after: deal.poll_max,
-    }
-}
-
 #[async_trait]
 impl QueueStore for MemoryQueue {
     async fn join(
@@ -405,11 +396,11 @@ impl QueueStore for MemoryQueue {
         now: DateTime<Utc>,
     ) -> Result<Ticket, QueueError> {
         let Some(q) = self.existing(deal.id) else {
-            return Ok(expired(seq, deal));
+            return Ok(Ticket::expired(seq, deal));
         };
         self.with(&q, deal, now, |q| {
             let Some(slot) = q.slot_of(user.0, seq) else {
-                return Ok(expired(seq, deal));
+                return Ok(Ticket::expired(seq, deal));
             };
             let since_ms = (micros(now) - q.created_us) / 1000;
             let ok_ms = i64::from(q.entries[slot].poll_ok_ms);
@@ -520,6 +511,23 @@ mod tests {
             .build()
             .map(|rt| rt.block_on(f))
             .unwrap_or_else(|e| panic!("runtime: {e}"))
+    }
+
+    #[test]
+    fn keeps_the_port_contract() {
+        use crate::ports::queue::contract;
+        block_on(async {
+            let q = MemoryQueue::new(100_000);
+            contract::admission_follows_join_order_at_the_rate(&q).await;
+            contract::early_joins_are_drawn_once_at_the_opening(&q).await;
+            contract::the_draw_favours_no_one(&q).await;
+            contract::a_user_holds_one_live_token_and_spends_it_once(&q).await;
+            contract::a_waiting_token_cannot_order(&q).await;
+            contract::polling_too_soon_is_refused(&q).await;
+            contract::deals_stats_and_forget(&q).await;
+            contract::the_rate_is_measured_while_users_wait(&q).await;
+            contract::joins_are_refused_at_the_cap(&MemoryQueue::new(3)).await;
+        });
     }
 
     #[test]

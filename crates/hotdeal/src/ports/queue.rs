@@ -14,6 +14,9 @@
 //! instance and is shared by all of them. The trait is async for that
 //! reason, and no method relies on its callers being serialised.
 
+#[cfg(test)]
+pub(crate) mod contract;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use hotdeal_domain::{DealId, UserId};
@@ -64,6 +67,17 @@ pub enum TicketState {
 }
 
 impl Ticket {
+    /// The answer for a join the queue does not know (its deal ended, the
+    /// queue was lost, or the user joined again since).
+    pub fn expired(seq: u32, deal: &QueueDeal) -> Self {
+        Self {
+            seq,
+            state: TicketState::Expired { until: None },
+            rate: f64::from(deal.admit_per_sec),
+            poll_after: deal.poll_max,
+        }
+    }
+
     /// Live: waiting, or admitted and still usable.
     pub fn is_live(&self) -> bool {
         !matches!(self.state, TicketState::Expired { .. })
@@ -92,6 +106,8 @@ pub enum NotAdmitted {
     Expired,
     /// Another order with this token is being placed right now.
     InUse,
+    /// The queue's engine failed; the client may retry.
+    Unavailable,
 }
 
 /// One deal's queue at a glance, for metrics.

@@ -215,7 +215,8 @@ fn queue_error(e: QueueError) -> Error {
             retry_after_ms: retry_in.num_milliseconds().max(1),
         },
         QueueError::Full => Error::Overloaded,
-        QueueError::Backend(msg) => Error::Internal(msg.into()),
+        // Logged by the adapter; the client retries, as for the tier.
+        QueueError::Backend(_) => Error::Overloaded,
     }
 }
 
@@ -301,12 +302,7 @@ impl Storefront {
             .ok_or(Error::NotFound)?;
         let rules = room.rules(&deal);
         let ticket = if ended(&deal, now) {
-            Ticket {
-                seq: claims.seq,
-                state: TicketState::Expired { until: None },
-                rate: f64::from(rules.admit_per_sec),
-                poll_after: rules.poll_max,
-            }
+            Ticket::expired(claims.seq, &rules)
         } else {
             room.store
                 .poll(&rules, user, claims.seq, now)
@@ -357,12 +353,13 @@ impl Storefront {
         room.store
             .claim(&rules, user, claims.seq, self.clock.now())
             .await
-            .map_err(|e| {
-                queue_required(match e {
-                    NotAdmitted::Waiting => "the queue token is not admitted yet",
-                    NotAdmitted::Expired => "the queue token has expired or was used",
-                    NotAdmitted::InUse => "an order with this queue token is being placed",
-                })
+            .map_err(|e| match e {
+                NotAdmitted::Waiting => queue_required("the queue token is not admitted yet"),
+                NotAdmitted::Expired => queue_required("the queue token has expired or was used"),
+                NotAdmitted::InUse => {
+                    queue_required("an order with this queue token is being placed")
+                }
+                NotAdmitted::Unavailable => Error::Overloaded,
             })?;
         let guard = ClaimGuard {
             store: room.store.clone(),

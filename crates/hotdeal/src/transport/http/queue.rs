@@ -106,6 +106,7 @@ pub async fn join(
         (status = 404, body = ErrorBody, description = "NOT_FOUND: not a token of this server"),
         (status = 429, body = ErrorBody, description = "RATE_LIMITED: polled faster than `poll_after_ms`; `details.retry_after_ms`",
             headers(("Retry-After" = u64, description = "Seconds to wait before polling again"))),
+        (status = 503, body = ErrorBody, description = "OVERLOADED: the queue cannot be read right now; see Retry-After"),
     ))]
 pub async fn status(
     State(app): State<AppState>,
