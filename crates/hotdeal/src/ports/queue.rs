@@ -8,10 +8,10 @@
 //!
 //! The embedded mode keeps the queue in process memory
 //! (`adapters::memory_queue`); a restart forgets it and every token reads
-//! `expired` (the user joins again). The scaled mode will put the same
-//! operations behind a Redis adapter (a list per deal plus a hash from user
-//! to entry, each operation one Lua script), so the queue survives an
-//! instance and is shared by all of them. The trait is async for that
+//! `expired` (the user joins again). The scaled mode keeps it in Redis
+//! (`adapters::redis::queue`: per deal a hash from user to entry and the
+//! admission times of its places, each operation one Lua script), so the
+//! queue survives an instance and is shared by all of them. The trait is async for that
 //! reason, and no method relies on its callers being serialised.
 
 #[cfg(test)]

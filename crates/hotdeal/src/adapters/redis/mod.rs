@@ -1,4 +1,5 @@
-//! The shared admission tier on Redis, for several instances of hotdeal.
+//! The shared admission tier on Redis, for several instances of hotdeal,
+//! and beside it the waiting rooms' queues (`queue`).
 //!
 //! Each stock key and each coupon lives under its own hash tag
 //! (`<prefix>:{d:<id>}:units`, `…:held`, `…:resv`, `…:due`, `…:applied`),
@@ -14,7 +15,10 @@
 //! at most that old, and the order path never waits for a read.
 
 mod coupons;
+mod queue;
 mod stock;
+
+pub use queue::{RedisQueue, CLAIM_LEASE};
 
 use crate::config::Secret;
 use crate::ports::Clock;
