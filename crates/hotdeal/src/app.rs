@@ -11,11 +11,11 @@ use crate::adapters::memory_admission::MemoryAdmission;
 use crate::adapters::memory_queue::MemoryQueue;
 use crate::adapters::nats::{NatsBus, StreamLimits};
 use crate::adapters::postgres::PgStore;
-use crate::adapters::redis::RedisTier;
+use crate::adapters::redis::{RedisQueue, RedisTier};
 use crate::adapters::sqlite::SqliteStore;
 use crate::config::{Config, ScaledSettings, StoreBackend, MIN_JWT_SECRET_BYTES};
 use crate::ports::{
-    Clock, CouponAdmission, Ledger, RunningKeys, StockAdmission, Store, SystemClock,
+    Clock, CouponAdmission, Ledger, QueueStore, RunningKeys, StockAdmission, Store, SystemClock,
 };
 use crate::services::tokens::TokenKeys;
 use crate::services::{Engines, InFlight, QueueSettings, Storefront, WritePath, RELAY_EVERY};
@@ -59,8 +59,8 @@ impl App {
         let hasher = Argon2Hasher::new(config.argon2, config.hash_workers, config.hash_queue)
             .context("configuring Argon2")?;
         let tier = match &scaled {
-            Some(s) => Tier::shared(s, clock.clone()).await?,
-            None => Tier::in_process(),
+            Some(s) => Tier::shared(s, clock.clone(), config.queue_max_users).await?,
+            None => Tier::in_process(config.queue_max_users),
         };
         let engines = Engines {
             store: store.store(),
@@ -70,7 +70,7 @@ impl App {
             running: tier.running,
             clock,
             hasher: Arc::new(hasher),
-            queue: Arc::new(MemoryQueue::new(config.queue_max_users)),
+            queue: tier.queue,
         };
         let path = WritePath {
             queue: config.order_queue,
@@ -211,33 +211,41 @@ impl OpenStore {
     }
 }
 
-/// The admission tier and the running idempotency keys.
+/// The admission tier, the running idempotency keys and the waiting
+/// rooms' queues.
 struct Tier {
     stock: Arc<dyn StockAdmission>,
     coupons: Arc<dyn CouponAdmission>,
     running: Arc<dyn RunningKeys>,
+    queue: Arc<dyn QueueStore>,
 }
 
 impl Tier {
-    /// One process owns every count.
-    fn in_process() -> Self {
+    /// One process owns every count and queue.
+    fn in_process(queue_max_users: u64) -> Self {
         let memory = Arc::new(MemoryAdmission::new());
         Self {
             stock: memory.clone(),
             coupons: memory,
             running: Arc::new(InFlight::default()),
+            queue: Arc::new(MemoryQueue::new(queue_max_users)),
         }
     }
 
-    /// Counts shared by every instance, in Redis.
-    async fn shared(s: &ScaledSettings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    /// Counts and queues shared by every instance, in Redis.
+    async fn shared(
+        s: &ScaledSettings,
+        clock: Arc<dyn Clock>,
+        queue_max_users: u64,
+    ) -> anyhow::Result<Self> {
         let redis = RedisTier::open(&s.redis_url, &s.redis_prefix, s.reservation_ttl, clock)
             .await
             .context("opening the shared tier")?;
-        tracing::info!(prefix = %s.redis_prefix, "admission tier: Redis (shared)");
+        tracing::info!(prefix = %s.redis_prefix, "admission tier and waiting rooms: Redis (shared)");
         Ok(Self {
             stock: Arc::new(redis.clone()),
             coupons: Arc::new(redis.clone()),
+            queue: Arc::new(RedisQueue::new(&redis, queue_max_users)),
             running: Arc::new(redis),
         })
     }

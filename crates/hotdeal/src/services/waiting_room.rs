@@ -13,7 +13,8 @@
 //! the MAC a truncated HMAC-SHA256 under a key derived from the server's
 //! JWT secret. The server never stores a token: it checks the MAC, then
 //! looks the join up in the [`QueueStore`] — which is where the queue's
-//! state lives, in memory in the embedded mode and, later, in Redis.
+//! state lives, in memory in the embedded mode and in Redis in the scaled
+//! mode.
 
 use super::{Error, Result, Storefront};
 use super::{IdempotencyKey, PlaceOrder, RenderOrder};
