@@ -324,8 +324,10 @@ impl Storefront {
         queue_token: Option<&str>,
     ) -> Result<(Order, Option<Vec<u8>>)> {
         let mut gated: Vec<Arc<Deal>> = Vec::new();
-        for line in &req.lines {
-            if let Some(deal) = line.deal_id.and_then(|d| self.catalog.deal(d)) {
+        for id in req.lines.iter().filter_map(|l| l.deal_id) {
+            // Read through: another instance may have made the deal a
+            // moment ago, before this one's catalogue heard of it.
+            if let Some(deal) = self.catalog_deal(id).await? {
                 if deal.waiting_room && !gated.iter().any(|g| g.id == deal.id) {
                     gated.push(deal);
                 }
@@ -377,7 +379,13 @@ impl Storefront {
         let now = self.clock.now();
         let store = &self.waiting_room.store;
         for id in store.deals().await {
-            if self.catalog.deal(id).is_none_or(|d| ended(&d, now)) {
+            // Read through, so a queue is not dropped for a deal another
+            // instance made before this one's catalogue heard of it; a
+            // failed read drops nothing.
+            let Ok(deal) = self.catalog_deal(id).await else {
+                continue;
+            };
+            if deal.is_none_or(|d| ended(&d, now)) {
                 store.forget(id).await;
             }
         }
