@@ -25,6 +25,7 @@ mod orders;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod points;
+mod queue_cluster;
 mod races;
 mod secrets;
 mod storage;
