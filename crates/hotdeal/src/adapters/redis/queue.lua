@@ -104,7 +104,7 @@ local function load()
     admitted = tonumber(m[5]),
     slots = tonumber(m[6]),
     seq = tonumber(m[7]),
-    pool = tonumber(m[8]),
+    pool = tonumber(m[8]) or 0,
   }
 end
 
@@ -132,7 +132,11 @@ end
 -- the draw.
 local function place(e, q)
   if e.slot < q.pool then
-    return (struct.unpack('<I4', redis.call('GETRANGE', KEYS[6], 4 * e.slot, 4 * e.slot + 3)))
+    local drawn = redis.call('GETRANGE', KEYS[6], 4 * e.slot, 4 * e.slot + 3)
+    -- (Missing only if Redis lost the key: the join's index then stands.)
+    if #drawn == 4 then
+      return (struct.unpack('<I4', drawn))
+    end
   end
   return e.slot
 end
