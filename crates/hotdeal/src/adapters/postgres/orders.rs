@@ -62,6 +62,9 @@ async fn place_batch(
     conn: &mut PgConnection,
     batch: &[OrderWrite],
 ) -> StoreResult<Option<Vec<Placement>>> {
+    if batch.iter().all(is_plain) {
+        return place_in_one_call(conn, batch).await;
+    }
     let mut tx = conn.begin().await.pg()?;
     let mut placements = vec![Placement::Placed; batch.len()];
     let fenced = fence(
@@ -201,22 +204,8 @@ async fn place_batch(
         .filter(|(_, p)| **p == Placement::Placed)
         .map(|(w, _)| w)
         .collect();
-    // Units per key, with the first and last instant of the orders taking
-    // them (the deal's window must hold for both), and per (deal, user).
-    let mut demand: BTreeMap<StockKey, (i64, DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
-    let mut held: BTreeMap<(DealId, UserId), i64> = BTreeMap::new();
-    for w in &accepted {
-        let at = w.order.created_at;
-        for (&key, &qty) in &w.demand {
-            let d = demand.entry(key).or_insert((0, at, at));
-            d.0 += qty;
-            d.1 = d.1.min(at);
-            d.2 = d.2.max(at);
-            if let StockKey::Deal(deal) = key {
-                *held.entry((deal, w.order.user_id)).or_insert(0) += qty;
-            }
-        }
-    }
+    let demand = Demand::of(accepted.iter().copied());
+    let held = &demand.held;
     if !held.is_empty() {
         let counted = sqlx::query(
             "INSERT INTO deal_purchases AS p (deal_id, user_id, quantity) \
@@ -254,9 +243,7 @@ async fn place_batch(
     // The hot rows last: locked in key order, taken only where the units
     // are there (and, for a deal, while it runs), compared with the keys
     // expected.
-    let (products, deals): (Vec<_>, Vec<_>) = demand
-        .iter()
-        .partition(|(k, _)| matches!(k, StockKey::Product(_)));
+    let (products, deals) = demand.split();
     if !products.is_empty() {
         let ids: Vec<Uuid> = products.iter().map(|(k, _)| k.uuid()).collect();
         lock_in_order(&mut tx, "products", &ids).await?;
@@ -314,6 +301,146 @@ async fn place_batch(
     }
     tx.commit().await.pg()?;
     Ok(Some(placements))
+}
+
+/// Whether an order can go in [`place_in_one_call`]: it uses no coupon and
+/// pays no points (those need the balance or the coupon read back before
+/// the rest of the batch is decided).
+fn is_plain(w: &OrderWrite) -> bool {
+    w.order.coupon_id.is_none() && w.order.payment_status != PaymentStatus::Paid
+}
+
+/// A batch of plain orders through `place_order_batch` (migration 0004):
+/// the same statements as [`place_batch`], in one round trip and the
+/// call's own transaction. `None`: a condition failed, nothing was written.
+async fn place_in_one_call(
+    conn: &mut PgConnection,
+    batch: &[OrderWrite],
+) -> StoreResult<Option<Vec<Placement>>> {
+    let orders: Vec<&Order> = batch.iter().map(|w| &w.order).collect();
+    let lines = lines_of(&orders);
+    let events: Vec<_> = orders
+        .iter()
+        .map(|o| order_event("order.placed", o))
+        .collect();
+    let answers: Vec<&IdempotentAnswer> = batch.iter().filter_map(|w| w.answer.as_ref()).collect();
+    let now = orders.iter().map(|o| o.created_at).max();
+    let demand = Demand::of(batch);
+    let (products, deals) = demand.split();
+    let done = sqlx::query(
+        "SELECT place_order_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+           $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, \
+           $32, $33, $34, $35, $36, $37)",
+    )
+    .bind(orders.iter().map(|o| o.id.0).collect::<Vec<_>>())
+    .bind(orders.iter().map(|o| o.user_id.0).collect::<Vec<_>>())
+    .bind(orders.iter().map(|o| o.total_amount).collect::<Vec<_>>())
+    .bind(orders.iter().map(|o| o.discount_amount).collect::<Vec<_>>())
+    .bind(orders.iter().map(|o| o.status.as_str()).collect::<Vec<_>>())
+    .bind(
+        orders
+            .iter()
+            .map(|o| o.payment_status.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(addresses_of(&orders)?)
+    .bind(orders.iter().map(|o| o.created_at).collect::<Vec<_>>())
+    .bind(orders.iter().map(|o| o.updated_at).collect::<Vec<_>>())
+    .bind(orders.iter().map(|o| o.pay_by).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.0).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.1).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.2.id).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.2.product_id.0).collect::<Vec<_>>())
+    .bind(
+        lines
+            .iter()
+            .map(|l| l.2.deal_id.map(|d| d.0))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        lines
+            .iter()
+            .map(|l| l.2.product_name.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(lines.iter().map(|l| l.2.quantity).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.2.unit_price).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.2.subtotal).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.0).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.1.as_str()).collect::<Vec<_>>())
+    .bind(now)
+    .bind(answers.iter().map(|a| a.user_id.0).collect::<Vec<_>>())
+    .bind(answers.iter().map(|a| a.key.as_str()).collect::<Vec<_>>())
+    .bind(
+        answers
+            .iter()
+            .map(|a| a.request_hash.to_vec())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        answers
+            .iter()
+            .map(|a| i32::from(a.status))
+            .collect::<Vec<_>>(),
+    )
+    .bind(answers.iter().map(|a| a.body.clone()).collect::<Vec<_>>())
+    .bind(demand.held.keys().map(|k| k.0 .0).collect::<Vec<_>>())
+    .bind(demand.held.keys().map(|k| k.1 .0).collect::<Vec<_>>())
+    .bind(demand.held.values().copied().collect::<Vec<_>>())
+    .bind(products.iter().map(|(k, _)| k.uuid()).collect::<Vec<_>>())
+    .bind(products.iter().map(|(_, d)| d.0).collect::<Vec<_>>())
+    .bind(products.iter().map(|(_, d)| d.2).collect::<Vec<_>>())
+    .bind(deals.iter().map(|(k, _)| k.uuid()).collect::<Vec<_>>())
+    .bind(deals.iter().map(|(_, d)| d.0).collect::<Vec<_>>())
+    .bind(deals.iter().map(|(_, d)| d.1).collect::<Vec<_>>())
+    .bind(deals.iter().map(|(_, d)| d.2).collect::<Vec<_>>())
+    .execute(conn)
+    .await;
+    match done {
+        Ok(_) => Ok(Some(vec![Placement::Placed; batch.len()])),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(BATCH_REFUSED) => Ok(None),
+        Err(e) => Err(super::classify(e)),
+    }
+}
+
+/// The SQLSTATE `place_order_batch` raises when the batch does not add up.
+const BATCH_REFUSED: &str = "HD001";
+
+/// What a batch's orders take: units per stock key, with the first and
+/// last instant of the orders taking them (a deal's window must hold for
+/// both), and units per (deal, user) for the per-user limits.
+struct Demand {
+    keys: BTreeMap<StockKey, (i64, DateTime<Utc>, DateTime<Utc>)>,
+    held: BTreeMap<(DealId, UserId), i64>,
+}
+
+type KeyDemand<'a> = Vec<(&'a StockKey, &'a (i64, DateTime<Utc>, DateTime<Utc>))>;
+
+impl Demand {
+    fn of<'a>(writes: impl IntoIterator<Item = &'a OrderWrite>) -> Self {
+        let mut keys: BTreeMap<StockKey, (i64, DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
+        let mut held = BTreeMap::new();
+        for w in writes {
+            let at = w.order.created_at;
+            for (&key, &qty) in &w.demand {
+                let d = keys.entry(key).or_insert((0, at, at));
+                d.0 += qty;
+                d.1 = d.1.min(at);
+                d.2 = d.2.max(at);
+                if let StockKey::Deal(deal) = key {
+                    *held.entry((deal, w.order.user_id)).or_insert(0) += qty;
+                }
+            }
+        }
+        Self { keys, held }
+    }
+
+    /// Product keys and deal keys, each in key order.
+    fn split(&self) -> (KeyDemand<'_>, KeyDemand<'_>) {
+        self.keys
+            .iter()
+            .partition(|(k, _)| matches!(k, StockKey::Product(_)))
+    }
 }
 
 /// Locks rows of `table` in key order (deadlock-free against any other
@@ -865,16 +992,7 @@ async fn insert_orders(conn: &mut PgConnection, orders: &[&Order]) -> StoreResul
     if orders.is_empty() {
         return Ok(());
     }
-    let addresses = orders
-        .iter()
-        .map(|o| {
-            o.shipping_address
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| StoreError::Backend(Box::new(e)))?;
+    let addresses = addresses_of(orders)?;
     sqlx::query(
         "INSERT INTO orders (id, user_id, total_amount, discount_amount, status, payment_status, \
            shipping_address, coupon_id, cancel_reason, cancelled_at, created_at, updated_at, pay_by) \
@@ -898,15 +1016,7 @@ async fn insert_orders(conn: &mut PgConnection, orders: &[&Order]) -> StoreResul
     .execute(&mut *conn)
     .await
     .pg()?;
-    let lines: Vec<_> = orders
-        .iter()
-        .flat_map(|o| {
-            o.items
-                .iter()
-                .enumerate()
-                .map(move |(n, i)| (o.id.0, n as i64, i))
-        })
-        .collect();
+    let lines = lines_of(orders);
     sqlx::query(
         "INSERT INTO order_items (order_id, line_no, id, product_id, deal_id, product_name, \
            quantity, unit_price, subtotal) \
@@ -936,6 +1046,34 @@ async fn insert_orders(conn: &mut PgConnection, orders: &[&Order]) -> StoreResul
     .await
     .pg()?;
     Ok(())
+}
+
+/// The orders' shipping addresses as the `shipping_address` column holds
+/// them (JSON text).
+fn addresses_of(orders: &[&Order]) -> StoreResult<Vec<Option<String>>> {
+    orders
+        .iter()
+        .map(|o| {
+            o.shipping_address
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Backend(Box::new(e)))
+}
+
+/// Every line of the orders: (order id, line number, line).
+fn lines_of<'a>(orders: &[&'a Order]) -> Vec<(Uuid, i64, &'a crate::model::OrderItem)> {
+    orders
+        .iter()
+        .flat_map(|o| {
+            o.items
+                .iter()
+                .enumerate()
+                .map(move |(n, i)| (o.id.0, n as i64, i))
+        })
+        .collect()
 }
 
 /// The outbox payload of an order event.
