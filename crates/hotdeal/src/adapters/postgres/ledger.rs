@@ -453,13 +453,18 @@ impl Ledger for PgStore {
         now: DateTime<Utc>,
     ) -> StoreResult<(usize, Option<SinkError>)> {
         // The idle case, every few tens of milliseconds on every instance:
-        // one index probe, no transaction.
-        let waiting: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL)")
-                .fetch_one(&self.pool)
-                .await
-                .pg()?;
-        if !waiting {
+        // one index probe, no transaction. Asked as "the first
+        // unpublished seq" rather than `EXISTS`: for `EXISTS` the planner
+        // may pick a sequential scan, expecting an unpublished row early
+        // in the table (it has no statistics yet on a young table); they
+        // are all at its end, behind every published row.
+        let waiting: Option<i64> = sqlx::query_scalar(
+            "SELECT seq FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .pg()?;
+        if waiting.is_none() {
             return Ok((0, None));
         }
         super::write!(self, |c| relay(c, limit, sink, now).await)
