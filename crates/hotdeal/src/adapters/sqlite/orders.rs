@@ -51,13 +51,27 @@ impl SqliteStore {
     /// in with one multi-statement query ([`NewRows`]). The admission tier admitted every order already, so the
     /// stock conditions hold; if one does not, nothing is written and `None`
     /// sends the batch down the slow path.
-    pub(super) async fn place_batch(
-        &self,
-        batch: &[OrderWrite],
-    ) -> StoreResult<Option<Vec<Placement>>> {
+    pub(super) async fn place_batch(&self, batch: &[&OrderWrite]) -> StoreResult<Batch> {
         let mut w = self.writer().await?;
         let placed = place_batch(w.conn(), batch).await;
         w.settle(placed)
+    }
+
+    /// Which of `batch` carry an idempotency key that has an answer stored.
+    pub(super) async fn answered_keys(&self, batch: &[&OrderWrite]) -> StoreResult<Vec<bool>> {
+        let mut w = self.writer().await?;
+        let found = async {
+            let mut found = Vec::with_capacity(batch.len());
+            for write in batch {
+                found.push(match &write.answer {
+                    Some(a) => key_answered(w.conn(), a).await?,
+                    None => false,
+                });
+            }
+            Ok(found)
+        }
+        .await;
+        w.settle(found)
     }
 
     /// One order in its own transaction, every condition checked by SQL.
@@ -91,14 +105,41 @@ impl SqliteStore {
         w.settle(paid)
     }
 }
+/// What the fast path made of a batch.
+pub(super) enum Batch {
+    /// Committed; one placement per order.
+    Placed(Vec<Placement>),
+    /// A condition failed for the batch as a whole: nothing written; the
+    /// orders go one by one.
+    OneByOne,
+    /// An insert hit a unique key (an idempotency key answered before, as
+    /// a rule): nothing written, the connection intact.
+    Duplicate,
+}
+
+/// Whether an answer is stored for `a`'s user and key.
+async fn key_answered(conn: &mut SqliteConnection, a: &IdempotentAnswer) -> StoreResult<bool> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM idempotency_keys WHERE user_id = ?1 AND key = ?2")
+            .bind(a.user_id.0)
+            .bind(a.key.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(found.is_some())
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
 /// See [`SqliteStore::place_batch`]. Statements per batch, whatever its
 /// size: `BEGIN`, one guarded update per stock key, one for the payers'
 /// points and one for per-user deal counts (when there are any), one
-/// hand-off for every insert, `COMMIT`.
-async fn place_batch(
-    conn: &mut SqliteConnection,
-    batch: &[OrderWrite],
-) -> StoreResult<Option<Vec<Placement>>> {
+/// hand-off for every insert, `COMMIT`. An idempotency answer goes in with
+/// a plain insert: a key answered before fails it on the table's unique
+/// key, and the whole batch rolls back ([`Batch::Duplicate`]).
+async fn place_batch(conn: &mut SqliteConnection, batch: &[&OrderWrite]) -> StoreResult<Batch> {
     let mut tx = writer::begin(conn).await?;
     let mut placements = vec![Placement::Placed; batch.len()];
     let mut rows = NewRows::for_orders(batch.len());
@@ -183,7 +224,7 @@ async fn place_batch(
         .iter()
         .zip(&placements)
         .filter(|(_, p)| **p == Placement::Placed)
-        .map(|(w, _)| w)
+        .map(|(w, _)| *w)
         .collect();
     let mut demand: BTreeMap<StockKey, i64> = BTreeMap::new();
     let mut held: BTreeMap<(DealId, UserId), i64> = BTreeMap::new();
@@ -227,7 +268,7 @@ async fn place_batch(
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = taken else {
-            return Ok(None);
+            return Ok(Batch::OneByOne);
         };
         if let StockKey::Deal(d) = key {
             limits.insert(d, row.try_get(0)?);
@@ -254,7 +295,7 @@ async fn place_batch(
                 .flatten()
                 .is_some_and(|l| holds > l)
             {
-                return Ok(None);
+                return Ok(Batch::OneByOne);
             }
         }
     }
@@ -265,15 +306,27 @@ async fn place_batch(
             rows.answer(a)?;
         }
     }
-    rows.insert(&mut tx, now).await?;
+    match rows.insert_rows(&mut tx, now).await {
+        Ok(()) => {}
+        Err(e) if is_unique_violation(&e) => {
+            tx.rollback().await?;
+            return Ok(Batch::Duplicate);
+        }
+        Err(e) => return Err(e.into()),
+    }
     tx.commit().await?;
-    Ok(Some(placements))
+    Ok(Batch::Placed(placements))
 }
 
 async fn place_one(conn: &mut SqliteConnection, w: &OrderWrite) -> StoreResult<Placement> {
     let order = &w.order;
     let now = micros(order.created_at);
     let mut tx = writer::begin(conn).await?;
+    if let Some(a) = &w.answer {
+        if key_answered(&mut tx, a).await? {
+            return Ok(Placement::KeyAnswered);
+        }
+    }
     for (&key, &qty) in &w.demand {
         if let Some(refusal) = take_stock(&mut tx, key, qty, now).await? {
             // Dropping `tx` rolls back what was already taken.
@@ -866,6 +919,12 @@ impl<'a> NewRows<'a> {
     /// costs megabytes prepared) while big batches still need only a
     /// hand-off per 64 rows.
     pub(super) async fn insert(self, conn: &mut SqliteConnection, now: i64) -> StoreResult<()> {
+        Ok(self.insert_rows(conn, now).await?)
+    }
+
+    /// As [`NewRows::insert`], with SQLite's own error (to tell a unique
+    /// key from other failures).
+    async fn insert_rows(self, conn: &mut SqliteConnection, now: i64) -> sqlx::Result<()> {
         let full = CHUNKS[0];
         let mut queries = Vec::new();
         let mut tail = Query::default();
@@ -921,7 +980,7 @@ struct Query<'q> {
 
 impl<'q> Query<'q> {
     /// Orders, then their items (which refer to them).
-    fn orders(&mut self, orders: &[&'q Order]) -> StoreResult<()> {
+    fn orders(&mut self, orders: &[&'q Order]) -> sqlx::Result<()> {
         let args = &mut self.args;
         for chunk in fixed_chunks(orders) {
             self.sql.push_str(insert_sql(0, chunk.len()));
@@ -931,7 +990,7 @@ impl<'q> Query<'q> {
                     .as_ref()
                     .map(serde_json::to_string)
                     .transpose()
-                    .map_err(|e| StoreError::Backend(Box::new(e)))?;
+                    .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
                 arg(args, o.id.0);
                 arg(args, o.user_id.0);
                 arg(args, o.total_amount);
