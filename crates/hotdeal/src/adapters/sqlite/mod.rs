@@ -472,11 +472,14 @@ impl Store for SqliteStore {
     async fn place_orders(&self, batch: &[OrderWrite]) -> Vec<StoreResult<Placement>> {
         let mut out: Vec<Option<StoreResult<Placement>>> = batch.iter().map(|_| None).collect();
         let mut pending: Vec<usize> = (0..batch.len()).collect();
-        // At most twice: a batch refused for a key answered before goes
-        // again without the repeats it had.
-        for attempt in 0..2 {
+        // A batch refused for a key answered before goes again without the
+        // repeats it had; one refused for a payer's debit goes again with
+        // guarded debits, which drop that payer's orders alone.
+        let mut keys_checked = false;
+        let mut debits = orders::Debits::InRows;
+        loop {
             let writes: Vec<&OrderWrite> = pending.iter().map(|&i| &batch[i]).collect();
-            match self.place_batch(&writes).await {
+            match self.place_batch(&writes, debits).await {
                 Ok(orders::Batch::Placed(placements)) => {
                     for (&i, p) in pending.iter().zip(placements) {
                         out[i] = Some(Ok(p));
@@ -485,7 +488,12 @@ impl Store for SqliteStore {
                     break;
                 }
                 Ok(orders::Batch::OneByOne) => break,
-                Ok(orders::Batch::Duplicate) if attempt == 0 => {
+                Ok(orders::Batch::Short) if debits == orders::Debits::InRows => {
+                    debits = orders::Debits::Guarded;
+                }
+                Ok(orders::Batch::Short) => break,
+                Ok(orders::Batch::Duplicate) if !keys_checked => {
+                    keys_checked = true;
                     let answered = match self.answered_keys(&writes).await {
                         Ok(answered) => answered,
                         Err(_) => break,
