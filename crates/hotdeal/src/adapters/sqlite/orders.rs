@@ -46,11 +46,12 @@ impl SqliteStore {
     /// The fast path: the whole batch in one transaction. Orders with a
     /// coupon are checked one by one in savepoints (so one unusable coupon
     /// or short balance drops that order alone); other paid orders take
-    /// their points with one guarded update for all payers; stock is one
-    /// conditional update per key for the whole batch, and every row goes
-    /// in with one multi-statement query ([`NewRows`]). The admission tier admitted every order already, so the
-    /// stock conditions hold; if one does not, nothing is written and `None`
-    /// sends the batch down the slow path.
+    /// their points as `debits` says; stock is one conditional update per
+    /// key for the whole batch, and every row goes in with one
+    /// multi-statement query ([`NewRows`]). The admission tier admitted
+    /// every order already, so the stock conditions hold; if one does not,
+    /// nothing is written and [`Batch::OneByOne`] sends the batch down the
+    /// slow path.
     pub(super) async fn place_batch(
         &self,
         batch: &[&OrderWrite],
