@@ -74,6 +74,10 @@ pub enum Placement {
     /// The order's reservation was aborted by the reconciler (it outlived
     /// its deadline) before this write reached the store: nothing written.
     Aborted,
+    /// The write's idempotency key has an answer stored already (the
+    /// request repeats one answered before): nothing written. Only a store
+    /// that says [`Store::refuses_answered_keys`] answers this.
+    KeyAnswered,
 }
 
 /// Outcome of cancelling an order.
@@ -292,6 +296,15 @@ pub trait Store: Send + Sync + 'static {
     /// order never affects another. Deal stock is only taken from unsettled
     /// deals, within the deal's per-user limit.
     async fn place_orders(&self, batch: &[OrderWrite]) -> Vec<StoreResult<Placement>>;
+    /// Whether [`Store::place_orders`] refuses an order whose idempotency
+    /// key has an answer stored already ([`Placement::KeyAnswered`], in the
+    /// order's own transaction), so a keyed order may run before its key is
+    /// looked up and the stored answer be read only when it is refused. A
+    /// store that says no may store a second answer or fail the write: the
+    /// key is looked up before the order runs.
+    fn refuses_answered_keys(&self) -> bool {
+        false
+    }
     async fn order(&self, id: OrderId) -> StoreResult<Option<Order>>;
     async fn orders_of(
         &self,

@@ -48,6 +48,11 @@ pub enum Error {
     RequestInProgress,
     #[error("this idempotency key was used for another request")]
     IdempotencyKeyReused,
+    /// The store refused the change: its idempotency key has an answer
+    /// stored already. The caller reads that answer and replays it
+    /// ([`crate::services::Storefront::answer_after_failure`]).
+    #[error("this idempotency key has an answer stored")]
+    KeyAnswered,
     #[error("overloaded")]
     Overloaded,
     /// The deal has no waiting room (`POST /deals/{id}/queue`).

@@ -70,6 +70,10 @@ pub struct WritePath {
     pub waiting_room: QueueSettings,
 }
 
+/// Keys of answered orders kept in memory to tell a likely retry (about
+/// 2 MB).
+const ANSWERED_KEYS: usize = 65_536;
+
 /// Payment deadlines, soonest on top.
 type Deadlines = BinaryHeap<Reverse<(DateTime<Utc>, OrderId)>>;
 
@@ -100,6 +104,11 @@ pub struct Storefront {
     payment_window: Duration,
     /// Idempotency keys whose first request is still running.
     running: Arc<dyn RunningKeys>,
+    /// The store refuses an order whose idempotency key has an answer
+    /// already, so a keyed order need not look its key up first.
+    keys_refused_on_write: bool,
+    /// Keys of orders this process answered lately (see `idempotency`).
+    answered: idempotency::AnsweredKeys,
     /// Published events, for in-process subscribers.
     pub events: tokio::sync::broadcast::Sender<crate::model::Event>,
     /// Set once a broker relay (NATS) owns the outbox: the in-process
@@ -213,6 +222,7 @@ impl Storefront {
             path.max_batch,
         );
         let expiry_in_store = e.store.expires_from_store();
+        let keys_refused_on_write = e.store.refuses_answered_keys();
         let waiting_room =
             WaitingRoom::new(e.queue, &tokens.derive("queue-token"), path.waiting_room);
         Ok(Self {
@@ -228,6 +238,8 @@ impl Storefront {
             deadlines: Mutex::new(deadlines),
             payment_window: path.payment_window,
             running: e.running,
+            keys_refused_on_write,
+            answered: idempotency::AnsweredKeys::new(ANSWERED_KEYS),
             events: tokio::sync::broadcast::channel(1024).0,
             broker_relay: Default::default(),
             clock: e.clock,

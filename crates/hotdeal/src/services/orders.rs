@@ -179,6 +179,9 @@ impl Storefront {
             Placement::Placed => {
                 self.metrics.orders_placed.fetch_add(1, Relaxed);
                 self.arm_deadline(&write.order);
+                if let Some(a) = &write.answer {
+                    self.note_answered(user, &a.key);
+                }
                 Ok((write.order, write.answer.map(|a| a.body)))
             }
             Placement::Insufficient {
@@ -205,6 +208,8 @@ impl Storefront {
             // The reservation outlived its deadline and was given back
             // before this write reached the store: nothing was written.
             Placement::Aborted => Err(Error::Overloaded),
+            // A repeat of a request answered before: nothing was written.
+            Placement::KeyAnswered => Err(Error::KeyAnswered),
         }
     }
 

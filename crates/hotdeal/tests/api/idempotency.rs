@@ -204,3 +204,82 @@ async fn answers_survive_a_restart() {
     );
     assert_eq!(app.get("/points", Some(&buyer)).await.body["balance"], 701);
 }
+
+/// A keyed order runs without reading its key first; a repeat the server
+/// does not remember (it restarted) is refused by the store or fails on
+/// its own, and either way gets the first answer.
+#[tokio::test]
+async fn an_order_repeated_after_a_restart_gets_its_first_answer() {
+    let app = spawn_app().await;
+    let (_, seller) = app.user("s@x.co").await;
+    let (_, buyer) = app.user("b@x.co").await;
+    charge(&app, &buyer, 10_000).await;
+    let plenty = app.product(&seller, 1000, 10).await;
+    let last = app.product(&seller, 500, 1).await;
+    let auth = format!("Bearer {buyer}");
+    let paid = |p: &str, qty: i64| {
+        json!({"items": [{"product_id": p, "quantity": qty}], "payment": {"method": "points"}})
+            .to_string()
+    };
+    async fn order(
+        app: &crate::support::TestApp,
+        auth: &str,
+        key: &str,
+        body: String,
+    ) -> crate::support::Res {
+        app.raw(
+            Method::POST,
+            "/orders",
+            &[
+                ("authorization", auth),
+                ("content-type", "application/json"),
+                ("idempotency-key", key),
+            ],
+            body,
+        )
+        .await
+    }
+    let first = order(&app, &auth, "o-plenty", paid(&plenty, 2)).await;
+    let last_one = order(&app, &auth, "o-last", paid(&last, 1)).await;
+    assert_eq!(
+        (first.status, last_one.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    let (dir, clock) = app.stop().await;
+    let app = spawn_app_in(dir, clock).await;
+    // The store refuses the repeat: nothing taken, the first answer.
+    let again = order(&app, &auth, "o-plenty", paid(&plenty, 2)).await;
+    assert_eq!((again.status, &again.body), (first.status, &first.body));
+    assert_eq!(
+        again
+            .headers
+            .get("idempotent-replayed")
+            .map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+    assert_eq!(app.stock(&plenty).await, 8, "one order only");
+    // Sold out since: the repeat still gets its first answer.
+    let again = order(&app, &auth, "o-last", paid(&last, 1)).await;
+    assert_eq!(
+        (again.status, &again.body),
+        (last_one.status, &last_one.body)
+    );
+    // Another request under an answered key, stock or not: 422.
+    for body in [paid(&plenty, 1), paid(&last, 1)] {
+        let r = order(&app, &auth, "o-plenty", body).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED")
+        );
+    }
+    assert_eq!(app.stock(&plenty).await, 8);
+    assert_eq!(
+        app.get("/points", Some(&buyer)).await.body["balance"],
+        10_000 - 2000 - 500,
+        "paid once each"
+    );
+    // A new key still orders.
+    let fresh = order(&app, &auth, "o-new", paid(&plenty, 1)).await;
+    assert_eq!(fresh.status, StatusCode::CREATED);
+    assert_eq!(app.stock(&plenty).await, 7);
+}

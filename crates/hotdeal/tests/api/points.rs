@@ -371,6 +371,27 @@ async fn the_same_user_paying_fifty_orders_at_once() {
     assert_eq!(balance(&app, &buyer).await, 0);
     assert_eq!(history_sum(&app, &buyer).await, 0);
     assert_eq!(app.stock(&p).await, 970);
+    // Each row shows the balance it left, in order, however the payments
+    // were batched.
+    let h = app.get("/points/history?size=100", Some(&buyer)).await;
+    let mut rows: Vec<(i64, i64, bool)> = h.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| {
+            (
+                e["amount"].as_i64().expect("amount"),
+                e["balance_after"].as_i64().expect("balance_after"),
+                e["kind"] == "payment",
+            )
+        })
+        .collect();
+    rows.reverse(); // oldest first
+    let mut running = 0;
+    for (amount, after, payment) in rows {
+        running += if payment { -amount } else { amount };
+        assert_eq!(after, running, "balance_after follows the payments");
+    }
 }
 
 #[tokio::test]

@@ -404,10 +404,19 @@ impl Ledger for SqliteStore {
 
     async fn prune_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         let mut w = self.writer().await?;
-        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
-            .bind(micros(before))
-            .execute(w.conn())
-            .await;
+        // Rows go in in commit order (the rowid), so the rows to forget
+        // are those before the first one stored at or after `before`:
+        // found by walking from the oldest, which touches only what goes.
+        // A row written under a clock set back may outlive its time a
+        // little; none goes early.
+        let done = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE id < coalesce(\
+               (SELECT id FROM idempotency_keys WHERE created_at >= ?1 ORDER BY id LIMIT 1), \
+               (SELECT max(id) + 1 FROM idempotency_keys))",
+        )
+        .bind(micros(before))
+        .execute(w.conn())
+        .await;
         w.settle(done.map(|d| d.rows_affected()).map_err(StoreError::from))
     }
 

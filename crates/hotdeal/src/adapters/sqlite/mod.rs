@@ -470,28 +470,81 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(level = "debug", skip_all, fields(batch = batch.len()))]
     async fn place_orders(&self, batch: &[OrderWrite]) -> Vec<StoreResult<Placement>> {
-        match self.place_batch(batch).await {
-            Ok(Some(placements)) => return placements.into_iter().map(Ok).collect(),
-            Ok(None) => {}
-            // Storage failed: nothing was written and no order would fare
-            // better on its own.
-            Err(StoreError::Unavailable(e)) => {
-                return batch
-                    .iter()
-                    .map(|_| Err(StoreError::Unavailable(e.to_string().into())))
-                    .collect();
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, orders = batch.len(), "batch commit failed; committing one by one")
+        let mut out: Vec<Option<StoreResult<Placement>>> = batch.iter().map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..batch.len()).collect();
+        // A batch refused for a key answered before goes again without the
+        // repeats it had; one refused for a payer's debit goes again with
+        // guarded debits, which drop that payer's orders alone.
+        let mut keys_checked = false;
+        let mut debits = orders::Debits::InRows;
+        loop {
+            let writes: Vec<&OrderWrite> = pending.iter().map(|&i| &batch[i]).collect();
+            match self.place_batch(&writes, debits).await {
+                Ok(orders::Batch::Placed(placements)) => {
+                    for (&i, p) in pending.iter().zip(placements) {
+                        out[i] = Some(Ok(p));
+                    }
+                    pending.clear();
+                    break;
+                }
+                Ok(orders::Batch::OneByOne) => break,
+                Ok(orders::Batch::Short) if debits == orders::Debits::InRows => {
+                    debits = orders::Debits::Guarded;
+                }
+                Ok(orders::Batch::Short) => break,
+                Ok(orders::Batch::Duplicate) if !keys_checked => {
+                    keys_checked = true;
+                    let answered = match self.answered_keys(&writes).await {
+                        Ok(answered) => answered,
+                        Err(_) => break,
+                    };
+                    if !answered.contains(&true) {
+                        break; // another unique key: the slow path finds it
+                    }
+                    let mut rest = Vec::with_capacity(pending.len());
+                    for (i, answered) in pending.into_iter().zip(answered) {
+                        if answered {
+                            out[i] = Some(Ok(Placement::KeyAnswered));
+                        } else {
+                            rest.push(i);
+                        }
+                    }
+                    pending = rest;
+                    if pending.is_empty() {
+                        break;
+                    }
+                }
+                Ok(orders::Batch::Duplicate) => break,
+                // Storage failed: nothing was written and no order would fare
+                // better on its own.
+                Err(StoreError::Unavailable(e)) => {
+                    let why = e.to_string();
+                    for &i in &pending {
+                        out[i] = Some(Err(StoreError::Unavailable(why.clone().into())));
+                    }
+                    pending.clear();
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, orders = pending.len(), "batch commit failed; committing one by one");
+                    break;
+                }
             }
         }
         // The slow path: each order on its own, so one bad order cannot
         // take the others down with it.
-        let mut out = Vec::with_capacity(batch.len());
-        for w in batch {
-            out.push(self.place_one(w).await);
+        for i in pending {
+            out[i] = Some(self.place_one(&batch[i]).await);
         }
-        out
+        out.into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| Err(StoreError::Backend("no outcome for an order".into())))
+            })
+            .collect()
+    }
+
+    fn refuses_answered_keys(&self) -> bool {
+        true
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

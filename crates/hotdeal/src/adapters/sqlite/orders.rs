@@ -46,18 +46,37 @@ impl SqliteStore {
     /// The fast path: the whole batch in one transaction. Orders with a
     /// coupon are checked one by one in savepoints (so one unusable coupon
     /// or short balance drops that order alone); other paid orders take
-    /// their points with one guarded update for all payers; stock is one
-    /// conditional update per key for the whole batch, and every row goes
-    /// in with one multi-statement query ([`NewRows`]). The admission tier admitted every order already, so the
-    /// stock conditions hold; if one does not, nothing is written and `None`
-    /// sends the batch down the slow path.
+    /// their points as `debits` says; stock is one conditional update per
+    /// key for the whole batch, and every row goes in with one
+    /// multi-statement query ([`NewRows`]). The admission tier admitted
+    /// every order already, so the stock conditions hold; if one does not,
+    /// nothing is written and [`Batch::OneByOne`] sends the batch down the
+    /// slow path.
     pub(super) async fn place_batch(
         &self,
-        batch: &[OrderWrite],
-    ) -> StoreResult<Option<Vec<Placement>>> {
+        batch: &[&OrderWrite],
+        debits: Debits,
+    ) -> StoreResult<Batch> {
         let mut w = self.writer().await?;
-        let placed = place_batch(w.conn(), batch).await;
+        let placed = place_batch(w.conn(), batch, debits).await;
         w.settle(placed)
+    }
+
+    /// Which of `batch` carry an idempotency key that has an answer stored.
+    pub(super) async fn answered_keys(&self, batch: &[&OrderWrite]) -> StoreResult<Vec<bool>> {
+        let mut w = self.writer().await?;
+        let found = async {
+            let mut found = Vec::with_capacity(batch.len());
+            for write in batch {
+                found.push(match &write.answer {
+                    Some(a) => key_answered(w.conn(), a).await?,
+                    None => false,
+                });
+            }
+            Ok(found)
+        }
+        .await;
+        w.settle(found)
     }
 
     /// One order in its own transaction, every condition checked by SQL.
@@ -91,14 +110,76 @@ impl SqliteStore {
         w.settle(paid)
     }
 }
+/// What the fast path made of a batch.
+pub(super) enum Batch {
+    /// Committed; one placement per order.
+    Placed(Vec<Placement>),
+    /// A condition failed for the batch as a whole: nothing written; the
+    /// orders go one by one.
+    OneByOne,
+    /// An insert hit a unique key (an idempotency key answered before, as
+    /// a rule): nothing written, the connection intact.
+    Duplicate,
+    /// A payer's debit among the rows failed (a short balance, or no
+    /// account): nothing written; the batch goes again with
+    /// [`Debits::Guarded`].
+    Short,
+}
+
+/// How the fast path takes the points of paid orders without a coupon.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Debits {
+    /// With the batch's inserts: one debit per payer, which the table's
+    /// `CHECK (balance >= 0)` refuses to take below zero, and the history
+    /// rows, their balances read from the accounts just written (`NOT
+    /// NULL` refuses a payer without an account). A refusal fails the
+    /// batch ([`Batch::Short`]). No statement returns rows, so SQLite
+    /// builds no temporary table for them.
+    InRows,
+    /// One guarded update for every payer that returns what it left; a
+    /// payer who cannot pay for all their orders goes order by order.
+    Guarded,
+}
+
+/// Whether an answer is stored for `a`'s user and key.
+async fn key_answered(conn: &mut SqliteConnection, a: &IdempotentAnswer) -> StoreResult<bool> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM idempotency_keys WHERE user_id = ?1 AND key = ?2")
+            .bind(a.user_id.0)
+            .bind(a.key.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(found.is_some())
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+/// A debit below zero (`CHECK`) or of a user with no account (`NOT NULL`).
+fn is_refused_debit(e: &sqlx::Error) -> bool {
+    use sqlx::error::ErrorKind;
+    e.as_database_error().is_some_and(|d| {
+        matches!(
+            d.kind(),
+            ErrorKind::CheckViolation | ErrorKind::NotNullViolation
+        )
+    })
+}
+
 /// See [`SqliteStore::place_batch`]. Statements per batch, whatever its
-/// size: `BEGIN`, one guarded update per stock key, one for the payers'
-/// points and one for per-user deal counts (when there are any), one
-/// hand-off for every insert, `COMMIT`.
+/// size: `BEGIN`, one guarded update per stock key, one for per-user deal
+/// counts (when there are any), one hand-off for every insert (and, with
+/// [`Debits::InRows`], the payers' debits), `COMMIT`; with
+/// [`Debits::Guarded`], one more for the payers' points. An idempotency answer goes in with
+/// a plain insert: a key answered before fails it on the table's unique
+/// key, and the whole batch rolls back ([`Batch::Duplicate`]).
 async fn place_batch(
     conn: &mut SqliteConnection,
-    batch: &[OrderWrite],
-) -> StoreResult<Option<Vec<Placement>>> {
+    batch: &[&OrderWrite],
+    debits: Debits,
+) -> StoreResult<Batch> {
     let mut tx = writer::begin(conn).await?;
     let mut placements = vec![Placement::Placed; batch.len()];
     let mut rows = NewRows::for_orders(batch.len());
@@ -122,6 +203,10 @@ async fn place_batch(
     let mut payers: BTreeMap<UserId, (i64, Vec<usize>)> = BTreeMap::new();
     for (i, w) in batch.iter().enumerate() {
         if w.order.coupon_id.is_none() && w.order.payment_status == PaymentStatus::Paid {
+            if debits == Debits::InRows {
+                rows.debit(&w.order);
+                continue;
+            }
             let payer = payers.entry(w.order.user_id).or_default();
             payer.0 += w.order.total_amount;
             payer.1.push(i);
@@ -183,7 +268,7 @@ async fn place_batch(
         .iter()
         .zip(&placements)
         .filter(|(_, p)| **p == Placement::Placed)
-        .map(|(w, _)| w)
+        .map(|(w, _)| *w)
         .collect();
     let mut demand: BTreeMap<StockKey, i64> = BTreeMap::new();
     let mut held: BTreeMap<(DealId, UserId), i64> = BTreeMap::new();
@@ -227,7 +312,7 @@ async fn place_batch(
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = taken else {
-            return Ok(None);
+            return Ok(Batch::OneByOne);
         };
         if let StockKey::Deal(d) = key {
             limits.insert(d, row.try_get(0)?);
@@ -254,7 +339,7 @@ async fn place_batch(
                 .flatten()
                 .is_some_and(|l| holds > l)
             {
-                return Ok(None);
+                return Ok(Batch::OneByOne);
             }
         }
     }
@@ -265,15 +350,31 @@ async fn place_batch(
             rows.answer(a)?;
         }
     }
-    rows.insert(&mut tx, now).await?;
+    match rows.insert_rows(&mut tx, now).await {
+        Ok(()) => {}
+        Err(e) if is_unique_violation(&e) => {
+            tx.rollback().await?;
+            return Ok(Batch::Duplicate);
+        }
+        Err(e) if debits == Debits::InRows && is_refused_debit(&e) => {
+            tx.rollback().await?;
+            return Ok(Batch::Short);
+        }
+        Err(e) => return Err(e.into()),
+    }
     tx.commit().await?;
-    Ok(Some(placements))
+    Ok(Batch::Placed(placements))
 }
 
 async fn place_one(conn: &mut SqliteConnection, w: &OrderWrite) -> StoreResult<Placement> {
     let order = &w.order;
     let now = micros(order.created_at);
     let mut tx = writer::begin(conn).await?;
+    if let Some(a) = &w.answer {
+        if key_answered(&mut tx, a).await? {
+            return Ok(Placement::KeyAnswered);
+        }
+    }
     for (&key, &qty) in &w.demand {
         if let Some(refusal) = take_stock(&mut tx, key, qty, now).await? {
             // Dropping `tx` rolls back what was already taken.
@@ -729,6 +830,8 @@ pub(super) struct NewRows<'a> {
     events: Vec<(&'static str, String)>,
     answers: Vec<&'a IdempotentAnswer>,
     history: Vec<History>,
+    /// Paid orders whose points are taken with the rows ([`Debits::InRows`]).
+    debits: Vec<&'a Order>,
 }
 
 /// A points history row.
@@ -792,6 +895,27 @@ fn insert_sql(table: usize, rows: usize) -> &'static str {
     &sql[table][size]
 }
 
+/// `INSERT INTO point_history … VALUES …;` for paid orders' history rows
+/// whose balance is read from the account (see [`Query::debits`]), for
+/// each size of [`CHUNKS`], written once.
+fn debit_history_sql(rows: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        let row = "(?, ?, 'payment', ?, (SELECT balance FROM point_accounts WHERE user_id = ?) + ?, ?, ?)";
+        CHUNKS
+            .iter()
+            .map(|&size| {
+                format!(
+                    "INSERT INTO point_history (id, user_id, kind, amount, balance_after, order_id, created_at) VALUES {};\n",
+                    vec![row; size].join(", ")
+                )
+            })
+            .collect()
+    });
+    let size = CHUNKS.iter().position(|&c| c == rows).unwrap_or(0);
+    &sql[size]
+}
+
 /// Adds one argument; encoding these types cannot fail.
 fn arg<'q, T>(args: &mut SqliteArguments<'q>, value: T)
 where
@@ -807,6 +931,7 @@ impl<'a> NewRows<'a> {
             events: Vec::new(),
             answers: Vec::new(),
             history: Vec::new(),
+            debits: Vec::new(),
         }
     }
 
@@ -832,6 +957,11 @@ impl<'a> NewRows<'a> {
     fn order_event(&mut self, topic: &'static str, o: &Order) {
         let (topic, payload) = order_event(topic, o);
         self.event(topic, payload);
+    }
+
+    /// Takes `o`'s total from its buyer's points, with a history row.
+    fn debit(&mut self, o: &'a Order) {
+        self.debits.push(o);
     }
 
     pub(super) fn answer(&mut self, a: &'a IdempotentAnswer) -> StoreResult<()> {
@@ -866,6 +996,12 @@ impl<'a> NewRows<'a> {
     /// costs megabytes prepared) while big batches still need only a
     /// hand-off per 64 rows.
     pub(super) async fn insert(self, conn: &mut SqliteConnection, now: i64) -> StoreResult<()> {
+        Ok(self.insert_rows(conn, now).await?)
+    }
+
+    /// As [`NewRows::insert`], with SQLite's own error (to tell a unique
+    /// key from other failures).
+    async fn insert_rows(self, conn: &mut SqliteConnection, now: i64) -> sqlx::Result<()> {
         let full = CHUNKS[0];
         let mut queries = Vec::new();
         let mut tail = Query::default();
@@ -898,6 +1034,13 @@ impl<'a> NewRows<'a> {
             queries.push(q);
         }
         tail.history(rest);
+        let (windows, rest) = self.debits.split_at(split(self.debits.len()));
+        for window in windows.chunks(full) {
+            let mut q = Query::default();
+            q.debits(window, now);
+            queries.push(q);
+        }
+        tail.debits(rest, now);
         queries.push(tail);
         for q in queries {
             if q.sql.is_empty() {
@@ -921,7 +1064,7 @@ struct Query<'q> {
 
 impl<'q> Query<'q> {
     /// Orders, then their items (which refer to them).
-    fn orders(&mut self, orders: &[&'q Order]) -> StoreResult<()> {
+    fn orders(&mut self, orders: &[&'q Order]) -> sqlx::Result<()> {
         let args = &mut self.args;
         for chunk in fixed_chunks(orders) {
             self.sql.push_str(insert_sql(0, chunk.len()));
@@ -931,7 +1074,7 @@ impl<'q> Query<'q> {
                     .as_ref()
                     .map(serde_json::to_string)
                     .transpose()
-                    .map_err(|e| StoreError::Backend(Box::new(e)))?;
+                    .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
                 arg(args, o.id.0);
                 arg(args, o.user_id.0);
                 arg(args, o.total_amount);
@@ -989,6 +1132,57 @@ impl<'q> Query<'q> {
                 arg(&mut self.args, i64::from(a.status));
                 arg(&mut self.args, &a.body[..]);
                 arg(&mut self.args, now);
+            }
+        }
+    }
+
+    /// One debit per payer for the sum of their orders, then the orders'
+    /// history rows in multi-row inserts, each row's balance read from the
+    /// account just written plus what the payer's later orders of the
+    /// batch took (see [`Debits::InRows`]). One history insert per chunk
+    /// matters: SQLite checks `kind IN (...)` with a temporary index built
+    /// once per statement.
+    fn debits(&mut self, orders: &[&'q Order], now: i64) {
+        // A payer without an account is refused by the history row: its
+        // balance reads NULL, and the column is NOT NULL.
+        const DEBIT: &str = "UPDATE point_accounts SET balance = balance - ?, updated_at = ? \
+             WHERE user_id = ?;\n";
+        let mut payers: Vec<(UserId, i64)> = Vec::with_capacity(orders.len());
+        for o in orders {
+            match payers.iter_mut().find(|(u, _)| *u == o.user_id) {
+                Some((_, total)) => *total += o.total_amount,
+                None => payers.push((o.user_id, o.total_amount)),
+            }
+        }
+        for &(user, total) in &payers {
+            self.sql.push_str(DEBIT);
+            arg(&mut self.args, total);
+            arg(&mut self.args, now);
+            arg(&mut self.args, user.0);
+        }
+        // What each payer's orders after this one take: the balance the
+        // one history row should show is the account's end balance plus it.
+        let mut later = Vec::with_capacity(orders.len());
+        for o in orders {
+            let left = payers.iter_mut().find(|(u, _)| *u == o.user_id);
+            later.push(left.map_or(0, |(_, left)| {
+                *left -= o.total_amount;
+                *left
+            }));
+        }
+        let mut at = 0;
+        for chunk in fixed_chunks(orders) {
+            self.sql.push_str(debit_history_sql(chunk.len()));
+            for o in chunk {
+                let args = &mut self.args;
+                arg(args, uuid::Uuid::now_v7());
+                arg(args, o.user_id.0);
+                arg(args, o.total_amount);
+                arg(args, o.user_id.0);
+                arg(args, later[at]);
+                arg(args, o.id.0);
+                arg(args, micros(o.created_at));
+                at += 1;
             }
         }
     }

@@ -150,6 +150,13 @@ impl From<Error> for ApiError {
                 "REQUEST_IN_PROGRESS",
                 "a request with this idempotency key is still running",
             ),
+            // Resolved by the handler into a replay; should it get here, a
+            // retry finds the stored answer.
+            Error::KeyAnswered => ApiError::new(
+                S::CONFLICT,
+                "REQUEST_IN_PROGRESS",
+                "a request with this idempotency key was answered; retry to get its answer",
+            ),
             Error::IdempotencyKeyReused => ApiError::new(
                 S::UNPROCESSABLE_ENTITY,
                 "IDEMPOTENCY_KEY_REUSED",

@@ -5,7 +5,7 @@ use super::dto::{
 };
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{idempotency_key, AuthUser, JsonWithRaw, OptionalJsonBody, PathId, QueryMap};
-use super::idempotent::{begin, Proceed};
+use super::idempotent::{after_failure, begin, begin_order, Proceed};
 use super::AppState;
 use crate::model::Order;
 use crate::services::RenderOrder;
@@ -47,7 +47,7 @@ pub async fn place(
 ) -> ApiResult<Response> {
     let req = body.parse().map_err(ApiError::validation)?;
     let key = idempotency_key(&headers, "POST /orders", &raw)?;
-    let _guard = match begin(&app, user, key.as_ref()).await? {
+    let guard = match begin_order(&app, user, key.as_ref()).await? {
         Proceed::Answer(res) => return Ok(res),
         Proceed::Run(guard) => guard,
     };
@@ -55,9 +55,15 @@ pub async fn place(
     let queue_token = headers
         .get(super::queue::QUEUE_TOKEN_HEADER)
         .map(|v| v.to_str().unwrap_or_default());
-    let (order, answer) = app
+    let placed = app
         .place_queued_order(user, req, key.as_ref().map(|k| (k, render)), queue_token)
-        .await?;
+        .await;
+    let (order, answer) = match placed {
+        Ok(placed) => placed,
+        // The key may have been answered before (a repeat): that answer,
+        // not this failure, is the reply.
+        Err(e) => return after_failure(&app, key.as_ref(), guard.as_ref(), e).await,
+    };
     // With a key, the answer was rendered once already (it is stored).
     Ok(match answer {
         Some(body) => (
