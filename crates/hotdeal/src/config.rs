@@ -11,6 +11,9 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod roles;
+pub use roles::{Role, Roles};
+
 /// A setting that must never reach logs, error text or `Debug` output: a
 /// signing key, a connection URL that may carry a password.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -64,6 +67,9 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 /// The resolved configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// What this process runs: every service (the default), the gateway,
+    /// or some of the services (`--role product,order`).
+    pub roles: Roles,
     /// Address of the HTTP listener.
     pub listen: SocketAddr,
     /// Address of the admin listener (`/metrics`, `/ops`); `None` = off.
@@ -151,6 +157,7 @@ pub struct Config {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigLayer {
+    pub roles: Option<Roles>,
     pub listen: Option<SocketAddr>,
     pub admin_listen: Option<AdminListen>,
     pub data_dir: Option<PathBuf>,
@@ -205,6 +212,7 @@ impl ConfigLayer {
             };
             let bad = || format!("{k}={v} is not valid");
             match key {
+                "ROLE" => l.roles = Some(v.parse().map_err(anyhow::Error::msg).with_context(bad)?),
                 "LISTEN" => l.listen = Some(v.parse().with_context(bad)?),
                 "ADMIN_LISTEN" => l.admin_listen = Some(v.parse().with_context(bad)?),
                 "DATA_DIR" => l.data_dir = Some(v.into()),
@@ -259,6 +267,7 @@ impl ConfigLayer {
     /// `other`'s settings override ours.
     pub fn merge(self, other: Self) -> Self {
         Self {
+            roles: other.roles.or(self.roles),
             listen: other.listen.or(self.listen),
             admin_listen: other.admin_listen.or(self.admin_listen),
             data_dir: other.data_dir.or(self.data_dir),
@@ -432,6 +441,7 @@ impl Config {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let d = Argon2Params::default();
         Self {
+            roles: l.roles.unwrap_or_default(),
             listen: l
                 .listen
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),

@@ -3,12 +3,19 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use hotdeal::config::{AdminListen, Config, ConfigLayer, Secret};
+use hotdeal::config::{AdminListen, Config, ConfigLayer, Roles, Secret};
 use hotdeal::observability::logging::{self, LogFormat};
 use hotdeal::{app, seed, App};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// Allocation is a sixth of a scaled instance's CPU under glibc's malloc
+/// (request and response buffers, JSON, batches moved between tasks on
+/// different worker threads); mimalloc's per-thread free lists make it
+/// markedly cheaper (`bench/RESULTS.md`, "Scaled mode").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "hotdeal", version, about = "Flash-sale commerce backend")]
@@ -64,6 +71,10 @@ struct Settings {
     /// Configuration file (TOML); default `hotdeal.toml` if it exists.
     #[arg(long, default_value = "hotdeal.toml")]
     config: PathBuf,
+    /// What this process runs: `all` services [default], `gateway`, or a
+    /// list of services (`auth,product,order,coupon,point`).
+    #[arg(long)]
+    role: Option<Roles>,
     /// Listen address [default: 127.0.0.1:8080].
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -111,6 +122,7 @@ struct Settings {
 impl Settings {
     fn resolve(self) -> anyhow::Result<Config> {
         let flags = ConfigLayer {
+            roles: self.role,
             listen: self.listen,
             admin_listen: self.admin_listen,
             data_dir: self.data_dir,
