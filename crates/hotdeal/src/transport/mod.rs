@@ -1,4 +1,6 @@
-//! How the outside reaches the services: HTTP (axum) today.
+//! How the outside reaches the services: HTTP (axum), and gRPC (tonic)
+//! between the roles of a split deployment.
 
 pub mod admin;
+pub mod grpc;
 pub mod http;
