@@ -7,6 +7,7 @@
 #   bench/cluster.sh -n 5 coupon-rush --vus 500 --duration 30s
 #   bench/cluster.sh --kill-one-after 20 order-stress --think 0   # chaos run
 #   BUILD=0 bench/cluster.sh -n 2 fifo                       # reuse the binaries
+#   bench/cluster.sh --split -n 2 order-stress --think 0     # the seeds' topology
 #
 # Options (before the scenario; everything after it goes to `hotdeal load`):
 #   -n N                  instances (default 3)
@@ -16,6 +17,11 @@
 #                         still balance
 #   --out DIR             summary.json and report.html (default
 #                         bench/results/cluster-<scenario>)
+#   --split               the seeds' topology instead: one process of the
+#                         auth, product, coupon and point roles (the stock
+#                         tier, served over gRPC), N order processes that
+#                         admit through it, and a gateway in front that the
+#                         load tool talks to (rate limits off)
 #
 # Environment: DATABASE_URL, REDIS_URL, NATS_URL (default: the local
 # services; REDIS_URL= NATS_URL= empty leave them out, for a `-n 1`
@@ -42,11 +48,13 @@ usage() {
 N=3
 KILL_AFTER=""
 OUT=""
+SPLIT=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -n) N="${2:-}"; shift 2 || usage ;;
         --kill-one-after) KILL_AFTER="${2:-}"; shift 2 || usage ;;
         --out) OUT="${2:-}"; shift 2 || usage ;;
+        --split) SPLIT=1; shift ;;
         -h|--help) usage 0 ;;
         -*) echo "cluster: unknown option $1 (options go before the scenario)" >&2; usage ;;
         *) break ;;
@@ -69,13 +77,17 @@ if [[ -n "$KILL_AFTER" ]]; then
         exit 1
     fi
 fi
+if [[ "$SPLIT" == 1 && -n "$KILL_AFTER" ]]; then
+    echo "cluster: --kill-one-after is for the scaled mode, not --split" >&2
+    exit 1
+fi
 OUT="${OUT:-$RESULTS/cluster-$SCENARIO}"
 
 # One name for the schema, the Redis prefix and the NATS prefix: lower
 # case, digits and `_`, valid for all three.
 RUN_ID="hd_cluster_$$_${RANDOM}"
 WORK_DIR=""
-declare -a PIDS=() PORTS=() URLS=()
+declare -a PIDS=() PORTS=() URLS=() HEALTH=() ROLE_ARGS=()
 KILLER_PID=""
 
 cleanup() {
@@ -119,9 +131,9 @@ free_port() {
     return 1
 }
 
-healthy() {
+healthy() { # PORT [PATH]
     (exec 3<>"/dev/tcp/127.0.0.1/$1"
-     printf 'GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3
+     printf 'GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' "${2:-/health}" >&3
      grep -q 'healthy' <&3) 2>/dev/null
 }
 
@@ -130,7 +142,7 @@ wait_healthy() {
     local i=$1
     for _ in $(seq 1 "${START_POLLS:-300}"); do
         kill -0 "${PIDS[$i]}" 2>/dev/null || break
-        healthy "${PORTS[$i]}" && return 0
+        healthy "${PORTS[$i]}" "${HEALTH[$i]:-/health}" && return 0
         sleep 0.1
     done
     echo "cluster: instance $((i + 1)) (${URLS[$i]}) did not come up; its log:" >&2
@@ -144,9 +156,27 @@ WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/hotdeal-cluster.XXXXXX")"
 head -c 48 /dev/urandom | base64 | tr -d '\n' >"$WORK_DIR/jwt-secret"
 chmod 600 "$WORK_DIR/jwt-secret"
 
-echo "cluster: $N instances, schema and prefix $RUN_ID" >&2
-for i in $(seq 1 "$N"); do
+COUNT="$N"
+if [[ "$SPLIT" == 1 ]]; then
+    # Process 1 runs every role but orders and serves the stock tier over
+    # gRPC; processes 2..N+1 are order services admitting through it.
+    GRPC_PORT="$(free_port)"
+    PORTS+=("$GRPC_PORT")
+    ROLE_ARGS[0]="--role auth,product,coupon,point --grpc-listen 127.0.0.1:$GRPC_PORT"
+    HEALTH[0]=/products/health
+    for i in $(seq 1 "$N"); do
+        ROLE_ARGS[$i]="--role order --product-url http://127.0.0.1:$GRPC_PORT"
+        HEALTH[$i]=/orders/health
+    done
+    COUNT=$((N + 1))
+    PORTS=()
+    echo "cluster: split, 1 product process + $N order processes + a gateway, schema and prefix $RUN_ID" >&2
+else
+    echo "cluster: $N instances, schema and prefix $RUN_ID" >&2
+fi
+for i in $(seq 1 "$COUNT"); do
     port="$(free_port)"
+    [[ "$SPLIT" == 1 && "$port" == "$GRPC_PORT" ]] && port="$(free_port)"
     PORTS+=("$port")
     # Anything an instance keeps on disk stays out of the repository.
     mkdir -p "$WORK_DIR/instance-$i"
@@ -166,7 +196,7 @@ for i in $(seq 1 "$N"); do
         --data-dir "$WORK_DIR/instance-$i" \
         --database-schema "$RUN_ID" \
         --jwt-secret-file "$WORK_DIR/jwt-secret" \
-        ${SERVER_ARGS:-} >"$WORK_DIR/instance-$i.log" 2>&1 &
+        ${ROLE_ARGS[$((i - 1))]:-} ${SERVER_ARGS:-} >"$WORK_DIR/instance-$i.log" 2>&1 &
     PIDS+=("$!")
     URLS+=("http://127.0.0.1:$port")
     if (( i == 1 )); then
@@ -182,6 +212,25 @@ for i in "${!PIDS[@]}"; do
 done
 
 BASE_URLS="$(IFS=,; echo "${URLS[*]}")"
+if [[ "$SPLIT" == 1 ]]; then
+    # The gateway: no store; every role but orders on process 1.
+    port="$(free_port)"
+    PORTS+=("$port")
+    orders="$(IFS=,; echo "${URLS[*]:1}")"
+    HOTDEAL_RATE_LIMIT_USER_PER_SEC=0 HOTDEAL_RATE_LIMIT_IP_PER_SEC=0 \
+    "${HOTDEAL_BIN:-$BIN_DIR/hotdeal}" serve --role gateway \
+        --listen "127.0.0.1:$port" --admin-listen off \
+        --data-dir "$WORK_DIR/gateway" \
+        --jwt-secret-file "$WORK_DIR/jwt-secret" \
+        --upstream "all=${URLS[0]}" --upstream "order=$orders" \
+        >"$WORK_DIR/gateway.log" 2>&1 &
+    PIDS+=("$!")
+    URLS+=("http://127.0.0.1:$port")
+    HEALTH+=(/health)
+    wait_healthy $((${#PIDS[@]} - 1)) || exit 1
+    echo "cluster: gateway (pid ${PIDS[-1]}) on ${URLS[-1]}" >&2
+    BASE_URLS="${URLS[-1]}"
+fi
 mkdir -p "$OUT"
 
 if [[ -n "$KILL_AFTER" ]]; then
