@@ -1,0 +1,548 @@
+//! The gateway role in front of real all-in-one servers: routing, tokens
+//! checked at the edge and again by the services, request ids, rate limits
+//! (in memory, and shared through Redis), passive health checks and
+//! timeouts — all over real sockets, the gateway speaking HTTP/2 (h2c) to
+//! the services.
+
+use crate::support::{env_url, spawn_app, Res};
+use bytes::Bytes;
+use hotdeal::config::{Config, Upstreams};
+use hotdeal::services::tokens::TokenKeys;
+use hotdeal::transport::gateway::{Edge, Gateway};
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// A gateway served in this process on port 0.
+struct TestGateway {
+    base: String,
+    http: Client<HttpConnector, Full<Bytes>>,
+    edge: Arc<Edge>,
+    dir: std::path::PathBuf,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+/// A gateway whose every role goes to `all`, after `tune`.
+async fn spawn_gateway(all: &[&str], tune: impl FnOnce(&mut Config)) -> TestGateway {
+    let dir = std::env::temp_dir().join(format!("hotdeal-gw-{}", uuid::Uuid::new_v4()));
+    let mut config = Config::for_tests(&dir);
+    config.admin_listen = None;
+    config.upstreams = Upstreams::default()
+        .with("all", all.iter().copied())
+        .expect("upstreams");
+    tune(&mut config);
+    let gateway = Gateway::build(&config).await.expect("build gateway");
+    let base = format!("http://{}", gateway.local_addr());
+    let edge = gateway.edge();
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(gateway.serve(async {
+        let _ = rx.await;
+    }));
+    TestGateway {
+        base,
+        http: Client::builder(TokioExecutor::new()).build_http(),
+        edge,
+        dir,
+        _stop: tx,
+    }
+}
+
+impl TestGateway {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Res {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let bytes = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Bytes::from(serde_json::to_vec(&b).expect("json"))
+            }
+            None => Bytes::new(),
+        };
+        let res = self
+            .http
+            .request(req.body(Full::new(bytes)).expect("request"))
+            .await
+            .expect("send");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        Res {
+            status,
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            headers,
+        }
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> Res {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<_> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        self.call(Method::GET, path, &headers, None).await
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Res {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<_> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        self.call(Method::POST, path, &headers, Some(body)).await
+    }
+
+    /// Signs up and logs in through the gateway: (user id, access token).
+    async fn user(&self, email: &str) -> (String, String) {
+        let r = self
+            .post(
+                "/auth/register",
+                None,
+                json!({"email": email, "password": "password123", "name": "Test User"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let r = self
+            .post(
+                "/auth/login",
+                None,
+                json!({"email": email, "password": "password123"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let id = r.body["access_token"].as_str().expect("token").to_owned();
+        let me = self.get("/auth/users/me", Some(&id)).await;
+        assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+        (me.body["id"].as_str().expect("id").to_owned(), id)
+    }
+}
+
+/// Calls `call` until it is refused, at most `n` times; the refusal.
+async fn refused_within<F, Fut>(n: usize, mut call: F) -> Res
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Res>,
+{
+    for _ in 0..n {
+        let r = call().await;
+        if r.status != StatusCode::OK {
+            return r;
+        }
+    }
+    panic!("still allowed after {n} calls");
+}
+
+/// A listener that accepts connections and never answers, counting them:
+/// an upstream that hangs, or proof that nothing was forwarded.
+async fn silent_upstream() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = format!("http://{}", listener.local_addr().expect("addr"));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    (addr, accepted)
+}
+
+/// An address where nothing listens (bound, then closed).
+async fn dead_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    format!("http://{}", listener.local_addr().expect("addr"))
+}
+
+#[tokio::test]
+async fn a_user_signs_up_and_orders_through_the_gateway() {
+    let app = spawn_app().await;
+    let gw = spawn_gateway(&[&app.base], |_| {}).await;
+    let health = gw.get("/health", None).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(
+        health.body,
+        json!({"status": "healthy", "service": "gateway"})
+    );
+    let orders = gw.get("/orders/health", None).await;
+    assert_eq!(orders.body["service"], "order-service");
+
+    let (_, seller) = gw.user("seller@gw.test").await;
+    let (buyer_id, buyer) = gw.user("buyer@gw.test").await;
+    let product = gw
+        .post(
+            "/products",
+            Some(&seller),
+            json!({"name": "Widget", "price": 1000, "stock": 5, "category": "test"}),
+        )
+        .await;
+    assert_eq!(product.status, StatusCode::CREATED, "{}", product.body);
+    let product = product.body["id"].as_str().expect("id").to_owned();
+    let order = gw
+        .post(
+            "/orders",
+            Some(&buyer),
+            json!({"items": [{"product_id": product, "quantity": 2}]}),
+        )
+        .await;
+    assert_eq!(order.status, StatusCode::CREATED, "{}", order.body);
+    assert_eq!(order.body["user_id"], buyer_id.as_str());
+    assert_eq!(app.stock(&product).await, 3, "the service took the stock");
+    let list = gw.get("/orders", Some(&buyer)).await;
+    assert_eq!(list.body["total"], 1);
+    // The service's own errors come back as they were.
+    let missing = gw
+        .get(&format!("/products/{}", uuid::Uuid::new_v4()), None)
+        .await;
+    assert_eq!(
+        (missing.status, missing.code()),
+        (StatusCode::NOT_FOUND, "NOT_FOUND")
+    );
+}
+
+#[tokio::test]
+async fn request_ids_are_passed_on_or_made() {
+    let app = spawn_app().await;
+    let gw = spawn_gateway(&[&app.base], |_| {}).await;
+    let r = gw
+        .call(
+            Method::GET,
+            "/products",
+            &[("x-request-id", "abc-123.x")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["x-request-id"], "abc-123.x");
+    // Not sane (spaces, too long): replaced by a fresh id.
+    let long = "a".repeat(200);
+    for bad in ["has space", long.as_str()] {
+        let r = gw
+            .call(Method::GET, "/products", &[("x-request-id", bad)], None)
+            .await;
+        let id = r.headers["x-request-id"].to_str().expect("ascii");
+        assert!(id != bad && uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    }
+    // Answers made at the edge carry one too.
+    let r = gw.get("/nowhere", None).await;
+    assert!(r.headers.contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn the_edge_refuses_missing_and_bad_tokens_and_unknown_paths_itself() {
+    let (upstream, accepted) = silent_upstream().await;
+    let gw = spawn_gateway(&[&upstream], |_| {}).await;
+    let none = gw.get("/orders", None).await;
+    assert_eq!(
+        (none.status, none.code()),
+        (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
+    );
+    let basic = gw
+        .call(
+            Method::GET,
+            "/points",
+            &[("authorization", "Basic dTpw")],
+            None,
+        )
+        .await;
+    assert_eq!(basic.code(), "UNAUTHORIZED");
+    let bad = gw.get("/users/me/coupons", Some("not.a.token")).await;
+    assert_eq!(
+        (bad.status, bad.code()),
+        (StatusCode::UNAUTHORIZED, "INVALID_TOKEN")
+    );
+    let forged = TokenKeys::new(b"some-other-secret-of-32-bytes-or-more")
+        .issue(hotdeal_domain::UserId::new(), chrono::Utc::now());
+    let r = gw
+        .post("/orders", Some(&forged), json!({"items": []}))
+        .await;
+    assert_eq!(r.code(), "INVALID_TOKEN");
+    let unknown = gw.get("/admin/secrets", None).await;
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (StatusCode::NOT_FOUND, "NOT_FOUND")
+    );
+    assert!(unknown.body["message"].is_string());
+    let wrong = gw.call(Method::DELETE, "/orders", &[], None).await;
+    assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "nothing reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn a_forged_token_sent_straight_to_a_service_is_refused() {
+    let app = spawn_app().await;
+    let (user, token) = app.user("victim@gw.test").await;
+    // The same user id, signed with a key that is not the shared secret.
+    let user_id = hotdeal_domain::UserId::parse(&user).expect("uuid");
+    let forged =
+        TokenKeys::new(b"an-attacker-key-of-at-least-32-bytes").issue(user_id, app.clock_now());
+    let direct = app.get("/points", Some(&forged)).await;
+    assert_eq!(
+        (direct.status, direct.code()),
+        (StatusCode::UNAUTHORIZED, "INVALID_TOKEN")
+    );
+    // An identity header is not an identity: only the token is.
+    let header = app
+        .raw(
+            Method::GET,
+            "/points",
+            &[("x-user-id", user.as_str())],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(header.code(), "UNAUTHORIZED");
+    assert_eq!(
+        app.get("/points", Some(&token)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_services_speak_http2_without_tls() {
+    let app = spawn_app().await;
+    let h2: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let req = Request::get(format!("{}/products/health", app.base))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let res = h2.request(req).await.expect("h2c");
+    assert_eq!(res.version(), hyper::Version::HTTP_2);
+    assert_eq!(res.status(), StatusCode::OK);
+    // HTTP/1.1 on the same listener, as before.
+    assert_eq!(
+        app.get("/products/health", None).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_user_over_the_limit_gets_429_while_others_pass() {
+    let app = spawn_app().await;
+    let gw = spawn_gateway(&[&app.base], |c| {
+        c.rate_limit_user_per_sec = 1;
+        c.rate_limit_user_burst = 3;
+    })
+    .await;
+    let (_, greedy) = gw.user("greedy@gw.test").await;
+    let (_, calm) = gw.user("calm@gw.test").await;
+    // The burst passes (one a second may come back while this runs),
+    // then the limit holds.
+    let refused = refused_within(4, || gw.get("/points", Some(&greedy))).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED")
+    );
+    let wait: u64 = refused.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=2).contains(&wait), "{wait}");
+    assert!(refused.body["message"].is_string());
+    assert_eq!(gw.get("/points", Some(&calm)).await.status, StatusCode::OK);
+    assert_eq!(gw.edge.rate_limit_counts().0, 1);
+}
+
+#[tokio::test]
+async fn a_client_ip_over_its_limit_gets_429() {
+    let app = spawn_app().await;
+    let gw = spawn_gateway(&[&app.base], |c| {
+        c.rate_limit_ip_per_sec = 1;
+        c.rate_limit_ip_burst = 2;
+    })
+    .await;
+    let r = refused_within(3, || gw.get("/products", None)).await;
+    assert_eq!(r.code(), "RATE_LIMITED");
+    assert!(r.headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn a_stopped_upstream_is_skipped_and_the_other_serves() {
+    let a = spawn_app().await;
+    let b = spawn_app().await;
+    let gw = spawn_gateway(&[&a.base, &b.base], |c| c.gateway_cooldown_ms = 60_000).await;
+    for _ in 0..4 {
+        assert_eq!(gw.get("/products", None).await.status, StatusCode::OK);
+    }
+    b.stop().await;
+    for _ in 0..6 {
+        let r = gw.get("/products", None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    // Once the dead one is cooling down, calls that may not be retried
+    // go to the live one too.
+    let r = gw
+        .post(
+            "/auth/register",
+            None,
+            json!({"email": "late@gw.test", "password": "password123", "name": "Late"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    a.stop().await;
+    let started = Instant::now();
+    let r = gw.get("/products", None).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED")
+    );
+    assert!(r.headers.contains_key("retry-after"));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_address_is_retried_elsewhere_for_idempotent_calls_only() {
+    let app = spawn_app().await;
+    let dead = dead_address().await;
+    let gw = spawn_gateway(&[&dead, &app.base], |c| c.gateway_cooldown_ms = 60_000).await;
+    // Whichever address the round robin starts on, every GET succeeds.
+    for _ in 0..3 {
+        assert_eq!(gw.get("/products", None).await.status, StatusCode::OK);
+    }
+    assert_eq!(gw.edge.counters.connect_failures.load(Ordering::Relaxed), 1);
+
+    // A POST without an Idempotency-Key that meets a dead address is not
+    // sent again: 503, and nothing happened.
+    let dead2 = dead_address().await;
+    let gw = spawn_gateway(&[&dead2], |_| {}).await;
+    let r = gw
+        .post(
+            "/auth/register",
+            None,
+            json!({"email": "x@gw.test", "password": "password123", "name": "Xx"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED")
+    );
+    assert!(r.headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn an_upstream_that_hangs_is_answered_fast() {
+    let (upstream, accepted) = silent_upstream().await;
+    let gw = spawn_gateway(&[&upstream], |c| c.gateway_timeout_ms = 300).await;
+    let started = Instant::now();
+    let r = gw.get("/products", None).await;
+    let took = started.elapsed();
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED")
+    );
+    assert!(r.headers.contains_key("retry-after"));
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(accepted.load(Ordering::SeqCst) >= 1);
+    // It is cooling down now: the next call does not wait at all.
+    let started = Instant::now();
+    let r = gw.get("/products", None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < Duration::from_millis(200));
+}
+
+#[tokio::test]
+async fn the_gateway_refuses_to_start_without_upstreams_or_a_secret() {
+    let dir = std::env::temp_dir().join(format!("hotdeal-gw-{}", uuid::Uuid::new_v4()));
+    let mut config = Config::for_tests(&dir);
+    config.upstreams = Upstreams::parse_entry("order=http://127.0.0.1:1").expect("entry");
+    let e = Gateway::build(&config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("auth, product, coupon, point") && !e.contains("order"),
+        "{e}"
+    );
+    config.upstreams = Upstreams::parse_entry("all=http://127.0.0.1:1").expect("entry");
+    config.jwt_secret = None;
+    let e = Gateway::build(&config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("JWT secret"), "{e}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Redis for the shared limiter: from the environment; under `CI=true` the
+/// local one (missing, the test fails); else `None` after a notice.
+fn redis_or_skip(test: &str) -> Option<String> {
+    if let Some(url) = env_url("HOTDEAL_TEST_REDIS_URL") {
+        return Some(url);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        return Some("redis://127.0.0.1:6379".into());
+    }
+    eprintln!("notice: {test} skipped: it needs Redis (set HOTDEAL_TEST_REDIS_URL)");
+    None
+}
+
+#[tokio::test]
+async fn two_gateways_share_one_users_limit_through_redis() {
+    let Some(redis) = redis_or_skip("two_gateways_share_one_users_limit_through_redis") else {
+        return;
+    };
+    let app = spawn_app().await;
+    let prefix = format!("hdgw-{}", uuid::Uuid::new_v4().simple());
+    let tune = |c: &mut Config| {
+        c.redis_url = Some(hotdeal::config::Secret::new(redis.clone()));
+        c.redis_prefix = prefix.clone();
+        c.rate_limit_user_per_sec = 1;
+        c.rate_limit_user_burst = 4;
+    };
+    let one = spawn_gateway(&[&app.base], tune).await;
+    let two = spawn_gateway(&[&app.base], tune).await;
+    // One request of each budget goes to /auth/users/me in `user()`.
+    let (_, token) = one.user("shared@gw.test").await;
+    let (_, other) = two.user("other@gw.test").await;
+    // Alternating between the gateways, the user gets one budget, not
+    // one per gateway (which would let 7 or more through).
+    let mut turn = 0;
+    let r = refused_within(4, || {
+        turn += 1;
+        [&one, &two][turn % 2].get("/points", Some(&token))
+    })
+    .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    for gw in [&one, &two] {
+        let r = gw.get("/points", Some(&token)).await;
+        assert_eq!(r.code(), "RATE_LIMITED", "{}", r.body);
+        assert!(r.headers.contains_key("retry-after"));
+    }
+    assert_eq!(
+        one.get("/points", Some(&other)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        one.edge.rate_limit_counts().1,
+        0,
+        "Redis answered every check"
+    );
+}
