@@ -22,8 +22,10 @@ use std::time::{Duration, Instant};
 pub type H2Client = Client<HttpConnector, Full<Bytes>>;
 
 /// A client that speaks only HTTP/2 (h2c), gives up on a connection that
-/// takes longer than `connect_timeout` to open, and pings idle
-/// connections so a dead peer is noticed before a request is sent on it.
+/// takes longer than `connect_timeout` to open, and pings its connections
+/// every second, idle or not: a dead peer is noticed before a request is
+/// sent on it, and the pings keep the services' idle watchdog (5 s by
+/// default) from closing a quiet connection just as a request goes out.
 pub fn h2_client(connect_timeout: Duration) -> H2Client {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(connect_timeout));
@@ -32,8 +34,9 @@ pub fn h2_client(connect_timeout: Duration) -> H2Client {
         .http2_only(true)
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
-        .http2_keep_alive_interval(Duration::from_secs(10))
+        .http2_keep_alive_interval(Duration::from_secs(1))
         .http2_keep_alive_timeout(Duration::from_secs(5))
+        .http2_keep_alive_while_idle(true)
         .build(connector)
 }
 
