@@ -32,6 +32,7 @@ use crate::config::{Config, Role};
 use crate::ports::{Clock, SystemClock};
 use crate::services::tokens::TokenKeys;
 use crate::services::Error as ServiceError;
+use crate::transport::http::dto::HealthOut;
 use crate::transport::http::error::ApiError;
 use crate::transport::http::{self, HttpLimits};
 use anyhow::{bail, Context};
@@ -225,8 +226,11 @@ async fn handle(edge: &Edge, req: Request, id: &HeaderValue) -> Response {
     let path = req.uri().path();
     if path == "/health" {
         if matches!(*req.method(), Method::GET | Method::HEAD) {
-            return axum::Json(serde_json::json!({"status": "healthy", "service": "gateway"}))
-                .into_response();
+            return axum::Json(HealthOut {
+                status: "healthy",
+                service: "gateway",
+            })
+            .into_response();
         }
         return wrong_method();
     }
