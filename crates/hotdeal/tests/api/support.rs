@@ -187,6 +187,13 @@ async fn via_gateway(
     config.jwt_secret = app_config.jwt_secret.clone();
     config.jwt_secret_file = app_config.jwt_secret_file.clone();
     config.admin_listen = None;
+    // The listener's limits are the server's: the edge tests then check
+    // the gateway's own listener (the same accept loop).
+    config.max_connections = app_config.max_connections;
+    config.max_in_flight = app_config.max_in_flight;
+    config.header_timeout_ms = app_config.header_timeout_ms;
+    config.body_timeout_ms = app_config.body_timeout_ms;
+    config.idle_timeout_ms = app_config.idle_timeout_ms;
     config.upstreams = hotdeal::config::Upstreams::default()
         .with("all", [app])
         .expect("upstream");

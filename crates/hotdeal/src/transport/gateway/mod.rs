@@ -29,6 +29,7 @@ pub mod upstream;
 
 use crate::adapters::redis::RedisRateLimit;
 use crate::config::{Config, Role};
+use crate::observability::trace_context::TraceParent;
 use crate::ports::{Clock, SystemClock};
 use crate::services::tokens::TokenKeys;
 use crate::services::Error as ServiceError;
@@ -51,11 +52,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 use upstream::{H2Client, Pools};
 
 /// The request id header, read and answered.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The largest answer taken from a service (the OpenAPI document is the
 /// largest, far below it); past it the call fails like a broken one.
@@ -78,6 +82,9 @@ pub struct Edge {
     limiter: RateLimiter,
     /// The most one upstream call may take, answer included.
     timeout: Duration,
+    /// Requests being handled (`max_in_flight`); past it, 503 at once
+    /// rather than a queue of calls waiting on slow services.
+    in_flight: Semaphore,
     pub counters: Counters,
 }
 
@@ -152,6 +159,7 @@ impl Gateway {
             clock,
             limiter,
             timeout: Duration::from_millis(config.gateway_timeout_ms),
+            in_flight: Semaphore::new(config.max_in_flight.max(1)),
             counters: Counters::default(),
         };
         Ok(Self {
@@ -209,16 +217,26 @@ impl Edge {
     }
 }
 
-/// Every request: its id, its span, and the answer.
-async fn edge(State(edge): State<Arc<Edge>>, req: Request) -> Response {
+/// Every request: its id, its trace hop, its span, and the answer. The
+/// W3C trace is continued as in the services: the gateway is one hop, the
+/// service it calls is a child of it, and the answer names the gateway's.
+async fn edge(State(edge): State<Arc<Edge>>, mut req: Request) -> Response {
     let id = request_id(req.headers());
+    let hop = req
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|v| TraceParent::parse(v.as_bytes()))
+        .map_or_else(TraceParent::start, |parent| parent.child());
+    req.headers_mut().insert(TRACEPARENT, hop.header_value());
     let span = tracing::debug_span!(
         "gateway",
         method = %req.method(),
         request_id = ?id,
+        trace_id = %hop.trace_id_hex(),
     );
     let mut res = handle(&edge, req, &id).instrument(span).await;
     res.headers_mut().insert(REQUEST_ID, id);
+    res.headers_mut().insert(TRACEPARENT, hop.header_value());
     res
 }
 
@@ -238,6 +256,16 @@ async fn handle(edge: &Edge, req: Request, id: &HeaderValue) -> Response {
         Found::Route(route, access) => (route, access),
         Found::WrongMethod => return wrong_method(),
         Found::NotFound => return ApiError::not_found().into_response(),
+    };
+    // Health checks take no slot, as in the services: they answer however
+    // busy the gateway is.
+    let _slot = if route.template.ends_with("/health") {
+        None
+    } else {
+        match edge.in_flight.try_acquire() {
+            Ok(slot) => Some(slot),
+            Err(_) => return ApiError::from(ServiceError::Overloaded).into_response(),
+        }
     };
     let peer = req
         .extensions()
