@@ -180,6 +180,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if config.roles.is_gateway() {
                 let gateway = Gateway::build(&config).await?;
                 tracing::info!(addr = %gateway.local_addr(), "hotdeal gateway listening");
+                if let Some(admin) = gateway.admin_addr() {
+                    tracing::info!(addr = %admin, "gateway metrics on /metrics");
+                }
                 gateway.serve(app::shutdown_signal()).await?;
                 return Ok(ExitCode::SUCCESS);
             }

@@ -23,6 +23,8 @@ use tokio::sync::oneshot;
 /// A gateway served in this process on port 0.
 struct TestGateway {
     base: String,
+    /// The admin listener (`/metrics`), when the test turned it on.
+    admin: Option<String>,
     http: Client<HttpConnector, Full<Bytes>>,
     edge: Arc<Edge>,
     dir: std::path::PathBuf,
@@ -46,6 +48,7 @@ async fn spawn_gateway(all: &[&str], tune: impl FnOnce(&mut Config)) -> TestGate
     tune(&mut config);
     let gateway = Gateway::build(&config).await.expect("build gateway");
     let base = format!("http://{}", gateway.local_addr());
+    let admin = gateway.admin_addr().map(|a| format!("http://{a}"));
     let edge = gateway.edge();
     let (tx, rx) = oneshot::channel();
     tokio::spawn(gateway.serve(async {
@@ -53,6 +56,7 @@ async fn spawn_gateway(all: &[&str], tune: impl FnOnce(&mut Config)) -> TestGate
     }));
     TestGateway {
         base,
+        admin,
         http: Client::builder(TokioExecutor::new()).build_http(),
         edge,
         dir,
@@ -338,6 +342,33 @@ async fn the_services_speak_http2_without_tls() {
 }
 
 #[tokio::test]
+async fn an_idle_http2_connection_is_closed_like_an_http1_one() {
+    let dir = std::env::temp_dir().join(format!("hotdeal-test-{}", uuid::Uuid::new_v4()));
+    let clock = Arc::new(hotdeal::ports::ManualClock::new(crate::support::t0()));
+    let app = crate::support::spawn_app_with(dir, clock, |c| c.idle_timeout_ms = 200).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+    let req = Request::get(format!("{}/health", app.base))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let res = send.send_request(req).await.expect("answer");
+    assert_eq!(res.status(), StatusCode::OK);
+    // No request running, nothing moving: the watchdog closes it.
+    tokio::time::timeout(Duration::from_secs(3), conn)
+        .await
+        .expect("the idle h2 connection was closed")
+        .expect("join")
+        .ok();
+}
+
+#[tokio::test]
 async fn a_user_over_the_limit_gets_429_while_others_pass() {
     let app = spawn_app().await;
     let gw = spawn_gateway(&[&app.base], |c| {
@@ -544,5 +575,92 @@ async fn two_gateways_share_one_users_limit_through_redis() {
         one.edge.rate_limit_counts().1,
         0,
         "Redis answered every check"
+    );
+}
+
+/// A TCP proxy to `target` that the test can take away: aborting the
+/// returned task drops the listener and every proxied connection.
+async fn proxy_to(target: String) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            connections.spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test]
+async fn with_redis_gone_the_limiter_fails_open_and_counts_it() {
+    let Some(redis) = redis_or_skip("with_redis_gone_the_limiter_fails_open_and_counts_it") else {
+        return;
+    };
+    // redis://[user:password@]host:port[/db]: the same URL through a proxy.
+    let rest = redis.strip_prefix("redis://").expect("a redis:// URL");
+    let (creds, rest) = rest.rsplit_once('@').map_or(("", rest), |(c, r)| (c, r));
+    let (hostport, db) = rest.split_once('/').map_or((rest, ""), |(h, d)| (h, d));
+    let (port, proxy) = proxy_to(hostport.to_owned()).await;
+    let at = if creds.is_empty() {
+        String::new()
+    } else {
+        format!("{creds}@")
+    };
+    let through = format!("redis://{at}127.0.0.1:{port}/{db}");
+    let app = spawn_app().await;
+    let gw = spawn_gateway(&[&app.base], |c| {
+        c.redis_url = Some(hotdeal::config::Secret::new(through));
+        c.redis_prefix = format!("hdgw-{}", uuid::Uuid::new_v4().simple());
+        c.rate_limit_user_per_sec = 1;
+        c.rate_limit_user_burst = 2;
+        c.admin_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    })
+    .await;
+    let (_, token) = gw.user("open@gw.test").await;
+    proxy.abort();
+    let _ = proxy.await;
+    // Far past the limit, and every request passes: the limiter is
+    // protection, not correctness.
+    for _ in 0..5 {
+        let started = Instant::now();
+        let r = gw.get("/points", Some(&token)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let (refused, failures) = gw.edge.rate_limit_counts();
+    assert_eq!((refused, failures), (0, 5));
+    let admin = gw.admin.clone().expect("admin listener");
+    let text = gw
+        .http
+        .request(
+            Request::get(format!("{admin}/metrics"))
+                .body(Full::new(Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .expect("scrape")
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.contains("hotdeal_gateway_rate_limit_store_errors_total 5"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&port.to_string()),
+        "no Redis address in the metrics"
     );
 }

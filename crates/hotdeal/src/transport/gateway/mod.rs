@@ -23,6 +23,7 @@
 //! The listener is the services' own (`http::server`): the same connection
 //! cap, header, body and idle timeouts, HTTP/1.1 and h2c, graceful drain.
 
+pub mod metrics;
 pub mod rate_limit;
 pub mod routes;
 pub mod upstream;
@@ -68,6 +69,8 @@ const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 /// A bound, ready-to-serve gateway.
 pub struct Gateway {
     listener: TcpListener,
+    /// `/metrics`, when enabled (`admin_listen`).
+    admin: Option<TcpListener>,
     limits: HttpLimits,
     edge: Arc<Edge>,
 }
@@ -152,6 +155,14 @@ impl Gateway {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
+        let admin = match config.admin_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the admin listener {addr}"))?,
+            ),
+            None => None,
+        };
         let edge = Edge {
             pools,
             client: upstream::h2_client(Duration::from_millis(config.gateway_connect_timeout_ms)),
@@ -164,6 +175,7 @@ impl Gateway {
         };
         Ok(Self {
             listener,
+            admin,
             edge: Arc::new(edge),
             limits: HttpLimits {
                 max_in_flight: config.max_in_flight,
@@ -180,6 +192,11 @@ impl Gateway {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The admin listener's address (`/metrics`), if enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The shared state, for its counters.
@@ -200,10 +217,23 @@ impl Gateway {
                 self.limits.body_timeout,
                 http::buffer_body,
             ))
-            .with_state(self.edge);
-        http::server::serve(self.listener, router, self.limits, shutdown)
-            .await
-            .context("serving HTTP")
+            .with_state(self.edge.clone());
+        let (admin_stop, admin_stopping) = tokio::sync::oneshot::channel::<()>();
+        let admin = self.admin.map(|listener| {
+            let stopping = async {
+                let _ = admin_stopping.await;
+            };
+            let router = metrics::router(self.edge.clone());
+            tokio::spawn(http::server::serve(listener, router, self.limits, stopping))
+        });
+        let served = http::server::serve(self.listener, router, self.limits, shutdown).await;
+        let _ = admin_stop.send(());
+        if let Some(task) = admin {
+            if let Ok(Err(e)) = task.await {
+                tracing::warn!(error = %e, "the admin listener failed");
+            }
+        }
+        served.context("serving HTTP")
     }
 }
 
