@@ -262,8 +262,11 @@ async fn edge(State(edge): State<Arc<Edge>>, mut req: Request) -> Response {
         "gateway",
         method = %req.method(),
         request_id = ?id,
-        trace_id = %hop.trace_id_hex(),
+        trace_id = tracing::field::Empty,
     );
+    if !span.is_disabled() {
+        span.record("trace_id", hop.trace_id_hex());
+    }
     let mut res = handle(&edge, req, &id).instrument(span).await;
     res.headers_mut().insert(REQUEST_ID, id);
     res.headers_mut().insert(TRACEPARENT, hop.header_value());
