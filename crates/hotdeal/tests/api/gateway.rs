@@ -581,11 +581,20 @@ async fn two_gateways_share_one_users_limit_through_redis() {
 /// A TCP proxy to `target` that the test can take away: aborting the
 /// returned task drops the listener and every proxied connection.
 async fn proxy_to(target: String) -> (u16, tokio::task::JoinHandle<()>) {
+    let (port, task, _) = counting_proxy_to(target).await;
+    (port, task)
+}
+
+/// As [`proxy_to`], counting the connections it accepted.
+async fn counting_proxy_to(target: String) -> (u16, tokio::task::JoinHandle<()>, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
     let task = tokio::spawn(async move {
         let mut connections = tokio::task::JoinSet::new();
         while let Ok((mut inbound, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
             let target = target.clone();
             connections.spawn(async move {
                 if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
@@ -594,7 +603,31 @@ async fn proxy_to(target: String) -> (u16, tokio::task::JoinHandle<()>) {
             });
         }
     });
-    (port, task)
+    (port, task, accepted)
+}
+
+#[tokio::test]
+async fn many_calls_share_one_http2_connection_per_address() {
+    let app = spawn_app().await;
+    let target = app.base.trim_start_matches("http://").to_owned();
+    let (port, _proxy, accepted) = counting_proxy_to(target).await;
+    let upstream = format!("http://127.0.0.1:{port}");
+    let gw = Arc::new(spawn_gateway(&[&upstream], |_| {}).await);
+    // More at once than hyper's default of 200 streams per connection.
+    let calls: Vec<_> = (0..300)
+        .map(|_| {
+            let gw = gw.clone();
+            tokio::spawn(async move { gw.get("/products", None).await.status })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.expect("join"), StatusCode::OK);
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one connection, multiplexed"
+    );
 }
 
 #[tokio::test]

@@ -65,6 +65,9 @@ use tokio::sync::Semaphore;
 /// read buffer small when thousands of connections are open.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
+/// Streams one HTTP/2 connection may run at once.
+pub const H2_MAX_STREAMS: u32 = 1024;
+
 /// How long the accept loop pauses after an error that is not about one
 /// connection (e.g. out of file descriptors), so it does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -86,9 +89,14 @@ pub async fn serve(
         // does not fit), and bodies stream through it in pieces.
         .max_buf_size(MAX_HEADER_BYTES)
         .keep_alive(true);
+    // A gateway sends all its clients' calls over one connection per
+    // address, so hyper's default of 200 streams would cap a service at 200
+    // calls in flight from each gateway; `max_in_flight` is what bounds the
+    // work, whichever connections it arrives on.
     http.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_concurrent_streams(H2_MAX_STREAMS);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
