@@ -11,15 +11,16 @@ use crate::adapters::memory_admission::MemoryAdmission;
 use crate::adapters::memory_queue::MemoryQueue;
 use crate::adapters::nats::{NatsBus, StreamLimits};
 use crate::adapters::postgres::PgStore;
+use crate::adapters::product_grpc::ProductTierClient;
 use crate::adapters::redis::{RedisQueue, RedisTier};
 use crate::adapters::sqlite::SqliteStore;
-use crate::config::{Config, ScaledSettings, StoreBackend, MIN_JWT_SECRET_BYTES};
+use crate::config::{Config, Role, Roles, ScaledSettings, StoreBackend, MIN_JWT_SECRET_BYTES};
 use crate::ports::{
     Clock, CouponAdmission, Ledger, QueueStore, RunningKeys, StockAdmission, Store, SystemClock,
 };
 use crate::services::tokens::TokenKeys;
 use crate::services::{Engines, InFlight, QueueSettings, Storefront, WritePath, RELAY_EVERY};
-use crate::transport::{admin, http};
+use crate::transport::{admin, grpc, http};
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -33,6 +34,11 @@ use tokio::net::TcpListener;
 
 pub struct App {
     listener: TcpListener,
+    /// The product service over gRPC, in a process with the product role
+    /// that has a gRPC address.
+    grpc: Option<TcpListener>,
+    /// What this process runs.
+    roles: Roles,
     /// `/metrics` and the ops page, when enabled.
     admin: Option<TcpListener>,
     storefront: Arc<Storefront>,
@@ -54,14 +60,29 @@ impl App {
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         let backend = config.store_backend()?;
         let scaled = config.scaled()?;
+        config.check_roles()?;
+        if config.roles.is_gateway() {
+            bail!("the gateway role runs no service: start it with `hotdeal serve --role gateway`");
+        }
         let secret = jwt_secret(config)?;
         let store = open_store(&backend, scaled.is_some()).await?;
         let hasher = Argon2Hasher::new(config.argon2, config.hash_workers, config.hash_queue)
             .context("configuring Argon2")?;
-        let tier = match &scaled {
+        let mut tier = match &scaled {
             Some(s) => Tier::shared(s, clock.clone(), config.queue_max_users).await?,
             None => Tier::in_process(config.queue_max_users),
         };
+        if let Some(url) = config
+            .product_url
+            .as_deref()
+            .filter(|_| !config.roles.contains(Role::Product))
+        {
+            // The stock tier is the product service's: orders are admitted
+            // over gRPC.
+            let deadline = Duration::from_millis(config.product_deadline_ms);
+            tier.stock = Arc::new(ProductTierClient::new(url, deadline)?);
+            tracing::info!("stock admission: the product service over gRPC");
+        }
         let engines = Engines {
             store: store.store(),
             ledger: store.ledger(),
@@ -98,6 +119,17 @@ impl App {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
+        let grpc = match config
+            .grpc_listen
+            .filter(|_| config.roles.contains(Role::Product))
+        {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the gRPC listener {addr}"))?,
+            ),
+            None => None,
+        };
         let admin = match config.admin_listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -108,6 +140,8 @@ impl App {
         };
         Ok(Self {
             listener,
+            grpc,
+            roles: config.roles,
             admin,
             storefront,
             store,
@@ -134,6 +168,11 @@ impl App {
         self.local_addr().port()
     }
 
+    /// The gRPC listener's address (the product service), if any.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The admin listener's address (`/metrics`, `/ops`), if enabled.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
@@ -155,7 +194,14 @@ impl App {
             .as_ref()
             .map(|e| e.start(&self.storefront))
             .unwrap_or_default();
-        let router = http::router(self.storefront.clone(), self.limits);
+        let router = http::router(self.storefront.clone(), self.limits, self.roles);
+        let (grpc_stop, grpc_stopping) = tokio::sync::oneshot::channel::<()>();
+        let grpc = self.grpc.map(|listener| {
+            let stopping = async {
+                let _ = grpc_stopping.await;
+            };
+            tokio::spawn(grpc::serve(listener, self.storefront.clone(), stopping))
+        });
         let (admin_stop, admin_stopping) = tokio::sync::oneshot::channel::<()>();
         let admin = self.admin.map(|listener| {
             let stopping = async {
@@ -165,6 +211,14 @@ impl App {
         });
         let result = http::server::serve(self.listener, router, self.limits, shutdown).await;
         let _ = admin_stop.send(());
+        // Order roles may still settle reservations while HTTP drains: the
+        // product service stops after it.
+        let _ = grpc_stop.send(());
+        if let Some(task) = grpc {
+            if let Ok(Err(e)) = task.await {
+                tracing::warn!(error = %e, "the gRPC listener failed");
+            }
+        }
         if let Some(task) = admin {
             if let Ok(Err(e)) = task.await {
                 tracing::warn!(error = %e, "the admin listener failed");

@@ -74,6 +74,15 @@ pub struct Config {
     pub roles: Roles,
     /// Address of the HTTP listener.
     pub listen: SocketAddr,
+    /// Where the product role serves gRPC (the product service, health,
+    /// reflection). Defaults to 127.0.0.1:50051 in a split process with the
+    /// product role; off in the all-in-one process unless set.
+    pub grpc_listen: Option<SocketAddr>,
+    /// The product service (`http://host:port`) an order role reaches over
+    /// gRPC when the product role runs in another process.
+    pub product_url: Option<String>,
+    /// The deadline of every call to the product service (ms).
+    pub product_deadline_ms: u64,
     /// Address of the admin listener (`/metrics`, `/ops`); `None` = off.
     pub admin_listen: Option<SocketAddr>,
     /// Where the embedded database and the generated JWT secret live.
@@ -182,6 +191,9 @@ pub struct Config {
 pub struct ConfigLayer {
     pub roles: Option<Roles>,
     pub listen: Option<SocketAddr>,
+    pub grpc_listen: Option<SocketAddr>,
+    pub product_url: Option<String>,
+    pub product_deadline_ms: Option<u64>,
     pub admin_listen: Option<AdminListen>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<Secret>,
@@ -245,6 +257,9 @@ impl ConfigLayer {
             match key {
                 "ROLE" => l.roles = Some(v.parse().map_err(anyhow::Error::msg).with_context(bad)?),
                 "LISTEN" => l.listen = Some(v.parse().with_context(bad)?),
+                "GRPC_LISTEN" => l.grpc_listen = Some(v.parse().with_context(bad)?),
+                "PRODUCT_URL" => l.product_url = Some(v),
+                "PRODUCT_DEADLINE_MS" => l.product_deadline_ms = Some(v.parse().with_context(bad)?),
                 "ADMIN_LISTEN" => l.admin_listen = Some(v.parse().with_context(bad)?),
                 "DATA_DIR" => l.data_dir = Some(v.into()),
                 "DATABASE_URL" => l.database_url = Some(Secret(v)),
@@ -325,6 +340,9 @@ impl ConfigLayer {
         Self {
             roles: other.roles.or(self.roles),
             listen: other.listen.or(self.listen),
+            grpc_listen: other.grpc_listen.or(self.grpc_listen),
+            product_url: other.product_url.or(self.product_url),
+            product_deadline_ms: other.product_deadline_ms.or(self.product_deadline_ms),
             admin_listen: other.admin_listen.or(self.admin_listen),
             data_dir: other.data_dir.or(self.data_dir),
             database_url: other.database_url.or(self.database_url),
@@ -466,6 +484,29 @@ impl Config {
 }
 
 impl Config {
+    /// Checks what a process of some of the services needs: the scaled
+    /// mode's shared services (the roles share state only through them),
+    /// and, for an order role without the product role, where the product
+    /// service is. The gateway is checked by the gateway.
+    pub fn check_roles(&self) -> anyhow::Result<()> {
+        let roles = self.roles;
+        if roles.is_all() || roles.is_gateway() {
+            return Ok(());
+        }
+        if self.scaled()?.is_none() {
+            bail!("--role {roles} runs part of hotdeal: the roles share state through PostgreSQL, Redis and NATS, so set --database-url postgres://…, --redis-url and --nats-url (or run all roles in one process with --role all)");
+        }
+        if roles.contains(Role::Order) && !roles.contains(Role::Product) {
+            let Some(url) = &self.product_url else {
+                bail!("the order role admits orders through the product service: set --product-url http://HOST:PORT (the product role's gRPC address) or add the product role to this process");
+            };
+            if !url.starts_with("http://") {
+                bail!("--product-url must start with http:// (gRPC over plain HTTP/2)");
+            }
+        }
+        Ok(())
+    }
+
     /// The store this configuration names, or why it names none. Errors
     /// never quote the URL: it may carry a password.
     pub fn store_backend(&self) -> anyhow::Result<StoreBackend> {
@@ -511,8 +552,15 @@ impl Config {
         });
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let d = Argon2Params::default();
+        let roles = l.roles.unwrap_or_default();
+        let split_product = roles.contains(Role::Product) && !roles.is_all();
         Self {
-            roles: l.roles.unwrap_or_default(),
+            roles,
+            grpc_listen: l
+                .grpc_listen
+                .or_else(|| split_product.then(|| SocketAddr::from(([127, 0, 0, 1], 50051)))),
+            product_url: l.product_url,
+            product_deadline_ms: l.product_deadline_ms.unwrap_or(2_000).max(1),
             listen: l
                 .listen
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),

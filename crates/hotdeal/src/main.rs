@@ -79,6 +79,14 @@ struct Settings {
     /// Listen address [default: 127.0.0.1:8080].
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// The product role's gRPC listener [default in a split process with
+    /// the product role: 127.0.0.1:50051].
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
+    /// The product service's gRPC address (http://HOST:PORT), for an order
+    /// role whose product role runs in another process.
+    #[arg(long)]
+    product_url: Option<String>,
     /// Admin listener for /metrics and /ops, or `off` [default: 127.0.0.1:9090].
     #[arg(long)]
     admin_listen: Option<AdminListen>,
@@ -130,6 +138,8 @@ impl Settings {
         let flags = ConfigLayer {
             roles: self.role,
             listen: self.listen,
+            grpc_listen: self.grpc_listen,
+            product_url: self.product_url,
             admin_listen: self.admin_listen,
             data_dir: self.data_dir,
             database_url: self.database_url.map(Secret::new),
@@ -195,7 +205,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     seed::DEMO_PASSWORD
                 );
             }
-            tracing::info!(addr = %app.local_addr(), store, "hotdeal listening");
+            let roles = config.roles.to_string();
+            tracing::info!(addr = %app.local_addr(), store, roles, "hotdeal listening");
+            if let Some(grpc) = app.grpc_addr() {
+                tracing::info!(addr = %grpc, "product service on gRPC (with health and reflection)");
+            }
             if let Some(admin) = app.admin_addr() {
                 tracing::info!(addr = %admin, "metrics on /metrics, live ops page on /ops");
             }

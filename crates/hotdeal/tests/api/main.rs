@@ -29,6 +29,7 @@ mod points;
 mod queue_cluster;
 mod races;
 mod secrets;
+mod split;
 mod storage;
 mod support;
 mod waiting_room;

@@ -23,6 +23,9 @@ pub struct TestApp {
     pub base: String,
     /// The admin listener (`/metrics`, `/ops`), e.g. `http://127.0.0.1:PORT`.
     pub admin: String,
+    /// The product service's gRPC address, in a process with that role
+    /// and a gRPC listener.
+    pub grpc: Option<std::net::SocketAddr>,
     pub client: HyperClient<HttpConnector, Full<Bytes>>,
     pub storefront: Arc<Storefront>,
     pub clock: Arc<ManualClock>,
@@ -144,6 +147,7 @@ pub async fn spawn_app_with(
         .map(|a| format!("http://{a}"))
         .unwrap_or_default();
     let storefront = app.storefront();
+    let grpc = app.grpc_addr();
     let (tx, rx) = oneshot::channel();
     let server = tokio::spawn(app.serve(async {
         let _ = rx.await;
@@ -156,6 +160,7 @@ pub async fn spawn_app_with(
     TestApp {
         base,
         admin,
+        grpc,
         client,
         storefront,
         clock,

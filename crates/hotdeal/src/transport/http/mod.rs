@@ -17,6 +17,7 @@ mod queue;
 pub mod server;
 mod user_cache;
 
+use crate::config::{Role, Roles};
 use crate::observability::metrics::{Metrics, Shed, UNMATCHED};
 use crate::observability::trace_context::TraceParent;
 use crate::services::Storefront;
@@ -75,13 +76,13 @@ impl Deref for AppState {
 /// body (an order of 10 lines with an address) is about 2 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The whole API. A request is read whole first — its body within
+/// The API of `roles` (the whole API in the all-in-one process). A request is read whole first — its body within
 /// `body_timeout` (408) and at most [`MAX_BODY_BYTES`] (413) — and only then
 /// takes one of `max_in_flight` slots, so clients that send slowly hold a
 /// connection, never a slot. Past `max_in_flight`, requests are refused at
 /// once with 503 `OVERLOADED` rather than queued. The health routes take no
 /// slot: they answer however busy the server is.
-pub fn router(app: Arc<Storefront>, limits: HttpLimits) -> Router {
+pub fn router(app: Arc<Storefront>, limits: HttpLimits, roles: Roles) -> Router {
     let openapi = openapi::document();
     let metrics = app.metrics.clone();
     let pages = Arc::new(PageCache::new(limits.read_cache_max_age).counting(metrics.clone()));
@@ -94,55 +95,75 @@ pub fn router(app: Arc<Storefront>, limits: HttpLimits) -> Router {
         Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
         metrics.clone(),
     );
-    let health = Router::new()
-        .route("/health", get(health::gateway))
-        .route("/auth/health", get(health::auth))
-        .route("/products/health", get(health::products))
-        .route("/orders/health", get(health::orders))
-        .route("/coupons/health", get(health::coupons))
-        .route("/points/health", get(health::points));
-    let api = Router::new()
-        .route("/auth/register", post(auth::register))
-        .route("/auth/login", post(auth::login))
-        .route("/auth/refresh", post(auth::refresh))
-        .route("/auth/logout", post(auth::logout))
-        .route("/auth/verify", get(auth::verify))
-        .route("/auth/users/me", get(auth::me))
-        .route(
-            "/products",
-            get(catalog::list_products).post(catalog::create_product),
-        )
-        .route(
-            "/products/deals",
-            get(catalog::list_deals).post(catalog::create_deal),
-        )
-        .route("/products/deals/{deal_id}", get(catalog::get_deal))
-        .route(
-            "/products/{product_id}",
-            get(catalog::get_product).patch(catalog::update_product),
-        )
-        .route(
-            "/products/{product_id}/stock",
-            get(catalog::get_stock).patch(catalog::adjust_stock),
-        )
-        .route(
-            "/products/{product_id}/hotdeal/start",
-            post(catalog::hot_start),
-        )
-        .route("/products/{product_id}/hotdeal/end", post(catalog::hot_end))
-        .route("/orders", get(orders::list).post(orders::place))
-        .route("/orders/{order_id}", get(orders::get))
-        .route("/orders/{order_id}/cancel", post(orders::cancel))
-        .route("/orders/{order_id}/payments", post(orders::pay))
-        .route("/points", get(points::balance))
-        .route("/points/charges", post(points::charge))
-        .route("/points/history", get(points::history))
-        .route("/coupons", post(coupons::create))
-        .route("/coupons/{coupon_id}", get(coupons::get))
-        .route("/coupons/{coupon_id}/issue", post(coupons::issue))
-        .route("/users/me/coupons", get(coupons::mine))
-        .route("/deals/{deal_id}/queue", post(queue::join))
-        .route("/queue/{token}", get(queue::status))
+    // Each role serves its own part of the API (and its health route); the
+    // all-in-one process serves all of them and the gateway's `/health`.
+    let mut health = Router::new();
+    let mut api = Router::new();
+    if roles.is_all() {
+        health = health.route("/health", get(health::gateway));
+    }
+    if roles.contains(Role::Auth) {
+        health = health.route("/auth/health", get(health::auth));
+        api = api
+            .route("/auth/register", post(auth::register))
+            .route("/auth/login", post(auth::login))
+            .route("/auth/refresh", post(auth::refresh))
+            .route("/auth/logout", post(auth::logout))
+            .route("/auth/verify", get(auth::verify))
+            .route("/auth/users/me", get(auth::me));
+    }
+    if roles.contains(Role::Product) {
+        health = health.route("/products/health", get(health::products));
+        api = api
+            .route(
+                "/products",
+                get(catalog::list_products).post(catalog::create_product),
+            )
+            .route(
+                "/products/deals",
+                get(catalog::list_deals).post(catalog::create_deal),
+            )
+            .route("/products/deals/{deal_id}", get(catalog::get_deal))
+            .route(
+                "/products/{product_id}",
+                get(catalog::get_product).patch(catalog::update_product),
+            )
+            .route(
+                "/products/{product_id}/stock",
+                get(catalog::get_stock).patch(catalog::adjust_stock),
+            )
+            .route(
+                "/products/{product_id}/hotdeal/start",
+                post(catalog::hot_start),
+            )
+            .route("/products/{product_id}/hotdeal/end", post(catalog::hot_end));
+    }
+    if roles.contains(Role::Order) {
+        health = health.route("/orders/health", get(health::orders));
+        api = api
+            .route("/orders", get(orders::list).post(orders::place))
+            .route("/orders/{order_id}", get(orders::get))
+            .route("/orders/{order_id}/cancel", post(orders::cancel))
+            .route("/orders/{order_id}/payments", post(orders::pay))
+            .route("/deals/{deal_id}/queue", post(queue::join))
+            .route("/queue/{token}", get(queue::status));
+    }
+    if roles.contains(Role::Point) {
+        health = health.route("/points/health", get(health::points));
+        api = api
+            .route("/points", get(points::balance))
+            .route("/points/charges", post(points::charge))
+            .route("/points/history", get(points::history));
+    }
+    if roles.contains(Role::Coupon) {
+        health = health.route("/coupons/health", get(health::coupons));
+        api = api
+            .route("/coupons", post(coupons::create))
+            .route("/coupons/{coupon_id}", get(coupons::get))
+            .route("/coupons/{coupon_id}/issue", post(coupons::issue))
+            .route("/users/me/coupons", get(coupons::mine));
+    }
+    let api = api
         .route("/docs", get(openapi::docs_page))
         .route(
             "/openapi.json",
