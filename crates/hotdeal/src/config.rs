@@ -11,8 +11,10 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod cidr;
 mod roles;
 mod upstreams;
+pub use cidr::Cidr;
 pub use roles::{Role, Roles};
 pub use upstreams::{UpstreamAddr, Upstreams};
 
@@ -183,6 +185,10 @@ pub struct Config {
     pub rate_limit_ip_per_sec: u32,
     /// The gateway: requests one IP may send at once above the rate.
     pub rate_limit_ip_burst: u32,
+    /// The gateway: proxies (load balancers) whose `X-Forwarded-For` names
+    /// the client; the per-IP limit counts that client, not the proxy.
+    /// Empty: the TCP peer is the client, whatever the header says.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 /// One layer of settings; `None` means "not set here".
@@ -236,6 +242,7 @@ pub struct ConfigLayer {
     pub rate_limit_user_burst: Option<u32>,
     pub rate_limit_ip_per_sec: Option<u32>,
     pub rate_limit_ip_burst: Option<u32>,
+    pub trusted_proxies: Option<Vec<Cidr>>,
 }
 
 impl ConfigLayer {
@@ -319,6 +326,16 @@ impl ConfigLayer {
                     l.rate_limit_ip_per_sec = Some(v.parse().with_context(bad)?)
                 }
                 "RATE_LIMIT_IP_BURST" => l.rate_limit_ip_burst = Some(v.parse().with_context(bad)?),
+                "TRUSTED_PROXIES" => {
+                    l.trusted_proxies = Some(
+                        v.split(',')
+                            .filter(|p| !p.trim().is_empty())
+                            .map(str::parse)
+                            .collect::<Result<_, String>>()
+                            .map_err(anyhow::Error::msg)
+                            .with_context(bad)?,
+                    )
+                }
                 // HOTDEAL_UPSTREAM_<ROLE>=http://a:1,http://b:2 (ROLE: ALL
                 // or a service role).
                 _ if key.starts_with("UPSTREAM_") => {
@@ -392,6 +409,7 @@ impl ConfigLayer {
             rate_limit_user_burst: other.rate_limit_user_burst.or(self.rate_limit_user_burst),
             rate_limit_ip_per_sec: other.rate_limit_ip_per_sec.or(self.rate_limit_ip_per_sec),
             rate_limit_ip_burst: other.rate_limit_ip_burst.or(self.rate_limit_ip_burst),
+            trusted_proxies: other.trusted_proxies.or(self.trusted_proxies),
         }
     }
 }
@@ -616,6 +634,7 @@ impl Config {
             rate_limit_user_burst: l.rate_limit_user_burst.unwrap_or(200).max(1),
             rate_limit_ip_per_sec: l.rate_limit_ip_per_sec.unwrap_or(0),
             rate_limit_ip_burst: l.rate_limit_ip_burst.unwrap_or(1_000).max(1),
+            trusted_proxies: l.trusted_proxies.unwrap_or_default(),
         }
     }
 
@@ -891,6 +910,10 @@ mod tests {
         assert_eq!(names(Role::Auth), ["a:1"]);
         assert_eq!((c.gateway_timeout_ms, c.rate_limit_user_per_sec), (900, 7));
         assert!(ConfigLayer::from_env(env(&[("HOTDEAL_UPSTREAM_SHOP", "http://a:1")])).is_err());
+        let proxies = ConfigLayer::from_env(env(&[("HOTDEAL_TRUSTED_PROXIES", "10.0.0.0/8, ::1")]))
+            .expect("proxies");
+        assert_eq!(proxies.trusted_proxies.map(|p| p.len()), Some(2));
+        assert!(ConfigLayer::from_env(env(&[("HOTDEAL_TRUSTED_PROXIES", "10.0.0.0/99")])).is_err());
         std::fs::remove_dir_all(dir).ok();
     }
 

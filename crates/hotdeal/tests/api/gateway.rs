@@ -697,3 +697,77 @@ async fn with_redis_gone_the_limiter_fails_open_and_counts_it() {
         "no Redis address in the metrics"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn split_services_behind_the_gateway_serve_the_whole_api() {
+    let Some((pg, redis, nats)) =
+        crate::support::scaled_or_skip("split_services_behind_the_gateway_serve_the_whole_api")
+    else {
+        return;
+    };
+    let clock = Arc::new(hotdeal::ports::ManualClock::new(crate::support::t0()));
+    let dir = || std::env::temp_dir().join(format!("hotdeal-test-{}", uuid::Uuid::new_v4()));
+    let name = crate::support::schema_for(&dir());
+    let start = |roles: &str, grpc: Option<std::net::SocketAddr>, product: Option<String>| {
+        let roles: hotdeal::config::Roles = roles.parse().expect("roles");
+        let (pg, redis, nats, name) = (pg.clone(), redis.clone(), nats.clone(), name.clone());
+        crate::support::spawn_app_with(dir(), clock.clone(), move |c| {
+            crate::support::scaled(c, &pg, &redis, &nats, &name);
+            c.roles = roles;
+            c.grpc_listen = grpc;
+            c.product_url = product;
+        })
+    };
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let shop = start("auth,product,coupon,point", Some(any), None).await;
+    let grpc = shop.grpc.expect("the product role serves gRPC");
+    let order = start("order", None, Some(format!("http://{grpc}"))).await;
+    // Without HOTDEAL_TEST_VIA_GATEWAY, `base` is the server itself.
+    let gw = spawn_gateway(&[&shop.base], |c| {
+        c.upstreams = Upstreams::default()
+            .with("all", [shop.base.as_str()])
+            .and_then(|u| u.with("order", [order.base.as_str()]))
+            .expect("upstreams");
+    })
+    .await;
+    assert_eq!(
+        gw.get("/orders/health", None).await.body["service"],
+        "order-service"
+    );
+    let (_, seller) = gw.user("seller@split.gw").await;
+    let (_, buyer) = gw.user("buyer@split.gw").await;
+    let product = gw
+        .post(
+            "/products",
+            Some(&seller),
+            json!({"name": "Widget", "price": 700, "stock": 4, "category": "test"}),
+        )
+        .await;
+    assert_eq!(product.status, StatusCode::CREATED, "{}", product.body);
+    let product = product.body["id"].as_str().expect("id").to_owned();
+    let placed = gw
+        .post(
+            "/orders",
+            Some(&buyer),
+            json!({"items": [{"product_id": product, "quantity": 3}]}),
+        )
+        .await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
+    assert_eq!(gw.get("/orders", Some(&buyer)).await.body["total"], 1);
+    assert_eq!(gw.get("/points", Some(&buyer)).await.status, StatusCode::OK);
+    assert_eq!(
+        gw.get("/users/me/coupons", Some(&buyer)).await.status,
+        StatusCode::OK
+    );
+    // Stock moved through the order service's gRPC call; pages may trail
+    // orders by the read cache's age.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let stock = gw.get(&format!("/products/{product}/stock"), None).await;
+        if stock.body["stock"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", stock.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -29,7 +29,7 @@ pub mod routes;
 pub mod upstream;
 
 use crate::adapters::redis::RedisRateLimit;
-use crate::config::{Config, Role};
+use crate::config::{Cidr, Config, Role};
 use crate::observability::trace_context::TraceParent;
 use crate::ports::{Clock, SystemClock};
 use crate::services::tokens::TokenKeys;
@@ -48,7 +48,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use rate_limit::{Gcra, Memory, RateLimiter, Scope, Store};
 use routes::{Access, Found};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,6 +88,8 @@ pub struct Edge {
     /// Requests being handled (`max_in_flight`); past it, 503 at once
     /// rather than a queue of calls waiting on slow services.
     in_flight: Semaphore,
+    /// Peers whose `X-Forwarded-For` names the client (see [`client_ip`]).
+    trusted_proxies: Vec<Cidr>,
     pub counters: Counters,
 }
 
@@ -152,6 +154,9 @@ impl Gateway {
             Gcra::new(config.rate_limit_ip_per_sec, config.rate_limit_ip_burst),
             store,
         );
+        // Host names to addresses before the first request (and again
+        // while serving).
+        pools.refresh().await;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -171,6 +176,7 @@ impl Gateway {
             limiter,
             timeout: Duration::from_millis(config.gateway_timeout_ms),
             in_flight: Semaphore::new(config.max_in_flight.max(1)),
+            trusted_proxies: config.trusted_proxies.clone(),
             counters: Counters::default(),
         };
         Ok(Self {
@@ -226,7 +232,9 @@ impl Gateway {
             let router = metrics::router(self.edge.clone());
             tokio::spawn(http::server::serve(listener, router, self.limits, stopping))
         });
+        let resolver = tokio::spawn(resolve_names(Arc::downgrade(&self.edge)));
         let served = http::server::serve(self.listener, router, self.limits, shutdown).await;
+        resolver.abort();
         let _ = admin_stop.send(());
         if let Some(task) = admin {
             if let Ok(Err(e)) = task.await {
@@ -234,6 +242,19 @@ impl Gateway {
             }
         }
         served.context("serving HTTP")
+    }
+}
+
+/// Resolves the upstreams' host names every [`upstream::RESOLVE_EVERY`]
+/// while the gateway lives.
+async fn resolve_names(edge: std::sync::Weak<Edge>) {
+    let mut tick = tokio::time::interval(upstream::RESOLVE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(edge) = edge.upgrade() else { return };
+        edge.pools.refresh().await;
     }
 }
 
@@ -304,8 +325,9 @@ async fn handle(edge: &Edge, req: Request, id: &HeaderValue) -> Response {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    if let Some(ip) = peer.filter(|_| edge.limiter.limits(Scope::Ip)) {
-        if let Some(wait) = edge.limiter.check(Scope::Ip, &ip.to_string()).await {
+    if let Some(peer) = peer.filter(|_| edge.limiter.limits(Scope::Ip)) {
+        let client = client_ip(peer, req.headers(), &edge.trusted_proxies);
+        if let Some(wait) = edge.limiter.check(Scope::Ip, &client.to_string()).await {
             return rate_limited(wait);
         }
     }
@@ -322,6 +344,36 @@ async fn handle(edge: &Edge, req: Request, id: &HeaderValue) -> Response {
         }
     }
     forward(edge, route.role, req, id, peer).await
+}
+
+/// The client a request comes from: the TCP peer, unless the peer is a
+/// trusted proxy; then the right-most `X-Forwarded-For` address that is not
+/// a trusted proxy (addresses left of it were written by the client itself
+/// and prove nothing).
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let mut forwarded: Vec<&str> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(text) = value.to_str() else {
+            return peer;
+        };
+        forwarded.extend(text.split(',').map(str::trim));
+    }
+    let mut client = peer;
+    for hop in forwarded.iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            // Garbage (or `host:port`): stop at the last address known good.
+            return client;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
 }
 
 /// The token of `Authorization: Bearer <token>`, read as the services read it.
@@ -395,7 +447,7 @@ async fn forward(
     role: Role,
     req: Request,
     id: &HeaderValue,
-    peer: Option<std::net::IpAddr>,
+    peer: Option<IpAddr>,
 ) -> Response {
     let Some(pool) = edge.pools.pool(role) else {
         // Every service role has a pool (checked at build); never reached.
@@ -411,8 +463,8 @@ async fn forward(
     let deadline = tokio::time::Instant::now() + edge.timeout;
     let mut tried = Vec::with_capacity(2);
     loop {
-        let i = match edge.pools.pick(pool, &tried) {
-            Ok(i) => i,
+        let endpoint = match edge.pools.pick(pool, &tried) {
+            Ok(endpoint) => endpoint,
             Err(down) => {
                 edge.counters.all_down.fetch_add(1, Ordering::Relaxed);
                 return unavailable(
@@ -421,9 +473,9 @@ async fn forward(
                 );
             }
         };
-        tried.push(i);
-        let authority = pool.endpoints[i].addr.authority();
-        let Some(upstream_req) = outgoing(&parts, body.clone(), authority, id, peer) else {
+        tried.push(endpoint.clone());
+        let Some(upstream_req) = outgoing(&parts, body.clone(), endpoint.authority(), id, peer)
+        else {
             return ApiError::bad_request("the request cannot be forwarded").into_response();
         };
         edge.counters.forwarded.fetch_add(1, Ordering::Relaxed);
@@ -432,7 +484,7 @@ async fn forward(
             Ok(Err(failure)) => failure,
             Err(_elapsed) => {
                 edge.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                edge.pools.cool_down(pool, i, "timeout");
+                edge.pools.cool_down(pool, &endpoint, "timeout");
                 return unavailable(
                     "the service did not answer in time; retry shortly",
                     Duration::from_secs(1),
@@ -444,14 +496,14 @@ async fn forward(
                 edge.counters
                     .connect_failures
                     .fetch_add(1, Ordering::Relaxed);
-                edge.pools.cool_down(pool, i, "connect failed");
-                if retryable && tried.len() < pool.endpoints.len() {
+                edge.pools.cool_down(pool, &endpoint, "connect failed");
+                if retryable && tried.len() < pool.endpoints().len() {
                     continue;
                 }
             }
             Failure::Broken => {
                 edge.counters.broken.fetch_add(1, Ordering::Relaxed);
-                edge.pools.cool_down(pool, i, "connection broke");
+                edge.pools.cool_down(pool, &endpoint, "connection broke");
             }
         }
         return unavailable(
@@ -487,7 +539,7 @@ fn outgoing(
     body: Bytes,
     authority: &str,
     id: &HeaderValue,
-    peer: Option<std::net::IpAddr>,
+    peer: Option<IpAddr>,
 ) -> Option<hyper::Request<Full<Bytes>>> {
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let uri: Uri = format!("http://{authority}{path}").parse().ok()?;
@@ -543,4 +595,48 @@ async fn exchange(edge: &Edge, req: hyper::Request<Full<Bytes>>) -> Result<Respo
         }
     }
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", HeaderValue::from_str(v).expect("value"));
+        }
+        h
+    }
+
+    #[test]
+    fn the_client_is_named_only_by_a_trusted_proxy() {
+        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().expect("cidr")];
+        let h = forwarded(&["6.6.6.6, 1.2.3.4", "10.0.0.7"]);
+        // From the proxy: the right-most address it did not add itself.
+        assert_eq!(client_ip(ip("10.0.0.2"), &h, &trusted), ip("1.2.3.4"));
+        // From anyone else: the header is theirs, the peer is the client.
+        assert_eq!(client_ip(ip("5.5.5.5"), &h, &trusted), ip("5.5.5.5"));
+        assert_eq!(client_ip(ip("10.0.0.2"), &h, &[]), ip("10.0.0.2"));
+        // Nothing forwarded, or garbage: the last good address.
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &HeaderMap::new(), &trusted),
+            ip("10.0.0.2")
+        );
+        let junk = forwarded(&["1.2.3.4, junk"]);
+        assert_eq!(client_ip(ip("10.0.0.2"), &junk, &trusted), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn request_ids_are_kept_only_when_sane() {
+        let mut h = HeaderMap::new();
+        h.insert(REQUEST_ID, HeaderValue::from_static("req-1:a.b_c"));
+        assert_eq!(request_id(&h), "req-1:a.b_c");
+        h.insert(REQUEST_ID, HeaderValue::from_static("a b"));
+        assert_ne!(request_id(&h), "a b");
+    }
 }
