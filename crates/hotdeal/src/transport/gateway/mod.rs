@@ -14,14 +14,18 @@
 //! - passes an incoming sane `x-request-id` on, or makes one, and returns
 //!   it with the answer;
 //! - limits rates per user and per client IP ([`rate_limit`]): 429
-//!   `RATE_LIMITED` with `Retry-After`;
+//!   `RATE_LIMITED` with `Retry-After` (the client IP is the peer's, or
+//!   what a trusted proxy says in `X-Forwarded-For`, see [`client_ip`]);
+//! - carries the W3C trace on as a hop of its own (`traceparent`);
 //! - bounds every upstream call by `gateway_timeout_ms` (then 503
 //!   `OVERLOADED`, fast), and retries — on another address — only a call
 //!   that is idempotent (GET, HEAD, or carrying an `Idempotency-Key`) and
 //!   that was never delivered (the connection could not be opened).
 //!
 //! The listener is the services' own (`http::server`): the same connection
-//! cap, header, body and idle timeouts, HTTP/1.1 and h2c, graceful drain.
+//! cap, header, body and idle timeouts, HTTP/1.1 and h2c, graceful drain;
+//! past `max_in_flight` requests it answers 503 at once (health routes
+//! exempt). Counters are on `/metrics` of the admin listener ([`metrics`]).
 
 pub mod metrics;
 pub mod rate_limit;
