@@ -458,6 +458,23 @@ async fn an_unreachable_address_is_retried_elsewhere_for_idempotent_calls_only()
     }
     assert_eq!(gw.edge.counters.connect_failures.load(Ordering::Relaxed), 1);
 
+    // A POST with an Idempotency-Key may be sent again: the first try
+    // goes to the dead address (a fresh gateway starts its round robin
+    // there), the second to the live one.
+    let (_, token) = app.user("keyed@gw.test").await;
+    let gw = spawn_gateway(&[&dead_address().await, &app.base], |_| {}).await;
+    let auth = format!("Bearer {token}");
+    let r = gw
+        .call(
+            Method::POST,
+            "/points/charges",
+            &[("authorization", &auth), ("idempotency-key", "charge-1")],
+            Some(json!({"amount": 500})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(gw.edge.counters.connect_failures.load(Ordering::Relaxed), 1);
+
     // A POST without an Idempotency-Key that meets a dead address is not
     // sent again: 503, and nothing happened.
     let dead2 = dead_address().await;
