@@ -331,7 +331,7 @@ pub async fn open_store(backend: &StoreBackend, shared: bool) -> anyhow::Result<
 /// The HS256 key: from the settings, from the secret file, or generated
 /// once into the data dir. Anything shorter than 32 bytes is refused: an
 /// empty or one-byte key lets anyone forge tokens.
-fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
     let (secret, from) = match (&config.jwt_secret, &config.jwt_secret_file) {
         (Some(s), _) => (
             s.expose().as_bytes().to_vec(),

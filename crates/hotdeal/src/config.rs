@@ -11,8 +11,12 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod cidr;
 mod roles;
+mod upstreams;
+pub use cidr::Cidr;
 pub use roles::{Role, Roles};
+pub use upstreams::{UpstreamAddr, Upstreams};
 
 /// A setting that must never reach logs, error text or `Debug` output: a
 /// signing key, a connection URL that may carry a password.
@@ -160,6 +164,31 @@ pub struct Config {
     /// A connection with no request running and no bytes moving for this
     /// long is closed (ms).
     pub idle_timeout_ms: u64,
+    /// The gateway: the services' addresses, per role (see [`Upstreams`]).
+    pub upstreams: Upstreams,
+    /// The gateway: the most one upstream call may take, answer included;
+    /// past it the client gets 503 `OVERLOADED` (ms).
+    pub gateway_timeout_ms: u64,
+    /// The gateway: the most opening a connection to an upstream may take
+    /// (ms). Short: a refused or silent address is tried elsewhere.
+    pub gateway_connect_timeout_ms: u64,
+    /// The gateway: how long an address whose connection failed or timed
+    /// out is skipped before it gets traffic again (ms).
+    pub gateway_cooldown_ms: u64,
+    /// The gateway: requests per second allowed per user (the token's
+    /// `sub`); 0 = no limit.
+    pub rate_limit_user_per_sec: u32,
+    /// The gateway: requests a user may send at once above the rate.
+    pub rate_limit_user_burst: u32,
+    /// The gateway: requests per second allowed per client IP; 0 = no
+    /// limit (the default: behind a load balancer every client has its IP).
+    pub rate_limit_ip_per_sec: u32,
+    /// The gateway: requests one IP may send at once above the rate.
+    pub rate_limit_ip_burst: u32,
+    /// The gateway: proxies (load balancers) whose `X-Forwarded-For` names
+    /// the client; the per-IP limit counts that client, not the proxy.
+    /// Empty: the TCP peer is the client, whatever the header says.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 /// One layer of settings; `None` means "not set here".
@@ -205,6 +234,15 @@ pub struct ConfigLayer {
     pub header_timeout_ms: Option<u64>,
     pub body_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
+    pub upstream: Option<Upstreams>,
+    pub gateway_timeout_ms: Option<u64>,
+    pub gateway_connect_timeout_ms: Option<u64>,
+    pub gateway_cooldown_ms: Option<u64>,
+    pub rate_limit_user_per_sec: Option<u32>,
+    pub rate_limit_user_burst: Option<u32>,
+    pub rate_limit_ip_per_sec: Option<u32>,
+    pub rate_limit_ip_burst: Option<u32>,
+    pub trusted_proxies: Option<Vec<Cidr>>,
 }
 
 impl ConfigLayer {
@@ -273,6 +311,41 @@ impl ConfigLayer {
                 "HEADER_TIMEOUT_MS" => l.header_timeout_ms = Some(v.parse().with_context(bad)?),
                 "BODY_TIMEOUT_MS" => l.body_timeout_ms = Some(v.parse().with_context(bad)?),
                 "IDLE_TIMEOUT_MS" => l.idle_timeout_ms = Some(v.parse().with_context(bad)?),
+                "GATEWAY_TIMEOUT_MS" => l.gateway_timeout_ms = Some(v.parse().with_context(bad)?),
+                "GATEWAY_CONNECT_TIMEOUT_MS" => {
+                    l.gateway_connect_timeout_ms = Some(v.parse().with_context(bad)?)
+                }
+                "GATEWAY_COOLDOWN_MS" => l.gateway_cooldown_ms = Some(v.parse().with_context(bad)?),
+                "RATE_LIMIT_USER_PER_SEC" => {
+                    l.rate_limit_user_per_sec = Some(v.parse().with_context(bad)?)
+                }
+                "RATE_LIMIT_USER_BURST" => {
+                    l.rate_limit_user_burst = Some(v.parse().with_context(bad)?)
+                }
+                "RATE_LIMIT_IP_PER_SEC" => {
+                    l.rate_limit_ip_per_sec = Some(v.parse().with_context(bad)?)
+                }
+                "RATE_LIMIT_IP_BURST" => l.rate_limit_ip_burst = Some(v.parse().with_context(bad)?),
+                "TRUSTED_PROXIES" => {
+                    l.trusted_proxies = Some(
+                        v.split(',')
+                            .filter(|p| !p.trim().is_empty())
+                            .map(str::parse)
+                            .collect::<Result<_, String>>()
+                            .map_err(anyhow::Error::msg)
+                            .with_context(bad)?,
+                    )
+                }
+                // HOTDEAL_UPSTREAM_<ROLE>=http://a:1,http://b:2 (ROLE: ALL
+                // or a service role).
+                _ if key.starts_with("UPSTREAM_") => {
+                    let role = &key["UPSTREAM_".len()..];
+                    let ups = Upstreams::default()
+                        .with(role, v.split(','))
+                        .map_err(anyhow::Error::msg)
+                        .with_context(|| format!("{k} is not valid"))?;
+                    l.upstream = Some(l.upstream.take().unwrap_or_default().merge(ups));
+                }
                 _ => {}
             }
         }
@@ -321,6 +394,22 @@ impl ConfigLayer {
             header_timeout_ms: other.header_timeout_ms.or(self.header_timeout_ms),
             body_timeout_ms: other.body_timeout_ms.or(self.body_timeout_ms),
             idle_timeout_ms: other.idle_timeout_ms.or(self.idle_timeout_ms),
+            upstream: match (self.upstream, other.upstream) {
+                (Some(ours), Some(theirs)) => Some(ours.merge(theirs)),
+                (ours, theirs) => theirs.or(ours),
+            },
+            gateway_timeout_ms: other.gateway_timeout_ms.or(self.gateway_timeout_ms),
+            gateway_connect_timeout_ms: other
+                .gateway_connect_timeout_ms
+                .or(self.gateway_connect_timeout_ms),
+            gateway_cooldown_ms: other.gateway_cooldown_ms.or(self.gateway_cooldown_ms),
+            rate_limit_user_per_sec: other
+                .rate_limit_user_per_sec
+                .or(self.rate_limit_user_per_sec),
+            rate_limit_user_burst: other.rate_limit_user_burst.or(self.rate_limit_user_burst),
+            rate_limit_ip_per_sec: other.rate_limit_ip_per_sec.or(self.rate_limit_ip_per_sec),
+            rate_limit_ip_burst: other.rate_limit_ip_burst.or(self.rate_limit_ip_burst),
+            trusted_proxies: other.trusted_proxies.or(self.trusted_proxies),
         }
     }
 }
@@ -534,6 +623,18 @@ impl Config {
             header_timeout_ms: l.header_timeout_ms.unwrap_or(10_000).max(1),
             body_timeout_ms: l.body_timeout_ms.unwrap_or(10_000).max(1),
             idle_timeout_ms: l.idle_timeout_ms.unwrap_or(5_000).max(1),
+            upstreams: l.upstream.unwrap_or_default(),
+            // Every answer of the services takes milliseconds; a call that
+            // takes seconds is a service in trouble, and the client is
+            // better told at once than kept waiting.
+            gateway_timeout_ms: l.gateway_timeout_ms.unwrap_or(5_000).max(1),
+            gateway_connect_timeout_ms: l.gateway_connect_timeout_ms.unwrap_or(500).max(1),
+            gateway_cooldown_ms: l.gateway_cooldown_ms.unwrap_or(2_000).max(1),
+            rate_limit_user_per_sec: l.rate_limit_user_per_sec.unwrap_or(100),
+            rate_limit_user_burst: l.rate_limit_user_burst.unwrap_or(200).max(1),
+            rate_limit_ip_per_sec: l.rate_limit_ip_per_sec.unwrap_or(0),
+            rate_limit_ip_burst: l.rate_limit_ip_burst.unwrap_or(1_000).max(1),
+            trusted_proxies: l.trusted_proxies.unwrap_or_default(),
         }
     }
 
@@ -773,6 +874,47 @@ mod tests {
             !shown.contains("redis-pw") && !shown.contains("bus:4222"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn gateway_settings_layer_per_role() {
+        let dir = std::env::temp_dir().join(format!("hotdeal-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("hotdeal.toml");
+        std::fs::write(
+            &file,
+            "gateway_timeout_ms = 900\n[upstream]\nall = \"http://a:1\"\norder = [\"http://b:2\"]\n",
+        )
+        .expect("write");
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("HOTDEAL_UPSTREAM_ORDER", "http://c:3,http://d:4"),
+                ("HOTDEAL_RATE_LIMIT_USER_PER_SEC", "7"),
+            ]),
+            ConfigLayer {
+                upstream: Some(Upstreams::parse_entry("point=http://e:5").expect("flag")),
+                ..Default::default()
+            },
+        )
+        .expect("config");
+        let names = |r| {
+            c.upstreams
+                .for_role(r)
+                .iter()
+                .map(|a| a.authority().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(Role::Order), ["c:3", "d:4"]);
+        assert_eq!(names(Role::Point), ["e:5"]);
+        assert_eq!(names(Role::Auth), ["a:1"]);
+        assert_eq!((c.gateway_timeout_ms, c.rate_limit_user_per_sec), (900, 7));
+        assert!(ConfigLayer::from_env(env(&[("HOTDEAL_UPSTREAM_SHOP", "http://a:1")])).is_err());
+        let proxies = ConfigLayer::from_env(env(&[("HOTDEAL_TRUSTED_PROXIES", "10.0.0.0/8, ::1")]))
+            .expect("proxies");
+        assert_eq!(proxies.trusted_proxies.map(|p| p.len()), Some(2));
+        assert!(ConfigLayer::from_env(env(&[("HOTDEAL_TRUSTED_PROXIES", "10.0.0.0/99")])).is_err());
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]

@@ -3,8 +3,9 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use hotdeal::config::{AdminListen, Config, ConfigLayer, Roles, Secret};
+use hotdeal::config::{AdminListen, Config, ConfigLayer, Roles, Secret, Upstreams};
 use hotdeal::observability::logging::{self, LogFormat};
+use hotdeal::transport::gateway::Gateway;
 use hotdeal::{app, seed, App};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -125,6 +126,11 @@ struct Settings {
     /// Argon2id lanes [default: 1].
     #[arg(long)]
     argon2_parallelism: Option<u32>,
+    /// Gateway: the addresses of a role's processes, ROLE=http://HOST:PORT[,…]
+    /// (ROLE: auth, product, order, coupon, point, or all for all-in-one
+    /// processes). Repeat for each role.
+    #[arg(long, value_parser = Upstreams::parse_entry)]
+    upstream: Vec<Upstreams>,
 }
 
 impl Settings {
@@ -145,6 +151,7 @@ impl Settings {
             argon2_memory_kib: self.argon2_memory_kib,
             argon2_iterations: self.argon2_iterations,
             argon2_parallelism: self.argon2_parallelism,
+            upstream: self.upstream.into_iter().reduce(Upstreams::merge),
             ..Default::default()
         };
         Config::load(Some(&self.config), std::env::vars(), flags)
@@ -180,6 +187,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { settings, demo } => {
             let config = settings.resolve()?;
+            if config.roles.is_gateway() {
+                let gateway = Gateway::build(&config).await?;
+                tracing::info!(addr = %gateway.local_addr(), "hotdeal gateway listening");
+                if let Some(admin) = gateway.admin_addr() {
+                    tracing::info!(addr = %admin, "gateway metrics on /metrics");
+                }
+                gateway.serve(app::shutdown_signal()).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let store = config.store_backend()?.name();
             let app = App::build(&config).await?;
             if demo && seed::demo(&app.storefront()).await? {

@@ -15,6 +15,7 @@ mod durability;
 mod edge;
 mod events;
 mod freshness;
+mod gateway;
 mod hotpath;
 mod idempotency;
 mod ledger_books;

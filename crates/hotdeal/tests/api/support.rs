@@ -34,6 +34,8 @@ pub struct TestApp {
     pub config: Config,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
+    /// With `HOTDEAL_TEST_VIA_GATEWAY=1`, the gateway `base` points at.
+    gateway: Option<oneshot::Sender<()>>,
 }
 
 pub struct Res {
@@ -151,6 +153,10 @@ pub async fn spawn_app_with(
         let _ = rx.await;
     }));
     let client = HyperClient::builder(TokioExecutor::new()).build_http();
+    let (base, gateway) = match via_gateway(&base, &config, &clock).await {
+        Some((gateway_base, stop)) => (gateway_base, Some(stop)),
+        None => (base, None),
+    };
     TestApp {
         base,
         admin,
@@ -162,12 +168,59 @@ pub async fn spawn_app_with(
         config,
         stop: Some(tx),
         server: Some(server),
+        gateway,
     }
+}
+
+/// With `HOTDEAL_TEST_VIA_GATEWAY=1`, a gateway in front of the server at
+/// `app` (same JWT secret and clock, no rate limits): the suite then runs
+/// through it. Its base URL and its stop switch. A server whose secret was
+/// generated in its data dir is reached directly (the gateway takes only a
+/// given secret).
+async fn via_gateway(
+    app: &str,
+    app_config: &Config,
+    clock: &Arc<ManualClock>,
+) -> Option<(String, oneshot::Sender<()>)> {
+    if std::env::var("HOTDEAL_TEST_VIA_GATEWAY").as_deref() != Ok("1") {
+        return None;
+    }
+    if app_config.jwt_secret.is_none() && app_config.jwt_secret_file.is_none() {
+        return None;
+    }
+    let mut config = Config::for_tests(&app_config.data_dir);
+    config.jwt_secret = app_config.jwt_secret.clone();
+    config.jwt_secret_file = app_config.jwt_secret_file.clone();
+    config.admin_listen = None;
+    // The listener's limits are the server's: the edge tests then check
+    // the gateway's own listener (the same accept loop).
+    config.max_connections = app_config.max_connections;
+    config.max_in_flight = app_config.max_in_flight;
+    config.header_timeout_ms = app_config.header_timeout_ms;
+    config.body_timeout_ms = app_config.body_timeout_ms;
+    config.idle_timeout_ms = app_config.idle_timeout_ms;
+    config.upstreams = hotdeal::config::Upstreams::default()
+        .with("all", [app])
+        .expect("upstream");
+    config.rate_limit_user_per_sec = 0;
+    config.rate_limit_ip_per_sec = 0;
+    let gateway = hotdeal::transport::gateway::Gateway::build_with_clock(&config, clock.clone())
+        .await
+        .expect("build gateway");
+    let base = format!("http://{}", gateway.local_addr());
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(gateway.serve(async {
+        let _ = rx.await;
+    }));
+    Some((base, tx))
 }
 
 impl TestApp {
     /// Stops the server gracefully and waits until the store is closed.
     pub async fn stop(mut self) -> (PathBuf, Arc<ManualClock>) {
+        if let Some(tx) = self.gateway.take() {
+            let _ = tx.send(());
+        }
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }

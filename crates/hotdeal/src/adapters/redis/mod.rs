@@ -16,9 +16,11 @@
 
 mod coupons;
 mod queue;
+mod rate_limit;
 mod stock;
 
 pub use queue::{RedisQueue, CLAIM_LEASE};
+pub use rate_limit::{RateLimitError, RedisRateLimit};
 
 use crate::config::Secret;
 use crate::ports::Clock;

@@ -196,7 +196,11 @@ pub fn router(app: Arc<Storefront>, limits: HttpLimits, roles: Roles) -> Router 
 /// `REQUEST_TIMEOUT` and the connection is closed (the rest of the body is
 /// never read); a body over [`MAX_BODY_BYTES`] answers 413 — from its
 /// `Content-Length` when it declares one, without reading it.
-async fn buffer_body(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
+pub(crate) async fn buffer_body(
+    State(timeout): State<Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
     let (parts, body) = req.into_parts();
     let declared = parts
         .headers

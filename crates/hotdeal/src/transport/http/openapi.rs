@@ -18,7 +18,10 @@ use utoipa::{Modify, OpenApi};
             a body that is not JSON is 400 BAD_REQUEST, a field rule broken is 422 VALIDATION_ERROR, an unknown \
             path or a non-UUID id is 404 NOT_FOUND, a wrong method 405 METHOD_NOT_ALLOWED, a body over 64 KiB \
             413 PAYLOAD_TOO_LARGE, a body that does not arrive in time 408 REQUEST_TIMEOUT. Overload answers \
-            503 OVERLOADED with Retry-After. A human-readable rendering of this document is served at /docs."
+            503 OVERLOADED with Retry-After. Behind the gateway (the split deployment) any route may also answer \
+            429 RATE_LIMITED with Retry-After (per-user and per-IP limits), and 503 OVERLOADED with Retry-After when \
+            the service behind it is down or does not answer in time (never 502/504); every answer carries an \
+            x-request-id. A human-readable rendering of this document is served at /docs."
     ),
     paths(
         health::gateway, health::auth, health::products, health::orders, health::coupons, health::points,

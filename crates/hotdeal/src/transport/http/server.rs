@@ -1,5 +1,8 @@
-//! The accept loop: HTTP/1.1 with keep-alive, bounded in every way a client
-//! can hold the server's resources.
+//! The accept loop: HTTP/1.1 with keep-alive, and HTTP/2 over cleartext
+//! with prior knowledge (h2c, what the gateway speaks to the services: one
+//! multiplexed connection instead of a pool), told apart by the first
+//! bytes of the connection. Bounded in every way a client can hold the
+//! server's resources.
 //!
 //! - **Connections** are capped (`max_connections`, a `Semaphore` as in
 //!   mini-redis). Past the cap a new connection gets a canned 503
@@ -14,6 +17,9 @@
 //!   connection — not at the first byte; when it fires hyper closes the
 //!   connection without an answer (there is no 408 for a head that never
 //!   came). So it also bounds how long an idle kept-alive connection lives.
+//!   HTTP/2 has no such timer; its heads arrive in frames, and the idle
+//!   watchdog below covers a peer that goes quiet. Its header block is
+//!   capped at the same `MAX_HEADER_BYTES`.
 //! - **Idle connections** — no request running and no byte read or written
 //!   for `idle_timeout` — are closed by a per-connection watchdog. It is what
 //!   ends a kept-alive connection that sits idle (when shorter than the head
@@ -35,13 +41,15 @@
 use super::HttpLimits;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper_util::rt::TokioExecutor;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -57,6 +65,9 @@ use tokio::sync::Semaphore;
 /// read buffer small when thousands of connections are open.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
+/// Streams one HTTP/2 connection may run at once.
+pub const H2_MAX_STREAMS: u32 = 1024;
+
 /// How long the accept loop pauses after an error that is not about one
 /// connection (e.g. out of file descriptors), so it does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -69,19 +80,31 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .max_header_size(MAX_HEADER_BYTES)
+        // The auto builder has no `max_header_size`: capping the read
+        // buffer caps the head the same way (hyper answers 431 when a head
+        // does not fit), and bodies stream through it in pieces.
+        .max_buf_size(MAX_HEADER_BYTES)
         .keep_alive(true);
+    // A gateway sends all its clients' calls over one connection per
+    // address, so hyper's default of 200 streams would cap a service at 200
+    // calls in flight from each gateway; `max_in_flight` is what bounds the
+    // work, whichever connections it arrives on.
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_concurrent_streams(H2_MAX_STREAMS);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed; pausing");
@@ -106,8 +129,9 @@ pub async fn serve(
         let service = Counted {
             router: TowerToHyperService::new(router.clone()),
             activity: activity.clone(),
+            peer,
         };
-        let conn = graceful.watch(http.serve_connection(io, service));
+        let conn = graceful.watch(http.serve_connection(io, service).into_owned());
         let idle = limits.idle_timeout;
         tokio::spawn(async move {
             tokio::select! {
@@ -170,6 +194,9 @@ fn is_connection_error(e: &io::Error) -> bool {
 struct Counted {
     router: TowerToHyperService<Router>,
     activity: Arc<Activity>,
+    /// The client's address, handed to handlers as axum's `ConnectInfo`
+    /// (the gateway limits rates per IP).
+    peer: SocketAddr,
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for Counted {
@@ -177,7 +204,9 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Counted {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
-    fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: hyper::Request<Incoming>) -> Self::Future {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         let running = Running::start(self.activity.clone());
         let answer = self.router.call(req);
         Box::pin(async move {
