@@ -175,6 +175,10 @@ pub struct Config {
     /// The gateway: how long an address whose connection failed or timed
     /// out is skipped before it gets traffic again (ms).
     pub gateway_cooldown_ms: u64,
+    /// How long the gateway answers a catalogue read from memory (ms; 0 =
+    /// never). It adds to the services' `read_cache_ms`: together they stay
+    /// within the contract's 100 ms for stock counts.
+    pub gateway_cache_ms: u64,
     /// The gateway: requests per second allowed per user (the token's
     /// `sub`); 0 = no limit.
     pub rate_limit_user_per_sec: u32,
@@ -238,6 +242,7 @@ pub struct ConfigLayer {
     pub gateway_timeout_ms: Option<u64>,
     pub gateway_connect_timeout_ms: Option<u64>,
     pub gateway_cooldown_ms: Option<u64>,
+    pub gateway_cache_ms: Option<u64>,
     pub rate_limit_user_per_sec: Option<u32>,
     pub rate_limit_user_burst: Option<u32>,
     pub rate_limit_ip_per_sec: Option<u32>,
@@ -316,6 +321,7 @@ impl ConfigLayer {
                     l.gateway_connect_timeout_ms = Some(v.parse().with_context(bad)?)
                 }
                 "GATEWAY_COOLDOWN_MS" => l.gateway_cooldown_ms = Some(v.parse().with_context(bad)?),
+                "GATEWAY_CACHE_MS" => l.gateway_cache_ms = Some(v.parse().with_context(bad)?),
                 "RATE_LIMIT_USER_PER_SEC" => {
                     l.rate_limit_user_per_sec = Some(v.parse().with_context(bad)?)
                 }
@@ -403,6 +409,7 @@ impl ConfigLayer {
                 .gateway_connect_timeout_ms
                 .or(self.gateway_connect_timeout_ms),
             gateway_cooldown_ms: other.gateway_cooldown_ms.or(self.gateway_cooldown_ms),
+            gateway_cache_ms: other.gateway_cache_ms.or(self.gateway_cache_ms),
             rate_limit_user_per_sec: other
                 .rate_limit_user_per_sec
                 .or(self.rate_limit_user_per_sec),
@@ -630,6 +637,7 @@ impl Config {
             gateway_timeout_ms: l.gateway_timeout_ms.unwrap_or(5_000).max(1),
             gateway_connect_timeout_ms: l.gateway_connect_timeout_ms.unwrap_or(500).max(1),
             gateway_cooldown_ms: l.gateway_cooldown_ms.unwrap_or(2_000).max(1),
+            gateway_cache_ms: l.gateway_cache_ms.unwrap_or(50),
             rate_limit_user_per_sec: l.rate_limit_user_per_sec.unwrap_or(100),
             rate_limit_user_burst: l.rate_limit_user_burst.unwrap_or(200).max(1),
             rate_limit_ip_per_sec: l.rate_limit_ip_per_sec.unwrap_or(0),
@@ -666,6 +674,7 @@ impl Config {
             hash_queue: Some(100_000),
             // Tests read right after writing; no staleness allowed.
             read_cache_ms: Some(0),
+            gateway_cache_ms: Some(0),
             ..Default::default()
         })
     }

@@ -501,7 +501,7 @@ async fn postgres_going_away_answers_fast_503s_then_recovers() {
         }
     }
     assert_eq!(
-        app.get("/health", None).await.status,
+        app.get("/orders/health", None).await.status,
         StatusCode::SERVICE_UNAVAILABLE
     );
 

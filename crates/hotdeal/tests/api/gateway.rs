@@ -788,3 +788,67 @@ async fn split_services_behind_the_gateway_serve_the_whole_api() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn catalogue_reads_are_cached_at_the_edge_until_a_write_passes() {
+    let app = spawn_app().await;
+    // An age long enough to see: the default is 50 ms.
+    let gw = spawn_gateway(&[&app.base], |c| c.gateway_cache_ms = 60_000).await;
+    let (_, seller) = gw.user("seller@cache.test").await;
+    let (_, buyer) = gw.user("buyer@cache.test").await;
+    let product = gw
+        .post(
+            "/products",
+            Some(&seller),
+            json!({"name": "Widget", "price": 1000, "stock": 5, "category": "test"}),
+        )
+        .await;
+    let product = product.body["id"].as_str().expect("id").to_owned();
+    let stock = format!("/products/{product}/stock");
+    assert_eq!(gw.get(&stock, None).await.body["stock"], 5);
+
+    // An order's stock may trail (the contract's 100 ms): the page stays.
+    let order = gw
+        .post(
+            "/orders",
+            Some(&buyer),
+            json!({"items": [{"product_id": product, "quantity": 2}]}),
+        )
+        .await;
+    assert_eq!(order.status, StatusCode::CREATED, "{}", order.body);
+    assert_eq!(app.stock(&product).await, 3);
+    assert_eq!(
+        gw.get(&stock, None).await.body["stock"],
+        5,
+        "served from the edge"
+    );
+    // A cancel through this gateway is seen by the next read.
+    let id = order.body["id"].as_str().expect("order id");
+    let cancel = gw
+        .post(&format!("/orders/{id}/cancel"), Some(&buyer), json!({}))
+        .await;
+    assert_eq!(cancel.status, StatusCode::OK, "{}", cancel.body);
+    assert_eq!(gw.get(&stock, None).await.body["stock"], 5);
+    gw.post(
+        "/orders",
+        Some(&buyer),
+        json!({"items": [{"product_id": product, "quantity": 1}]}),
+    )
+    .await;
+    // So is a product edit.
+    let edit = gw
+        .call(
+            Method::PATCH,
+            &format!("/products/{product}"),
+            &[("authorization", &format!("Bearer {seller}"))],
+            Some(json!({"price": 1200})),
+        )
+        .await;
+    assert_eq!(edit.status, StatusCode::OK, "{}", edit.body);
+    assert_eq!(gw.get(&stock, None).await.body["stock"], 4);
+    let page = gw.get(&format!("/products/{product}"), None).await;
+    assert_eq!(page.body["price"], 1200);
+    // Private reads are never cached.
+    let mine = gw.get("/orders", Some(&buyer)).await;
+    assert_eq!(mine.body["total"], 2);
+}

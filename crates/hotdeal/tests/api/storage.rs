@@ -74,7 +74,7 @@ fn fill(dir: &Path) -> PathBuf {
 type Answers = Arc<Mutex<Vec<(StatusCode, Option<String>)>>>;
 
 async fn health(app: &TestApp) -> StatusCode {
-    app.get("/health", None).await.status
+    app.get("/orders/health", None).await.status
 }
 
 async fn wait_for_health(app: &TestApp, want: StatusCode) {
@@ -147,7 +147,7 @@ async fn a_full_disk_acknowledges_nothing_it_did_not_commit_and_recovers() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     wait_for_health(&app, StatusCode::SERVICE_UNAVAILABLE).await;
-    let r = app.get("/health", None).await;
+    let r = app.get("/orders/health", None).await;
     assert_eq!(r.body["status"], "unhealthy", "{:?}", r.body);
     // Other writes are refused the same way, and change nothing.
     let r = app
@@ -255,7 +255,7 @@ async fn a_deleted_database_file_refuses_writes_instead_of_losing_them() {
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
     assert_eq!(r.code(), "OVERLOADED");
     assert!(r.headers.contains_key("retry-after"));
-    let r = app.get("/health", None).await;
+    let r = app.get("/orders/health", None).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.body["status"], "unhealthy");
     // The refused order gave its unit back.

@@ -21,6 +21,10 @@ use tokio::task::JoinHandle;
 
 pub struct TestApp {
     pub base: String,
+    /// The server's own address: `base` too, unless a gateway is in front
+    /// (`HOTDEAL_TEST_VIA_GATEWAY=1`), for tests of what the server itself
+    /// answers or counts.
+    pub direct: String,
     /// The admin listener (`/metrics`, `/ops`), e.g. `http://127.0.0.1:PORT`.
     pub admin: String,
     /// The product service's gRPC address, in a process with that role
@@ -153,12 +157,14 @@ pub async fn spawn_app_with(
         let _ = rx.await;
     }));
     let client = HyperClient::builder(TokioExecutor::new()).build_http();
+    let direct = base.clone();
     let (base, gateway) = match via_gateway(&base, &config, &clock).await {
         Some((gateway_base, stop)) => (gateway_base, Some(stop)),
         None => (base, None),
     };
     TestApp {
         base,
+        direct,
         admin,
         grpc,
         client,

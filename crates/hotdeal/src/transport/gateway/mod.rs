@@ -27,6 +27,7 @@
 //! past `max_in_flight` requests it answers 503 at once (health routes
 //! exempt). Counters are on `/metrics` of the admin listener ([`metrics`]).
 
+pub mod cache;
 pub mod metrics;
 pub mod rate_limit;
 pub mod routes;
@@ -48,6 +49,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode,
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use cache::{Lookup, MicroCache};
 use http_body_util::{BodyExt, Full, Limited};
 use rate_limit::{Gcra, Memory, RateLimiter, Scope, Store};
 use routes::{Access, Found};
@@ -94,6 +96,8 @@ pub struct Edge {
     in_flight: Semaphore,
     /// Peers whose `X-Forwarded-For` names the client (see [`client_ip`]).
     trusted_proxies: Vec<Cidr>,
+    /// The catalogue reads answered from memory for a few milliseconds.
+    cache: MicroCache,
     pub counters: Counters,
 }
 
@@ -181,6 +185,7 @@ impl Gateway {
             timeout: Duration::from_millis(config.gateway_timeout_ms),
             in_flight: Semaphore::new(config.max_in_flight.max(1)),
             trusted_proxies: config.trusted_proxies.clone(),
+            cache: MicroCache::new(Duration::from_millis(config.gateway_cache_ms)),
             counters: Counters::default(),
         };
         Ok(Self {
@@ -347,7 +352,30 @@ async fn handle(edge: &Edge, req: Request, id: &HeaderValue) -> Response {
             return rate_limited(wait);
         }
     }
-    forward(edge, route.role, req, id, peer).await
+    let method = req.method().clone();
+    let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let (key, generation) = match edge.cache.lookup(&method, route.template, path_and_query) {
+        Lookup::Hit(res) => return res,
+        Lookup::Miss { key, generation } => (Some(key), generation),
+        Lookup::Pass => (None, 0),
+    };
+    let res = forward(edge, route.role, req, id, peer).await;
+    if let Some(key) = key {
+        // The answer is in memory already (`exchange` read it whole).
+        let (parts, body) = res.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let res = Response::from_parts(parts, Body::from(bytes.clone()));
+        edge.cache.keep(key, generation, res.status(), &res, &bytes);
+        return res;
+    }
+    if MicroCache::invalidated_by(&method, route.template, res.status()) {
+        edge.cache.invalidate();
+    }
+    res
 }
 
 /// The client a request comes from: the TCP peer, unless the peer is a
