@@ -21,8 +21,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 /// A gateway served in this process on port 0.
-struct TestGateway {
-    base: String,
+pub struct TestGateway {
+    pub base: String,
     /// The admin listener (`/metrics`), when the test turned it on.
     admin: Option<String>,
     http: Client<HttpConnector, Full<Bytes>>,
@@ -38,7 +38,7 @@ impl Drop for TestGateway {
 }
 
 /// A gateway whose every role goes to `all`, after `tune`.
-async fn spawn_gateway(all: &[&str], tune: impl FnOnce(&mut Config)) -> TestGateway {
+pub async fn spawn_gateway(all: &[&str], tune: impl FnOnce(&mut Config)) -> TestGateway {
     let dir = std::env::temp_dir().join(format!("hotdeal-gw-{}", uuid::Uuid::new_v4()));
     let mut config = Config::for_tests(&dir);
     config.admin_listen = None;
@@ -100,13 +100,13 @@ impl TestGateway {
         }
     }
 
-    async fn get(&self, path: &str, token: Option<&str>) -> Res {
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Res {
         let auth = token.map(|t| format!("Bearer {t}"));
         let headers: Vec<_> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
         self.call(Method::GET, path, &headers, None).await
     }
 
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Res {
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Res {
         let auth = token.map(|t| format!("Bearer {t}"));
         let headers: Vec<_> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
         self.call(Method::POST, path, &headers, Some(body)).await

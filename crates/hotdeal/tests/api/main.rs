@@ -10,6 +10,7 @@ mod cluster;
 mod coupons;
 mod crash;
 mod deals;
+mod deploy;
 mod docs;
 mod durability;
 mod edge;
