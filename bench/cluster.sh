@@ -21,7 +21,10 @@
 #                         auth, product, coupon and point roles (the stock
 #                         tier, served over gRPC), N order processes that
 #                         admit through it, and a gateway in front that the
-#                         load tool talks to (rate limits off)
+#                         load tool talks to (rate limits off). With
+#                         --kill-one-after, the product process is the one
+#                         killed, and started again --down SECS later
+#                         (default 3) while the others keep running
 #
 # Environment: DATABASE_URL, REDIS_URL, NATS_URL (default: the local
 # services; REDIS_URL= NATS_URL= empty leave them out, for a `-n 1`
@@ -49,12 +52,14 @@ N=3
 KILL_AFTER=""
 OUT=""
 SPLIT=0
+DOWN=3
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -n) N="${2:-}"; shift 2 || usage ;;
         --kill-one-after) KILL_AFTER="${2:-}"; shift 2 || usage ;;
         --out) OUT="${2:-}"; shift 2 || usage ;;
         --split) SPLIT=1; shift ;;
+        --down) DOWN="${2:-}"; shift 2 || usage ;;
         -h|--help) usage 0 ;;
         -*) echo "cluster: unknown option $1 (options go before the scenario)" >&2; usage ;;
         *) break ;;
@@ -72,13 +77,13 @@ if [[ -n "$KILL_AFTER" ]]; then
         echo "cluster: --kill-one-after takes seconds, not '$KILL_AFTER'" >&2
         exit 1
     fi
-    if (( N < 2 )); then
+    if (( N < 2 && SPLIT == 0 )); then
         echo "cluster: --kill-one-after needs at least two instances (-n 2)" >&2
         exit 1
     fi
 fi
-if [[ "$SPLIT" == 1 && -n "$KILL_AFTER" ]]; then
-    echo "cluster: --kill-one-after is for the scaled mode, not --split" >&2
+if ! [[ "$DOWN" =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+    echo "cluster: --down takes seconds, not '$DOWN'" >&2
     exit 1
 fi
 OUT="${OUT:-$RESULTS/cluster-$SCENARIO}"
@@ -98,6 +103,7 @@ cleanup() {
     fi
     # Only the processes this script started, by their ids.
     local pid
+    [[ -n "$WORK_DIR" && -f "$WORK_DIR/restarted.pid" ]] && PIDS+=("$(cat "$WORK_DIR/restarted.pid")")
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
@@ -174,10 +180,9 @@ if [[ "$SPLIT" == 1 ]]; then
 else
     echo "cluster: $N instances, schema and prefix $RUN_ID" >&2
 fi
-for i in $(seq 1 "$COUNT"); do
-    port="$(free_port)"
-    [[ "$SPLIT" == 1 && "$port" == "$GRPC_PORT" ]] && port="$(free_port)"
-    PORTS+=("$port")
+# Starts instance $1 (1-based) on port $2, in the background.
+start_instance() {
+    local i=$1 port=$2
     # Anything an instance keeps on disk stays out of the repository.
     mkdir -p "$WORK_DIR/instance-$i"
     # The service URLs go in the environment, not on the command line, so
@@ -196,7 +201,14 @@ for i in $(seq 1 "$COUNT"); do
         --data-dir "$WORK_DIR/instance-$i" \
         --database-schema "$RUN_ID" \
         --jwt-secret-file "$WORK_DIR/jwt-secret" \
-        ${ROLE_ARGS[$((i - 1))]:-} ${SERVER_ARGS:-} >"$WORK_DIR/instance-$i.log" 2>&1 &
+        ${ROLE_ARGS[$((i - 1))]:-} ${SERVER_ARGS:-} >>"$WORK_DIR/instance-$i.log" 2>&1 &
+}
+
+for i in $(seq 1 "$COUNT"); do
+    port="$(free_port)"
+    [[ "$SPLIT" == 1 && "$port" == "$GRPC_PORT" ]] && port="$(free_port)"
+    PORTS+=("$port")
+    start_instance "$i" "$port"
     PIDS+=("$!")
     URLS+=("http://127.0.0.1:$port")
     if (( i == 1 )); then
@@ -233,7 +245,24 @@ if [[ "$SPLIT" == 1 ]]; then
 fi
 mkdir -p "$OUT"
 
-if [[ -n "$KILL_AFTER" ]]; then
+if [[ -n "$KILL_AFTER" && "$SPLIT" == 1 ]]; then
+    # The product process (the stock tier): orders must get fast 503s while
+    # it is down, and go through again once it is back, with nothing else
+    # restarted.
+    victim="${PIDS[0]}"
+    (
+        sleep "$KILL_AFTER"
+        if kill -0 "$victim" 2>/dev/null; then
+            kill -9 "$victim"
+            echo "cluster: killed the product process (pid $victim) with SIGKILL" >&2
+            sleep "$DOWN"
+            start_instance 1 "${PORTS[0]}"
+            echo "$!" >"$WORK_DIR/restarted.pid"
+            echo "cluster: started the product process again (pid $!)" >&2
+        fi
+    ) &
+    KILLER_PID=$!
+elif [[ -n "$KILL_AFTER" ]]; then
     # The last instance: setup and the books start at the first URL, so
     # killing that one would test the failover of setup instead of the run.
     victim="${PIDS[$((N - 1))]}"
@@ -255,8 +284,11 @@ set +e
 code=${PIPESTATUS[0]}
 set -e
 
+if [[ -f "$WORK_DIR/restarted.pid" ]]; then
+    PIDS[0]="$(cat "$WORK_DIR/restarted.pid")"
+fi
 for i in "${!PIDS[@]}"; do
-    if [[ -n "$KILL_AFTER" && "$i" == $((N - 1)) ]]; then
+    if [[ -n "$KILL_AFTER" && "$SPLIT" == 0 && "$i" == $((N - 1)) ]]; then
         continue
     fi
     if ! kill -0 "${PIDS[$i]}" 2>/dev/null; then
