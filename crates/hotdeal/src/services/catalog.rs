@@ -8,7 +8,6 @@ use crate::model::{Deal, DealView, Page, Paged, Product, ProductPatch};
 use crate::ports::{DealCreation, Increase, Refused, StockChange, Verdict};
 use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealId, DealStatus, DealWindow, ProductId, StockKey, UserId};
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -360,9 +359,10 @@ impl Storefront {
             } else {
                 status
             };
-            return Err(Error::DealNotActive(json!({
-                "deal_id": deal.id, "status": shown.as_str(),
-            })));
+            return Err(Error::DealNotActive {
+                deal: deal.id,
+                status: shown,
+            });
         }
         Ok(())
     }
@@ -376,17 +376,12 @@ pub(super) fn refused(r: Refused) -> Error {
             key,
             requested,
             available,
-        } => {
-            let mut details = json!({ "requested": requested, "available": available });
-            match key {
-                StockKey::Product(p) => details["product_id"] = json!(p),
-                StockKey::Deal(d) => details["deal_id"] = json!(d),
-            }
-            Error::InsufficientStock(details)
-        }
-        Refused::Limit { deal, limit, held } => Error::PurchaseLimitExceeded(json!({
-            "deal_id": deal, "per_user_limit": limit, "already_bought": held,
-        })),
+        } => Error::InsufficientStock {
+            key,
+            requested,
+            available,
+        },
+        Refused::Limit { deal, limit, held } => Error::PurchaseLimitExceeded { deal, limit, held },
         Refused::Unavailable | Refused::Unseeded(_) => Error::Overloaded,
     }
 }

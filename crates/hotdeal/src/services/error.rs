@@ -1,8 +1,9 @@
-//! What can go wrong in a use case, in the contract's vocabulary.
+//! What can go wrong in a use case, in the contract's vocabulary. Each
+//! refusal carries what it is about as typed fields, so every transport
+//! (the HTTP body's `details`, a gRPC status) renders it its own way.
 
 use crate::ports::{HashError, StoreError};
-use hotdeal_domain::FieldErrors;
-use serde_json::Value;
+use hotdeal_domain::{DealId, DealStatus, FieldErrors, StockKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -25,15 +26,23 @@ pub enum Error {
     #[error("deal not found")]
     DealNotFound,
     #[error("deal is not active")]
-    DealNotActive(Value),
+    DealNotActive { deal: DealId, status: DealStatus },
+    /// `key` has only `available` of the `requested` units.
     #[error("insufficient stock")]
-    InsufficientStock(Value),
+    InsufficientStock {
+        key: StockKey,
+        requested: i64,
+        available: i64,
+    },
+    /// The buyer holds `held` units of a deal limited to `limit` each.
     #[error("purchase limit exceeded")]
-    PurchaseLimitExceeded(Value),
+    PurchaseLimitExceeded { deal: DealId, limit: i64, held: i64 },
     #[error("invalid state: {0}")]
     InvalidState(String),
+    /// The balance is short of what the order costs (`required`, when
+    /// the order's total is at hand).
     #[error("not enough points")]
-    InsufficientPoints(Value),
+    InsufficientPoints { balance: i64, required: Option<i64> },
     #[error("coupon not usable: {0}")]
     CouponNotUsable(String),
     #[error("the payment window has passed")]
@@ -60,7 +69,7 @@ pub enum Error {
     NoWaitingRoom,
     /// An order on a waiting-room deal without an admitted token.
     #[error("an admitted queue token is required")]
-    QueueRequired(Value),
+    QueueRequired { reason: &'static str },
     /// Polled sooner than the last answer's `poll_after_ms`.
     #[error("polled too soon")]
     RateLimited { retry_after_ms: i64 },

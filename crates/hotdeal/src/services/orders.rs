@@ -18,7 +18,6 @@ use crate::ports::{
 use hotdeal_domain::{
     sum_demands, LineDemand, OrderId, OrderStatus, PaymentStatus, StockKey, UserId,
 };
-use serde_json::json;
 use std::cmp::Reverse;
 use std::sync::atomic::Ordering::Relaxed;
 use uuid::Uuid;
@@ -144,8 +143,8 @@ impl Storefront {
             .await
             .inspect_err(|e| {
                 let outcome = match e {
-                    Error::InsufficientStock(_) => Outcome::SoldOut,
-                    Error::PurchaseLimitExceeded(_) => Outcome::OverLimit,
+                    Error::InsufficientStock { .. } => Outcome::SoldOut,
+                    Error::PurchaseLimitExceeded { .. } => Outcome::OverLimit,
                     _ => Outcome::Shed,
                 };
                 self.metrics.admission(Flow::Order, outcome);
@@ -193,15 +192,17 @@ impl Storefront {
                 requested,
                 available,
             })),
-            Placement::DealNotActive(d) => Err(Error::DealNotActive(
-                json!({ "deal_id": d, "status": "ended" }),
-            )),
+            Placement::DealNotActive(deal) => Err(Error::DealNotActive {
+                deal,
+                status: hotdeal_domain::DealStatus::Ended,
+            }),
             Placement::LimitExceeded { deal, limit, held } => {
                 Err(refused(Refused::Limit { deal, limit, held }))
             }
-            Placement::InsufficientPoints { balance } => Err(Error::InsufficientPoints(json!({
-                "balance": balance, "required": write.order.total_amount,
-            }))),
+            Placement::InsufficientPoints { balance } => Err(Error::InsufficientPoints {
+                balance,
+                required: Some(write.order.total_amount),
+            }),
             Placement::CouponNotUsable => Err(Error::CouponNotUsable(
                 "the coupon was used or is not yours".into(),
             )),
@@ -300,9 +301,10 @@ impl Storefront {
             Payment::NotFound => Err(Error::NotFound),
             Payment::Expired => Err(Error::OrderExpired),
             Payment::InvalidState(why) => Err(Error::InvalidState(why.into())),
-            Payment::InsufficientPoints { balance } => Err(Error::InsufficientPoints(json!({
-                "balance": balance,
-            }))),
+            Payment::InsufficientPoints { balance } => Err(Error::InsufficientPoints {
+                balance,
+                required: None,
+            }),
         }
     }
 

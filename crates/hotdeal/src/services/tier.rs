@@ -114,9 +114,10 @@ impl Storefront {
             // store will refuse the order with the right answer.
             None => Err(match key {
                 StockKey::Product(_) => Error::ProductNotFound,
-                StockKey::Deal(d) => {
-                    Error::DealNotActive(serde_json::json!({ "deal_id": d, "status": "ended" }))
-                }
+                StockKey::Deal(deal) => Error::DealNotActive {
+                    deal,
+                    status: hotdeal_domain::DealStatus::Ended,
+                },
             }),
         }
     }

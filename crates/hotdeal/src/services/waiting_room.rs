@@ -27,7 +27,6 @@ use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
 use hotdeal_domain::{DealId, UserId};
-use serde_json::json;
 use sha2::Sha256;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -225,8 +224,8 @@ fn ended(deal: &Deal, now: DateTime<Utc>) -> bool {
     deal.settled_at.is_some() || now >= deal.window.ends_at
 }
 
-fn queue_required(reason: &str) -> Error {
-    Error::QueueRequired(json!({ "reason": reason }))
+fn queue_required(reason: &'static str) -> Error {
+    Error::QueueRequired { reason }
 }
 
 /// Gives a claimed token back if the order is abandoned midway (the
@@ -270,9 +269,10 @@ impl Storefront {
             return Err(Error::NoWaitingRoom);
         }
         if ended(&deal, now) {
-            return Err(Error::DealNotActive(
-                json!({ "deal_id": deal.id, "status": "ended" }),
-            ));
+            return Err(Error::DealNotActive {
+                deal: deal.id,
+                status: hotdeal_domain::DealStatus::Ended,
+            });
         }
         let room = &self.waiting_room;
         let rules = room.rules(&deal);

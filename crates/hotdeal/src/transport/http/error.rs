@@ -7,8 +7,9 @@
 use crate::services::Error;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use hotdeal_domain::StockKey;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Seconds a refused client is told to wait.
 pub const RETRY_AFTER_SECS: &str = "1";
@@ -105,24 +106,39 @@ impl From<Error> for ApiError {
                 "DEAL_NOT_FOUND",
                 "no such deal for this product",
             ),
-            Error::DealNotActive(d) => {
+            Error::DealNotActive { deal, status } => {
                 ApiError::new(S::BAD_REQUEST, "DEAL_NOT_ACTIVE", "the deal is not running")
-                    .with_details(d)
+                    .with_details(json!({ "deal_id": deal, "status": status.as_str() }))
             }
-            Error::InsufficientStock(d) => {
+            Error::InsufficientStock {
+                key,
+                requested,
+                available,
+            } => {
+                let mut details = json!({ "requested": requested, "available": available });
+                match key {
+                    StockKey::Product(p) => details["product_id"] = json!(p),
+                    StockKey::Deal(d) => details["deal_id"] = json!(d),
+                }
                 ApiError::new(S::BAD_REQUEST, "INSUFFICIENT_STOCK", "not enough stock")
-                    .with_details(d)
+                    .with_details(details)
             }
-            Error::PurchaseLimitExceeded(d) => ApiError::new(
+            Error::PurchaseLimitExceeded { deal, limit, held } => ApiError::new(
                 S::CONFLICT,
                 "PURCHASE_LIMIT_EXCEEDED",
                 "the deal's per-user limit would be exceeded",
             )
-            .with_details(d),
+            .with_details(json!({
+                "deal_id": deal, "per_user_limit": limit, "already_bought": held,
+            })),
             Error::InvalidState(msg) => ApiError::new(S::BAD_REQUEST, "INVALID_STATE", msg),
-            Error::InsufficientPoints(d) => {
+            Error::InsufficientPoints { balance, required } => {
+                let mut details = json!({ "balance": balance });
+                if let Some(required) = required {
+                    details["required"] = json!(required);
+                }
                 ApiError::new(S::BAD_REQUEST, "INSUFFICIENT_POINTS", "not enough points")
-                    .with_details(d)
+                    .with_details(details)
             }
             Error::CouponNotUsable(msg) => ApiError::new(S::BAD_REQUEST, "COUPON_NOT_USABLE", msg),
             Error::OrderExpired => ApiError::new(
@@ -172,18 +188,18 @@ impl From<Error> for ApiError {
                 "NO_WAITING_ROOM",
                 "this deal has no waiting room; order it directly",
             ),
-            Error::QueueRequired(d) => ApiError::new(
+            Error::QueueRequired { reason } => ApiError::new(
                 S::PRECONDITION_REQUIRED,
                 "QUEUE_REQUIRED",
                 "this deal is behind a waiting room: send an admitted Queue-Token of yours for it",
             )
-            .with_details(d),
+            .with_details(json!({ "reason": reason })),
             Error::RateLimited { retry_after_ms } => ApiError::new(
                 S::TOO_MANY_REQUESTS,
                 "RATE_LIMITED",
                 "polled faster than poll_after_ms; retry after Retry-After seconds",
             )
-            .with_details(serde_json::json!({ "retry_after_ms": retry_after_ms })),
+            .with_details(json!({ "retry_after_ms": retry_after_ms })),
             Error::StoreUnavailable => ApiError::new(
                 S::SERVICE_UNAVAILABLE,
                 "OVERLOADED",
