@@ -188,7 +188,11 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let sweeper = tokio::spawn(housekeeping(self.storefront.clone(), self.deal_sweep));
+        let sweeper = tokio::spawn(housekeeping(
+            self.storefront.clone(),
+            self.deal_sweep,
+            Jobs::of(self.roles),
+        ));
         let event_tasks = self
             .events
             .as_ref()
@@ -359,32 +363,67 @@ pub(crate) fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
     Ok(secret)
 }
 
+/// Which housekeeping jobs a process runs: each belongs to the role whose
+/// data it changes, so a split deployment runs each job in the processes
+/// of one role only (several of them are safe: the jobs are guarded in the
+/// store and the tier). The all-in-one process runs them all.
+#[derive(Clone, Copy)]
+struct Jobs {
+    /// Deals that ended give their units back; the tier is audited.
+    deals: bool,
+    /// Unpaid orders expire; waiting rooms of ended deals are dropped.
+    orders: bool,
+    /// Overdue reservations are settled from the store's fence.
+    reservations: bool,
+}
+
+impl Jobs {
+    fn of(roles: Roles) -> Self {
+        let (product, order) = (roles.contains(Role::Product), roles.contains(Role::Order));
+        Self {
+            deals: product,
+            orders: order,
+            // The stock tier's (product) and the coupon tier's (coupon).
+            reservations: product || order || roles.contains(Role::Coupon),
+        }
+    }
+}
+
 /// The housekeeping that runs every `every`: ended deals give their
 /// unsold units back, unpaid orders past their window expire, committed
 /// events are relayed, the queues of ended deals are dropped, and old
-/// idempotency answers are forgotten.
-async fn housekeeping(app: Arc<Storefront>, every: Duration) {
+/// idempotency answers are forgotten — each where `jobs` says.
+async fn housekeeping(app: Arc<Storefront>, every: Duration, jobs: Jobs) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rounds: u64 = 0;
     loop {
         tick.tick().await;
-        if let Err(e) = app.settle_ended_deals().await {
-            tracing::warn!(error = %e, "settling ended deals failed; will retry");
+        if jobs.deals {
+            if let Err(e) = app.settle_ended_deals().await {
+                tracing::warn!(error = %e, "settling ended deals failed; will retry");
+            }
         }
-        if let Err(e) = app.expire_due_orders().await {
-            tracing::warn!(error = %e, "expiring unpaid orders failed; will retry");
+        if jobs.orders {
+            if let Err(e) = app.expire_due_orders().await {
+                tracing::warn!(error = %e, "expiring unpaid orders failed; will retry");
+            }
         }
         // Reservations a dead instance (or a lost answer) left behind.
-        if let Err(e) = app.reconcile().await {
-            tracing::warn!(error = %e, "reconciling reservations failed; will retry");
+        if jobs.reservations {
+            if let Err(e) = app.reconcile().await {
+                tracing::warn!(error = %e, "reconciling reservations failed; will retry");
+            }
         }
+        // Every role writes events (a sign-up, a charge, an order).
         if let Err(e) = app.relay_events().await {
             tracing::warn!(error = %e, "relaying events failed; will retry");
         }
-        app.sweep_queues().await;
+        if jobs.orders {
+            app.sweep_queues().await;
+        }
         rounds += 1;
-        if rounds % 10 == 1 {
+        if jobs.deals && rounds % 10 == 1 {
             if let Err(e) = app.audit_tier().await {
                 tracing::debug!(error = %e, "auditing the tier failed; will retry");
             }

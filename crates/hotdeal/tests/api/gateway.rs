@@ -112,6 +112,19 @@ impl TestGateway {
         self.call(Method::POST, path, &headers, Some(body)).await
     }
 
+    /// A product of `seller`'s created through the gateway; its id.
+    async fn product(&self, seller: &str, price: i64, stock: i64) -> String {
+        let r = self
+            .post(
+                "/products",
+                Some(seller),
+                json!({"name": "Widget", "price": price, "stock": stock, "category": "test"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["id"].as_str().expect("id").to_owned()
+    }
+
     /// Signs up and logs in through the gateway: (user id, access token).
     async fn user(&self, email: &str) -> (String, String) {
         let r = self
@@ -190,15 +203,7 @@ async fn a_user_signs_up_and_orders_through_the_gateway() {
 
     let (_, seller) = gw.user("seller@gw.test").await;
     let (buyer_id, buyer) = gw.user("buyer@gw.test").await;
-    let product = gw
-        .post(
-            "/products",
-            Some(&seller),
-            json!({"name": "Widget", "price": 1000, "stock": 5, "category": "test"}),
-        )
-        .await;
-    assert_eq!(product.status, StatusCode::CREATED, "{}", product.body);
-    let product = product.body["id"].as_str().expect("id").to_owned();
+    let product = gw.product(&seller, 1000, 5).await;
     let order = gw
         .post(
             "/orders",
@@ -753,15 +758,7 @@ async fn split_services_behind_the_gateway_serve_the_whole_api() {
     );
     let (_, seller) = gw.user("seller@split.gw").await;
     let (_, buyer) = gw.user("buyer@split.gw").await;
-    let product = gw
-        .post(
-            "/products",
-            Some(&seller),
-            json!({"name": "Widget", "price": 700, "stock": 4, "category": "test"}),
-        )
-        .await;
-    assert_eq!(product.status, StatusCode::CREATED, "{}", product.body);
-    let product = product.body["id"].as_str().expect("id").to_owned();
+    let product = gw.product(&seller, 700, 4).await;
     let placed = gw
         .post(
             "/orders",
@@ -796,14 +793,7 @@ async fn catalogue_reads_are_cached_at_the_edge_until_a_write_passes() {
     let gw = spawn_gateway(&[&app.base], |c| c.gateway_cache_ms = 60_000).await;
     let (_, seller) = gw.user("seller@cache.test").await;
     let (_, buyer) = gw.user("buyer@cache.test").await;
-    let product = gw
-        .post(
-            "/products",
-            Some(&seller),
-            json!({"name": "Widget", "price": 1000, "stock": 5, "category": "test"}),
-        )
-        .await;
-    let product = product.body["id"].as_str().expect("id").to_owned();
+    let product = gw.product(&seller, 1000, 5).await;
     let stock = format!("/products/{product}/stock");
     assert_eq!(gw.get(&stock, None).await.body["stock"], 5);
 
