@@ -8,6 +8,7 @@
 #   bench/cluster.sh --kill-one-after 20 order-stress --think 0   # chaos run
 #   BUILD=0 bench/cluster.sh -n 2 fifo                       # reuse the binaries
 #   bench/cluster.sh --split -n 2 order-stress --think 0     # the seeds' topology
+#   bench/cluster.sh --split --serve                         # start it, no load (deploy/split.sh)
 #
 # Options (before the scenario; everything after it goes to `hotdeal load`):
 #   -n N                  instances (default 3)
@@ -15,6 +16,8 @@
 #                         starts (its setup included: allow for it); the
 #                         run's failed requests show it, its books must
 #                         still balance
+#   --serve               no scenario: start everything, print the address
+#                         to use, and keep serving until Ctrl-C
 #   --out DIR             summary.json and report.html (default
 #                         bench/results/cluster-<scenario>)
 #   --split               the seeds' topology instead: one process of the
@@ -53,21 +56,28 @@ KILL_AFTER=""
 OUT=""
 SPLIT=0
 DOWN=3
+SERVE=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -n) N="${2:-}"; shift 2 || usage ;;
         --kill-one-after) KILL_AFTER="${2:-}"; shift 2 || usage ;;
         --out) OUT="${2:-}"; shift 2 || usage ;;
         --split) SPLIT=1; shift ;;
+        --serve) SERVE=1; shift ;;
         --down) DOWN="${2:-}"; shift 2 || usage ;;
         -h|--help) usage 0 ;;
         -*) echo "cluster: unknown option $1 (options go before the scenario)" >&2; usage ;;
         *) break ;;
     esac
 done
-[[ $# -ge 1 ]] || { echo "cluster: which scenario? (order-stress, coupon-rush, deal-spike, …)" >&2; usage; }
-SCENARIO="$1"
-shift
+if [[ "$SERVE" == 1 ]]; then
+    [[ $# -eq 0 && -z "$KILL_AFTER" ]] || { echo "cluster: --serve runs no scenario and kills nothing" >&2; usage; }
+    SCENARIO=serve
+else
+    [[ $# -ge 1 ]] || { echo "cluster: which scenario? (order-stress, coupon-rush, deal-spike, …)" >&2; usage; }
+    SCENARIO="$1"
+    shift
+fi
 if ! [[ "$N" =~ ^[0-9]+$ ]] || (( N < 1 || N > 64 )); then
     echo "cluster: -n takes 1 to 64 instances, not '$N'" >&2
     exit 1
@@ -242,6 +252,13 @@ if [[ "$SPLIT" == 1 ]]; then
     wait_healthy $((${#PIDS[@]} - 1)) || exit 1
     echo "cluster: gateway (pid ${PIDS[-1]}) on ${URLS[-1]}" >&2
     BASE_URLS="${URLS[-1]}"
+fi
+if [[ "$SERVE" == 1 ]]; then
+    echo "cluster: serving on $BASE_URLS (logs in $WORK_DIR); Ctrl-C stops everything" >&2
+    # Until a signal, or until a process dies.
+    wait -n "${PIDS[@]}" || true
+    echo "cluster: a process stopped; stopping the others" >&2
+    exit 1
 fi
 mkdir -p "$OUT"
 
