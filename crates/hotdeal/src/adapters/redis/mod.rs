@@ -215,6 +215,9 @@ impl RedisTier {
 
     /// Refreshes the copies of every key read lately, in one pipeline.
     async fn refresh_copies(&self) -> redis::RedisResult<()> {
+        // Before the keys are listed: a copy made after this was not
+        // listed by this refresh.
+        let started = Instant::now();
         let (stock, coupons): (Vec<StockKey>, Vec<uuid::Uuid>) = {
             let mut copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
             copies.stock.retain(|_, s| s.read_at.elapsed() < WATCH_FOR);
@@ -238,13 +241,17 @@ impl RedisTier {
             pipe.scard(self.coupon_keys(c).holders);
         }
         let mut conn = self.conn();
-        let started = Instant::now();
         let values: Vec<Option<i64>> = pipe.query_async(&mut conn).await?;
         let now = self.clock.now();
         let mut copies = self.copies.lock().unwrap_or_else(|e| e.into_inner());
         let (sv, cv) = values.split_at((2 * stock.len()).min(values.len()));
         for (k, pair) in stock.iter().zip(sv.chunks(2)) {
+            // A key closed while this refresh was on its way (its copy
+            // removed, perhaps watched afresh since) must not come back
+            // with the count read before the close.
+            let watched_before_start = copies.stock.get(k).is_some_and(|s| s.told_at <= started);
             match pair {
+                [Some(_), _] if !watched_before_start => {}
                 [Some(v), ver] => {
                     let stamp = Stamp::Version(ver.unwrap_or(0));
                     note(&mut copies.stock, *k, *v, now, &self.version, stamp)
