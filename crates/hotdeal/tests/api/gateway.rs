@@ -784,6 +784,46 @@ async fn split_services_behind_the_gateway_serve_the_whole_api() {
         assert!(Instant::now() < deadline, "{}", stock.body);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+
+    // The waiting room, split: the deal is the product role's, its queue
+    // the order role's (in Redis), the token checked where the order goes.
+    let now = hotdeal::ports::Clock::now(clock.as_ref());
+    let deal = gw
+        .post(
+            "/products/deals",
+            Some(&seller),
+            json!({
+                "product_id": product, "deal_price": 500, "deal_stock": 1, "per_user_limit": 1,
+                "starts_at": now, "ends_at": now + chrono::Duration::hours(1), "waiting_room": true,
+            }),
+        )
+        .await;
+    assert_eq!(deal.status, StatusCode::CREATED, "{}", deal.body);
+    let deal = deal.body["id"].as_str().expect("deal id").to_owned();
+    let line = json!({"items": [{"product_id": product, "deal_id": deal, "quantity": 1}]});
+    let refused = gw.post("/orders", Some(&buyer), line.clone()).await;
+    assert_eq!(refused.code(), "QUEUE_REQUIRED", "{}", refused.body);
+    let joined = gw
+        .post(&format!("/deals/{deal}/queue"), Some(&buyer), json!({}))
+        .await;
+    assert_eq!(joined.status, StatusCode::OK, "{}", joined.body);
+    let token = joined.body["token"].as_str().expect("token").to_owned();
+    clock.advance(chrono::Duration::seconds(1));
+    let polled = gw.get(&format!("/queue/{token}"), Some(&buyer)).await;
+    assert_eq!(polled.body["status"], "admitted", "{}", polled.body);
+    let auth = format!("Bearer {buyer}");
+    let placed = gw
+        .call(
+            Method::POST,
+            "/orders",
+            &[
+                ("authorization", auth.as_str()),
+                ("queue-token", token.as_str()),
+            ],
+            Some(line),
+        )
+        .await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.body);
 }
 
 #[tokio::test]
