@@ -17,7 +17,8 @@
 #                         run's failed requests show it, its books must
 #                         still balance
 #   --serve               no scenario: start everything, print the address
-#                         to use, and keep serving until Ctrl-C
+#                         to use, and keep serving until Ctrl-C (a process
+#                         that stops leaves the others serving)
 #   --out DIR             summary.json and report.html (default
 #                         bench/results/cluster-<scenario>)
 #   --split               the seeds' topology instead: one process of the
@@ -255,9 +256,14 @@ if [[ "$SPLIT" == 1 ]]; then
 fi
 if [[ "$SERVE" == 1 ]]; then
     echo "cluster: serving on $BASE_URLS (logs in $WORK_DIR); Ctrl-C stops everything" >&2
-    # Until a signal, or until a process dies.
-    wait -n "${PIDS[@]}" || true
-    echo "cluster: a process stopped; stopping the others" >&2
+    # Until a signal. A process that stops (or is killed, to watch the
+    # others answer without it) leaves the rest serving.
+    while true; do
+        status=0
+        wait -n || status=$?
+        (( status == 127 )) && break # no process left
+        echo "cluster: a process stopped; the others keep serving" >&2
+    done
     exit 1
 fi
 mkdir -p "$OUT"
