@@ -722,28 +722,18 @@ async fn with_redis_gone_the_limiter_fails_open_and_counts_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn split_services_behind_the_gateway_serve_the_whole_api() {
-    let Some((pg, redis, nats)) =
-        crate::support::scaled_or_skip("split_services_behind_the_gateway_serve_the_whole_api")
+    let Some(split) =
+        crate::split::Split::new("split_services_behind_the_gateway_serve_the_whole_api")
     else {
         return;
     };
-    let clock = Arc::new(hotdeal::ports::ManualClock::new(crate::support::t0()));
-    let dir = || std::env::temp_dir().join(format!("hotdeal-test-{}", uuid::Uuid::new_v4()));
-    let name = crate::support::schema_for(&dir());
-    let start = |roles: &str, grpc: Option<std::net::SocketAddr>, product: Option<String>| {
-        let roles: hotdeal::config::Roles = roles.parse().expect("roles");
-        let (pg, redis, nats, name) = (pg.clone(), redis.clone(), nats.clone(), name.clone());
-        crate::support::spawn_app_with(dir(), clock.clone(), move |c| {
-            crate::support::scaled(c, &pg, &redis, &nats, &name);
-            c.roles = roles;
-            c.grpc_listen = grpc;
-            c.product_url = product;
-        })
-    };
+    let clock = split.clock.clone();
     let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let shop = start("auth,product,coupon,point", Some(any), None).await;
+    let shop = split
+        .start("auth,product,coupon,point", Some(any), None)
+        .await;
     let grpc = shop.grpc.expect("the product role serves gRPC");
-    let order = start("order", None, Some(format!("http://{grpc}"))).await;
+    let order = split.start("order", None, Some(grpc)).await;
     // Without HOTDEAL_TEST_VIA_GATEWAY, `base` is the server itself.
     let gw = spawn_gateway(&[&shop.base], |c| {
         c.upstreams = Upstreams::default()

@@ -17,16 +17,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One deployment's backends and clock, to start its roles from.
-struct Split {
+pub struct Split {
     pg: String,
     redis: String,
     nats: String,
     name: String,
-    clock: Arc<ManualClock>,
+    pub clock: Arc<ManualClock>,
 }
 
 impl Split {
-    fn new(test: &str) -> Option<Self> {
+    pub fn new(test: &str) -> Option<Self> {
         let (pg, redis, nats) = scaled_or_skip(test)?;
         Some(Self {
             pg,
@@ -39,7 +39,7 @@ impl Split {
 
     /// A server of `roles`; `grpc` is the product role's gRPC address
     /// (port 0 for any), `product` the product service an order role uses.
-    async fn start(
+    pub async fn start(
         &self,
         roles: &str,
         grpc: Option<SocketAddr>,
@@ -57,7 +57,7 @@ impl Split {
 
     /// The product service (with auth, so buyers can sign up) on a gRPC
     /// port of its own.
-    async fn product(&self) -> TestApp {
+    pub async fn product(&self) -> TestApp {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         self.start("auth,product", Some(any), None).await
     }

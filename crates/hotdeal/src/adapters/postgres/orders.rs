@@ -347,25 +347,7 @@ async fn place_in_one_call(
     .bind(orders.iter().map(|o| o.created_at).collect::<Vec<_>>())
     .bind(orders.iter().map(|o| o.updated_at).collect::<Vec<_>>())
     .bind(orders.iter().map(|o| o.pay_by).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.0).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.1).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.2.id).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.2.product_id.0).collect::<Vec<_>>())
-    .bind(
-        lines
-            .iter()
-            .map(|l| l.2.deal_id.map(|d| d.0))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        lines
-            .iter()
-            .map(|l| l.2.product_name.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(lines.iter().map(|l| l.2.quantity).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.2.unit_price).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.2.subtotal).collect::<Vec<_>>())
+    .bind_lines(&lines)
     .bind(events.iter().map(|e| e.0).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.1.as_str()).collect::<Vec<_>>())
     .bind(now)
@@ -1023,25 +1005,7 @@ async fn insert_orders(conn: &mut PgConnection, orders: &[&Order]) -> StoreResul
          SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::uuid[], $4::uuid[], $5::uuid[], \
            $6::text[], $7::int8[], $8::int8[], $9::int8[])",
     )
-    .bind(lines.iter().map(|l| l.0).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.1).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.2.id).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.2.product_id.0).collect::<Vec<_>>())
-    .bind(
-        lines
-            .iter()
-            .map(|l| l.2.deal_id.map(|d| d.0))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        lines
-            .iter()
-            .map(|l| l.2.product_name.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(lines.iter().map(|l| l.2.quantity).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.2.unit_price).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.2.subtotal).collect::<Vec<_>>())
+    .bind_lines(&lines)
     .execute(&mut *conn)
     .await
     .pg()?;
@@ -1074,6 +1038,40 @@ fn lines_of<'a>(orders: &[&'a Order]) -> Vec<(Uuid, i64, &'a crate::model::Order
                 .map(move |(n, i)| (o.id.0, n as i64, i))
         })
         .collect()
+}
+
+/// A query of one statement, arguments bound by position.
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds order lines as the nine arrays of `order_items`' columns, in the
+/// table's order (order id, line number, then the item's fields): the
+/// batch insert and `place_order_batch` take them alike.
+trait BindLines<'q> {
+    fn bind_lines(self, lines: &[(Uuid, i64, &'q crate::model::OrderItem)]) -> Self;
+}
+
+impl<'q> BindLines<'q> for PgQuery<'q> {
+    fn bind_lines(self, lines: &[(Uuid, i64, &'q crate::model::OrderItem)]) -> Self {
+        self.bind(lines.iter().map(|l| l.0).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.1).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.2.id).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.2.product_id.0).collect::<Vec<_>>())
+            .bind(
+                lines
+                    .iter()
+                    .map(|l| l.2.deal_id.map(|d| d.0))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                lines
+                    .iter()
+                    .map(|l| l.2.product_name.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(lines.iter().map(|l| l.2.quantity).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.2.unit_price).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.2.subtotal).collect::<Vec<_>>())
+    }
 }
 
 /// The outbox payload of an order event.
