@@ -57,10 +57,14 @@ impl CatalogCache {
     }
 
     pub fn put_deal(&self, d: Deal) {
-        self.deals
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(d.id, Arc::new(d));
+        let mut deals = self.deals.write().unwrap_or_else(|e| e.into_inner());
+        // A deal settles once: a copy read from the store before its
+        // settlement (a reload racing the settling instance) never puts
+        // the units back on show.
+        if d.settled_at.is_none() && deals.get(&d.id).is_some_and(|c| c.settled_at.is_some()) {
+            return;
+        }
+        deals.insert(d.id, Arc::new(d));
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
