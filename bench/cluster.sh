@@ -33,7 +33,9 @@
 # Environment: DATABASE_URL, REDIS_URL, NATS_URL (default: the local
 # services; REDIS_URL= NATS_URL= empty leave them out, for a `-n 1`
 # single-node baseline), BUILD=0, HOTDEAL_BIN, SERVER_ARGS (extra flags for
-# every instance), KEEP=1 (keep the schema, the Redis keys and the logs).
+# every instance), KEEP=1 (keep the schema, the Redis keys and the logs),
+# WORKERS (runtime threads of each process; default the machine's cores
+# shared out among the processes, at least one each; 0 = one per core each).
 #
 # Every run gets its own schema, Redis key prefix and NATS prefix (the same
 # name), a fresh JWT secret shared by the instances, and free ports; on exit
@@ -133,11 +135,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # A port nothing listens on, not already picked. The instance binds it a
-# moment later; a collision in between fails its start, loudly.
+# moment later; a collision in between fails its start, loudly. Below the
+# kernel's ephemeral range (32768 and up on Linux), where the outgoing
+# connections of everything on the machine take their ports.
 free_port() {
     local port
     for _ in $(seq 1 200); do
-        port=$(( 20000 + RANDOM % 30000 ))
+        port=$(( 20000 + RANDOM % 12000 ))
         [[ " ${PORTS[*]} " == *" $port "* ]] && continue
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
@@ -191,6 +195,16 @@ if [[ "$SPLIT" == 1 ]]; then
 else
     echo "cluster: $N instances, schema and prefix $RUN_ID" >&2
 fi
+# Processes on one machine each with a thread per core only take turns on
+# the cores (README, "Decisions"): each gets its share instead.
+PROCESSES=$((COUNT + SPLIT))
+WORKERS="${WORKERS:-$(( $(nproc) / PROCESSES > 0 ? $(nproc) / PROCESSES : 1 ))}"
+[[ "$WORKERS" =~ ^[0-9]+$ ]] || { echo "cluster: WORKERS takes a number, not '$WORKERS'" >&2; exit 1; }
+if [[ "$WORKERS" != 0 ]]; then
+    export HOTDEAL_WORKERS="$WORKERS"
+    echo "cluster: $WORKERS runtime thread(s) per process" >&2
+fi
+
 # Starts instance $1 (1-based) on port $2, in the background.
 start_instance() {
     local i=$1 port=$2

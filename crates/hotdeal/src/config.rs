@@ -122,6 +122,9 @@ pub struct Config {
     /// before the reconciler may abort it (seconds).
     pub reservation_ttl_secs: i64,
     pub argon2: Argon2Params,
+    /// Threads of the async runtime (default: one per core). Several
+    /// processes sharing a machine each want fewer: see README, "Decisions".
+    pub workers: Option<usize>,
     /// Hashes running at once (default: the number of cores).
     pub hash_workers: usize,
     /// Hashes allowed to wait for a worker before sign-ups are refused.
@@ -220,6 +223,7 @@ pub struct ConfigLayer {
     pub argon2_memory_kib: Option<u32>,
     pub argon2_iterations: Option<u32>,
     pub argon2_parallelism: Option<u32>,
+    pub workers: Option<usize>,
     pub hash_workers: Option<usize>,
     pub hash_queue: Option<usize>,
     pub durability: Option<Durability>,
@@ -292,6 +296,7 @@ impl ConfigLayer {
                 "ARGON2_MEMORY_KIB" => l.argon2_memory_kib = Some(v.parse().with_context(bad)?),
                 "ARGON2_ITERATIONS" => l.argon2_iterations = Some(v.parse().with_context(bad)?),
                 "ARGON2_PARALLELISM" => l.argon2_parallelism = Some(v.parse().with_context(bad)?),
+                "WORKERS" => l.workers = Some(v.parse().with_context(bad)?),
                 "HASH_WORKERS" => l.hash_workers = Some(v.parse().with_context(bad)?),
                 "HASH_QUEUE" => l.hash_queue = Some(v.parse().with_context(bad)?),
                 "DURABILITY" => {
@@ -382,6 +387,7 @@ impl ConfigLayer {
             argon2_memory_kib: other.argon2_memory_kib.or(self.argon2_memory_kib),
             argon2_iterations: other.argon2_iterations.or(self.argon2_iterations),
             argon2_parallelism: other.argon2_parallelism.or(self.argon2_parallelism),
+            workers: other.workers.or(self.workers),
             hash_workers: other.hash_workers.or(self.hash_workers),
             hash_queue: other.hash_queue.or(self.hash_queue),
             durability: other.durability.or(self.durability),
@@ -612,6 +618,7 @@ impl Config {
                 iterations: l.argon2_iterations.unwrap_or(d.iterations),
                 parallelism: l.argon2_parallelism.unwrap_or(d.parallelism),
             },
+            workers: l.workers.map(|n| n.max(1)),
             hash_workers: l.hash_workers.unwrap_or(cores),
             hash_queue: l.hash_queue.unwrap_or(cores * 8),
             durability: l.durability.unwrap_or(Durability::Process),

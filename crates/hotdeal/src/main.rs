@@ -117,6 +117,11 @@ struct Settings {
     /// NATS with JetStream for committed events (scaled mode).
     #[arg(long)]
     nats_url: Option<String>,
+    /// Threads of the async runtime [default: one per core]. Processes
+    /// sharing a machine (several instances, the split roles) run best
+    /// with cores ÷ processes each.
+    #[arg(long)]
+    workers: Option<usize>,
     /// Argon2id memory in KiB [default: 19456].
     #[arg(long)]
     argon2_memory_kib: Option<u32>,
@@ -148,6 +153,7 @@ impl Settings {
             jwt_secret_file: self.jwt_secret_file,
             redis_url: self.redis_url.map(Secret::new),
             nats_url: self.nats_url.map(Secret::new),
+            workers: self.workers,
             argon2_memory_kib: self.argon2_memory_kib,
             argon2_iterations: self.argon2_iterations,
             argon2_parallelism: self.argon2_parallelism,
@@ -167,14 +173,28 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The settings are read before the runtime starts: they say how many
+    // threads it gets.
+    let job = match Job::from(cli.command) {
+        Ok(job) => job,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(workers) = job.workers() {
+        runtime.worker_threads(workers);
+    }
+    let runtime = match runtime.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(job)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -183,10 +203,40 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Serve { settings, demo } => {
-            let config = settings.resolve()?;
+/// A command with its settings resolved.
+enum Job {
+    Serve { config: Config, demo: bool },
+    SeedDemo { config: Config },
+    Load(hotdeal_load::LoadArgs),
+}
+
+impl Job {
+    fn from(command: Command) -> anyhow::Result<Self> {
+        Ok(match command {
+            Command::Serve { settings, demo } => Job::Serve {
+                config: settings.resolve()?,
+                demo,
+            },
+            Command::Seed {
+                what: SeedWhat::Demo { settings },
+            } => Job::SeedDemo {
+                config: settings.resolve()?,
+            },
+            Command::Load(args) => Job::Load(args),
+        })
+    }
+
+    fn workers(&self) -> Option<usize> {
+        match self {
+            Job::Serve { config, .. } | Job::SeedDemo { config } => config.workers,
+            Job::Load(_) => None,
+        }
+    }
+}
+
+async fn run(job: Job) -> anyhow::Result<ExitCode> {
+    match job {
+        Job::Serve { config, demo } => {
             if config.roles.is_gateway() {
                 let gateway = Gateway::build(&config).await?;
                 tracing::info!(addr = %gateway.local_addr(), "hotdeal gateway listening");
@@ -216,10 +266,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             app.serve(app::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Seed {
-            what: SeedWhat::Demo { settings },
-        } => {
-            let config = settings.resolve()?;
+        Job::SeedDemo { config } => {
             // The same wiring as `serve` on a throwaway port, so seeding
             // obeys every rule the API does.
             let app = App::build(&Config {
@@ -240,7 +287,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Load(args) => {
+        Job::Load(args) => {
             let code = hotdeal_load::run(args).await?;
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
