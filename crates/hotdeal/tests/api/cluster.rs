@@ -656,21 +656,20 @@ async fn nats_killed_and_restarted_mid_rush_gets_every_committed_event_once() {
             _ => {}
         }
     }
-    // Everything committed reaches the stream once the broker is back.
+    // Everything committed reaches the stream once the broker is back;
+    // what the stream acknowledged leaves the outbox.
     let mut probe = app.probe().await;
     let mut unpublished = -1;
     for _ in 0..100 {
-        unpublished = probe
-            .int("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .await;
+        unpublished = probe.count("outbox").await;
         if unpublished == 0 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(unpublished, 0, "the outbox drained after the restart");
-    let events = probe.count("outbox").await;
-    assert_eq!(events, placed + 1, "the orders and the product");
+    // The orders and the product.
+    let events = placed + 1;
     let client = async_nats::connect(nats.url()).await.expect("connect");
     let js = async_nats::jetstream::new(client);
     let mut stream = js
