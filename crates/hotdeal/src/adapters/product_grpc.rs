@@ -5,13 +5,16 @@
 //! each call has a deadline, and a product service that cannot be reached
 //! reads as [`Refused::Unavailable`]: a fast 503, nothing taken.
 
-use crate::ports::{Hold, Increase, LimitClaim, Refused, StockAdmission, Verdict};
+use crate::model::{Deal, Product};
+use crate::ports::{
+    Hold, Increase, LimitClaim, Refused, StockAdmission, StoreError, StoreResult, Verdict,
+};
 use crate::transport::grpc::convert::{self, Malformed};
 use crate::transport::grpc::proto::{self, product_service_client::ProductServiceClient};
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use hotdeal_domain::{StockKey, UserId};
+use hotdeal_domain::{DealId, ProductId, StockKey, UserId};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -54,6 +57,43 @@ impl ProductTierClient {
         self.changes.fetch_add(1, Ordering::Relaxed);
         self.client.clone()
     }
+
+    /// One product as the product service has it now; `None` if it has
+    /// no such product.
+    pub async fn product(&self, id: ProductId) -> StoreResult<Option<Product>> {
+        let request = proto::GetProductRequest {
+            product_id: id.0.to_string(),
+        };
+        match self.client.clone().get_product(request).await {
+            Ok(reply) => convert::product_from(reply.into_inner())
+                .map(Some)
+                .map_err(|e| read_failed("GetProduct", e)),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => Err(read_failed("GetProduct", status)),
+        }
+    }
+
+    /// One deal as the product service has it now, its remaining units
+    /// those of the tier; `None` if it has no such deal.
+    pub async fn deal(&self, id: DealId) -> StoreResult<Option<Deal>> {
+        let request = proto::GetDealRequest {
+            deal_id: id.0.to_string(),
+        };
+        match self.client.clone().get_deal(request).await {
+            Ok(reply) => convert::deal_from(reply.into_inner())
+                .map(Some)
+                .map_err(|e| read_failed("GetDeal", e)),
+            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+            Err(status) => Err(read_failed("GetDeal", status)),
+        }
+    }
+}
+
+/// A catalogue read that got no usable answer: the catalogue cannot be
+/// read now (a 503 to the client), as when a store is unreachable.
+fn read_failed(what: &'static str, e: impl std::fmt::Display) -> StoreError {
+    tracing::debug!(call = what, error = %e, "the product service did not answer");
+    StoreError::Unavailable(format!("{what}: the product service did not answer").into())
 }
 
 /// A call that failed, or an answer that did not parse: the tier cannot

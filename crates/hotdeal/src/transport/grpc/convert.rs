@@ -3,8 +3,10 @@
 //! `InvalidArgument` on the server and a failed call on the client.
 
 use super::proto;
+use crate::model::{Deal, Product};
 use crate::ports::{Hold, Increase, LimitClaim, Refused, Verdict};
-use hotdeal_domain::{DealId, ProductId, StockKey, UserId};
+use chrono::{DateTime, TimeZone, Utc};
+use hotdeal_domain::{DealId, DealWindow, ProductId, StockKey, UserId};
 use uuid::Uuid;
 
 /// Why a message could not be read.
@@ -289,4 +291,87 @@ mod tests {
         };
         assert!(settlement_from(&unset).is_err());
     }
+}
+
+/// An instant as milliseconds since the Unix epoch (the proto's unit).
+pub fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn instant(ms: i64, what: &'static str) -> Result<DateTime<Utc>, Malformed> {
+    Utc.timestamp_millis_opt(ms).single().ok_or(Malformed(what))
+}
+
+pub fn product_to(p: Product) -> proto::Product {
+    proto::Product {
+        id: p.id.0.to_string(),
+        seller_id: p.seller_id.0.to_string(),
+        name: p.name,
+        description: p.description,
+        price: p.price,
+        stock: p.stock,
+        category: p.category,
+        image_url: p.image_url,
+        created_at_ms: millis(p.created_at),
+        updated_at_ms: millis(p.updated_at),
+    }
+}
+
+pub fn product_from(p: proto::Product) -> Result<Product, Malformed> {
+    Ok(Product {
+        id: ProductId(uuid(&p.id, "product id")?),
+        seller_id: UserId(uuid(&p.seller_id, "seller id")?),
+        name: p.name,
+        description: p.description,
+        price: p.price,
+        stock: p.stock,
+        category: p.category,
+        image_url: p.image_url,
+        created_at: instant(p.created_at_ms, "product creation time")?,
+        updated_at: instant(p.updated_at_ms, "product update time")?,
+    })
+}
+
+/// A deal as the product service answers it, `status` named as the public
+/// API names it.
+pub fn deal_to(d: Deal, status: String) -> proto::Deal {
+    proto::Deal {
+        id: d.id.0.to_string(),
+        product_id: d.product_id.0.to_string(),
+        deal_price: d.deal_price,
+        deal_stock: d.deal_stock,
+        remaining_stock: d.remaining_stock,
+        per_user_limit: d.per_user_limit,
+        starts_at_ms: millis(d.window.starts_at),
+        ends_at_ms: millis(d.window.ends_at),
+        status,
+        waiting_room: d.waiting_room,
+        created_at_ms: millis(d.created_at),
+        settled_at_ms: d.settled_at.map(millis),
+        queue_admit_per_sec: d.queue_admit_per_sec,
+    }
+}
+
+pub fn deal_from(d: proto::Deal) -> Result<Deal, Malformed> {
+    let window = DealWindow::new(
+        instant(d.starts_at_ms, "deal start")?,
+        instant(d.ends_at_ms, "deal end")?,
+    )
+    .ok_or(Malformed("deal window"))?;
+    Ok(Deal {
+        id: DealId(uuid(&d.id, "deal id")?),
+        product_id: ProductId(uuid(&d.product_id, "product id")?),
+        deal_price: d.deal_price,
+        deal_stock: d.deal_stock,
+        remaining_stock: d.remaining_stock,
+        per_user_limit: d.per_user_limit,
+        window,
+        settled_at: d
+            .settled_at_ms
+            .map(|ms| instant(ms, "deal settlement time"))
+            .transpose()?,
+        created_at: instant(d.created_at_ms, "deal creation time")?,
+        waiting_room: d.waiting_room,
+        queue_admit_per_sec: d.queue_admit_per_sec,
+    })
 }

@@ -8,7 +8,7 @@ use super::proto::product_service_server::{ProductService, ProductServiceServer}
 use super::proto::{self, reserve_reply::Outcome};
 use crate::ports::StockAdmission;
 use crate::services::{Error, Storefront};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use hotdeal_domain::{DealId, ProductId, UserId};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -70,10 +70,6 @@ fn status(e: Error) -> Status {
     }
 }
 
-fn millis(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
-}
-
 #[tonic::async_trait]
 impl ProductService for ProductGrpc {
     async fn get_product(
@@ -82,18 +78,7 @@ impl ProductService for ProductGrpc {
     ) -> Result<Response<proto::Product>, Status> {
         let id = ProductId(uuid(&request.get_ref().product_id, "product id")?);
         let p = self.app.product(id).await.map_err(status)?;
-        Ok(Response::new(proto::Product {
-            id: p.id.0.to_string(),
-            seller_id: p.seller_id.0.to_string(),
-            name: p.name,
-            description: p.description,
-            price: p.price,
-            stock: p.stock,
-            category: p.category,
-            image_url: p.image_url,
-            created_at_ms: millis(p.created_at),
-            updated_at_ms: millis(p.updated_at),
-        }))
+        Ok(Response::new(convert::product_to(p)))
     }
 
     async fn get_deal(
@@ -107,18 +92,7 @@ impl ProductService for ProductGrpc {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        Ok(Response::new(proto::Deal {
-            id: d.id.0.to_string(),
-            product_id: d.product_id.0.to_string(),
-            deal_price: d.deal_price,
-            deal_stock: d.deal_stock,
-            remaining_stock: d.remaining_stock,
-            per_user_limit: d.per_user_limit,
-            starts_at_ms: millis(d.window.starts_at),
-            ends_at_ms: millis(d.window.ends_at),
-            status,
-            waiting_room: d.waiting_room,
-        }))
+        Ok(Response::new(convert::deal_to(d, status)))
     }
 
     async fn reserve(

@@ -61,6 +61,15 @@ pub struct Deal {
     pub status: ::prost::alloc::string::String,
     #[prost(bool, tag = "10")]
     pub waiting_room: bool,
+    #[prost(int64, tag = "11")]
+    pub created_at_ms: i64,
+    /// Set once the deal's unsold units went back to its product.
+    #[prost(int64, optional, tag = "12")]
+    pub settled_at_ms: ::core::option::Option<i64>,
+    /// Users admitted per second from the deal's waiting room; unset = the
+    /// server's default.
+    #[prost(int64, optional, tag = "13")]
+    pub queue_admit_per_sec: ::core::option::Option<i64>,
 }
 /// A product's own stock, or a deal's.
 #[allow(clippy::all)]
