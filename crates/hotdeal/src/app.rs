@@ -16,10 +16,13 @@ use crate::adapters::redis::{RedisQueue, RedisTier};
 use crate::adapters::sqlite::SqliteStore;
 use crate::config::{Config, Role, Roles, ScaledSettings, StoreBackend, MIN_JWT_SECRET_BYTES};
 use crate::ports::{
-    Clock, CouponAdmission, Ledger, QueueStore, RunningKeys, StockAdmission, Store, SystemClock,
+    Clock, CouponAdmission, PasswordHasher, QueueStore, RunningKeys, StockAdmission, SystemClock,
 };
 use crate::services::tokens::TokenKeys;
-use crate::services::{Engines, InFlight, QueueSettings, Storefront, WritePath, RELAY_EVERY};
+use crate::services::{
+    Catalogue, Coupons, Engines, Events, Idempotency, InFlight, Ordering, QueueSettings,
+    StoreParts, Storefront, WritePath, RELAY_EVERY,
+};
 use crate::transport::{admin, grpc, http};
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -66,8 +69,14 @@ impl App {
         }
         let secret = jwt_secret(config)?;
         let store = open_store(&backend, scaled.is_some()).await?;
-        let hasher = Argon2Hasher::new(config.argon2, config.hash_workers, config.hash_queue)
-            .context("configuring Argon2")?;
+        // Only the auth role hashes passwords.
+        let hasher: Option<Arc<dyn PasswordHasher>> = if config.roles.contains(Role::Auth) {
+            let hasher = Argon2Hasher::new(config.argon2, config.hash_workers, config.hash_queue)
+                .context("configuring Argon2")?;
+            Some(Arc::new(hasher))
+        } else {
+            None
+        };
         let mut tier = match &scaled {
             Some(s) => Tier::shared(s, clock.clone(), config.queue_max_users).await?,
             None => Tier::in_process(config.queue_max_users),
@@ -84,13 +93,12 @@ impl App {
             tracing::info!("stock admission: the product service over gRPC");
         }
         let engines = Engines {
-            store: store.store(),
-            ledger: store.ledger(),
+            store: store.parts(),
             admission: tier.stock,
             coupon_admission: tier.coupons,
             running: tier.running,
             clock,
-            hasher: Arc::new(hasher),
+            hasher,
             queue: tier.queue,
         };
         let path = WritePath {
@@ -112,7 +120,7 @@ impl App {
             Some(scaled) => Some(EventsOnNats::connect(&scaled).await?),
             None => None,
         };
-        let storefront = Storefront::start(engines, TokenKeys::new(&secret), path)
+        let storefront = Storefront::start(engines, TokenKeys::new(&secret), path, config.roles)
             .await
             .context("loading the catalogue")?;
         let storefront = Arc::new(storefront);
@@ -178,7 +186,14 @@ impl App {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// The services, for in-process callers (tests, seeding).
+    /// The store this process opened, for in-process callers (tests that
+    /// race it against another handle).
+    pub fn store(&self) -> &OpenStore {
+        &self.store
+    }
+
+    /// The services of this process's roles, for in-process callers
+    /// (tests, seeding).
     pub fn storefront(&self) -> Arc<Storefront> {
         self.storefront.clone()
     }
@@ -189,9 +204,8 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let sweeper = tokio::spawn(housekeeping(
-            self.storefront.clone(),
+            Jobs::of(self.roles, &self.storefront),
             self.deal_sweep,
-            Jobs::of(self.roles),
         ));
         let event_tasks = self
             .events
@@ -200,11 +214,13 @@ impl App {
             .unwrap_or_default();
         let router = http::router(self.storefront.clone(), self.limits, self.roles);
         let (grpc_stop, grpc_stopping) = tokio::sync::oneshot::channel::<()>();
-        let grpc = self.grpc.map(|listener| {
+        // Bound only with the product role, which always has a catalogue.
+        let catalogue = self.storefront.catalogue.clone();
+        let grpc = self.grpc.zip(catalogue).map(|(listener, catalogue)| {
             let stopping = async {
                 let _ = grpc_stopping.await;
             };
-            tokio::spawn(grpc::serve(listener, self.storefront.clone(), stopping))
+            tokio::spawn(grpc::serve(listener, catalogue, stopping))
         });
         let (admin_stop, admin_stopping) = tokio::sync::oneshot::channel::<()>();
         let admin = self.admin.map(|listener| {
@@ -245,17 +261,11 @@ pub enum OpenStore {
 }
 
 impl OpenStore {
-    pub fn store(&self) -> Arc<dyn Store> {
+    /// The store's parts, as the services hold them.
+    pub fn parts(&self) -> StoreParts {
         match self {
-            Self::Sqlite(s) => s.clone(),
-            Self::Postgres(s) => s.clone(),
-        }
-    }
-
-    pub fn ledger(&self) -> Arc<dyn Ledger> {
-        match self {
-            Self::Sqlite(s) => s.clone(),
-            Self::Postgres(s) => s.clone(),
+            Self::Sqlite(s) => StoreParts::of(s.clone()),
+            Self::Postgres(s) => StoreParts::of(s.clone()),
         }
     }
 
@@ -363,28 +373,40 @@ pub(crate) fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
     Ok(secret)
 }
 
-/// Which housekeeping jobs a process runs: each belongs to the role whose
-/// data it changes, so a split deployment runs each job in the processes
-/// of one role only (several of them are safe: the jobs are guarded in the
+/// The housekeeping jobs a process runs, each holding the service whose
+/// data it changes: a split deployment runs each job in the processes of
+/// one role only (several of them are safe: the jobs are guarded in the
 /// store and the tier). The all-in-one process runs them all.
-#[derive(Clone, Copy)]
 struct Jobs {
-    /// Deals that ended give their units back; the tier is audited.
-    deals: bool,
-    /// Unpaid orders expire; waiting rooms of ended deals are dropped.
-    orders: bool,
-    /// Overdue reservations are settled from the store's fence.
-    reservations: bool,
+    /// Deals that ended give their units back; the tier is audited (the
+    /// product role).
+    deals: Option<Arc<Catalogue>>,
+    /// Unpaid orders expire; waiting rooms of ended deals are dropped (the
+    /// order role).
+    orders: Option<Arc<Ordering>>,
+    /// Overdue reservations of the stock tier are settled from the store's
+    /// fence: by the product role, whose tier it is, and the order role,
+    /// which holds in it.
+    stock_reservations: Option<Arc<Catalogue>>,
+    /// Overdue coupon issues are settled likewise (the coupon role).
+    issue_reservations: Option<Arc<Coupons>>,
+    /// Committed events are relayed and old ones pruned: every role writes
+    /// events (a sign-up, a charge, an order).
+    events: Arc<Events>,
+    /// Old idempotency answers are forgotten (every role).
+    idempotency: Arc<Idempotency>,
 }
 
 impl Jobs {
-    fn of(roles: Roles) -> Self {
+    fn of(roles: Roles, app: &Storefront) -> Self {
         let (product, order) = (roles.contains(Role::Product), roles.contains(Role::Order));
         Self {
-            deals: product,
-            orders: order,
-            // The stock tier's (product) and the coupon tier's (coupon).
-            reservations: product || order || roles.contains(Role::Coupon),
+            deals: app.catalogue.clone().filter(|_| product),
+            orders: app.ordering.clone().filter(|_| order),
+            stock_reservations: app.catalogue.clone().filter(|_| product || order),
+            issue_reservations: app.coupons.clone().filter(|_| roles.contains(Role::Coupon)),
+            events: app.events.clone(),
+            idempotency: app.idempotency.clone(),
         }
     }
 }
@@ -393,43 +415,51 @@ impl Jobs {
 /// unsold units back, unpaid orders past their window expire, committed
 /// events are relayed, the queues of ended deals are dropped, and old
 /// idempotency answers are forgotten — each where `jobs` says.
-async fn housekeeping(app: Arc<Storefront>, every: Duration, jobs: Jobs) {
+async fn housekeeping(jobs: Jobs, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rounds: u64 = 0;
     loop {
         tick.tick().await;
-        if jobs.deals {
-            if let Err(e) = app.settle_ended_deals().await {
+        if let Some(catalogue) = &jobs.deals {
+            if let Err(e) = catalogue.settle_ended_deals().await {
                 tracing::warn!(error = %e, "settling ended deals failed; will retry");
             }
         }
-        if jobs.orders {
-            if let Err(e) = app.expire_due_orders().await {
+        if let Some(ordering) = &jobs.orders {
+            if let Err(e) = ordering.expire_due_orders().await {
                 tracing::warn!(error = %e, "expiring unpaid orders failed; will retry");
             }
         }
         // Reservations a dead instance (or a lost answer) left behind.
-        if jobs.reservations {
-            if let Err(e) = app.reconcile().await {
+        if let Some(catalogue) = &jobs.stock_reservations {
+            if let Err(e) = catalogue.reconcile().await {
                 tracing::warn!(error = %e, "reconciling reservations failed; will retry");
             }
         }
-        // Every role writes events (a sign-up, a charge, an order).
-        if let Err(e) = app.relay_events().await {
+        if let Some(coupons) = &jobs.issue_reservations {
+            if let Err(e) = coupons.reconcile().await {
+                tracing::warn!(error = %e, "reconciling reservations failed; will retry");
+            }
+        }
+        if let Err(e) = jobs.events.relay_events().await {
             tracing::warn!(error = %e, "relaying events failed; will retry");
         }
-        if jobs.orders {
-            app.sweep_queues().await;
+        if let Some(ordering) = &jobs.orders {
+            ordering.sweep_queues().await;
         }
         rounds += 1;
-        if jobs.deals && rounds % 10 == 1 {
-            if let Err(e) = app.audit_tier().await {
+        if let Some(catalogue) = jobs.deals.as_ref().filter(|_| rounds % 10 == 1) {
+            if let Err(e) = catalogue.audit_tier().await {
                 tracing::debug!(error = %e, "auditing the tier failed; will retry");
             }
         }
         if rounds % 600 == 1 {
-            if let Err(e) = app.prune().await {
+            let pruned = match jobs.idempotency.prune().await {
+                Ok(()) => jobs.events.prune().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = pruned {
                 tracing::warn!(error = %e, "pruning failed; will retry");
             }
         }
@@ -467,7 +497,8 @@ impl EventsOnNats {
     /// Starts the outbox relay and the catalogue follower.
     fn start(&self, app: &Arc<Storefront>) -> Vec<tokio::task::JoinHandle<()>> {
         vec![
-            app.spawn_relay(Arc::new(self.bus.clone()), RELAY_EVERY),
+            app.events
+                .spawn_relay(Arc::new(self.bus.clone()), RELAY_EVERY),
             self.bus
                 .follow(self.bus.catalogue_subjects(), self.after, app.clone()),
         ]

@@ -6,7 +6,9 @@
 //! buyer). Both demo accounts use the password `hotdeal-demo`.
 
 use crate::model::Page;
-use crate::services::{Error, NewDeal, NewProduct, PlaceOrder, Registration, Storefront};
+use crate::services::{
+    Accounts, Catalogue, Error, NewDeal, NewProduct, Ordering, PlaceOrder, Registration, Storefront,
+};
 use anyhow::Context;
 use chrono::Duration;
 use hotdeal_domain::{DealWindow, LineDemand, UserId};
@@ -93,12 +95,31 @@ const CATALOGUE: &[(&str, &[(&str, i64)])] = &[
     ),
 ];
 
-/// Loads the demo data unless the demo seller already exists.
+/// Loads the demo data unless the demo seller already exists. It is
+/// written through the auth, product and order services, so the process
+/// must run those roles.
 pub async fn demo(app: &Storefront) -> anyhow::Result<bool> {
-    if app.store.user_by_email(SELLER_EMAIL).await?.is_some() {
+    let (Some(accounts), Some(catalogue), Some(ordering)) =
+        (&app.accounts, &app.catalogue, &app.ordering)
+    else {
+        anyhow::bail!("the demo data needs the auth, product and order roles");
+    };
+    load(accounts, catalogue, ordering).await
+}
+
+async fn load(
+    accounts: &Accounts,
+    catalogue: &Catalogue,
+    ordering: &Ordering,
+) -> anyhow::Result<bool> {
+    if accounts
+        .registered(SELLER_EMAIL)
+        .await
+        .map_err(service_err)?
+    {
         return Ok(false);
     }
-    let seller = app
+    let seller = accounts
         .register(Registration {
             email: SELLER_EMAIL.into(),
             password: DEMO_PASSWORD.into(),
@@ -106,7 +127,7 @@ pub async fn demo(app: &Storefront) -> anyhow::Result<bool> {
         })
         .await
         .map_err(service_err)?;
-    let buyer = app
+    let buyer = accounts
         .register(Registration {
             email: BUYER_EMAIL.into(),
             password: DEMO_PASSWORD.into(),
@@ -118,7 +139,7 @@ pub async fn demo(app: &Storefront) -> anyhow::Result<bool> {
     let mut products = Vec::new();
     for (category, items) in CATALOGUE {
         for (i, (name, price)) in items.iter().enumerate() {
-            let p = app
+            let p = catalogue
                 .create_product(
                     seller.id,
                     NewProduct {
@@ -136,7 +157,7 @@ pub async fn demo(app: &Storefront) -> anyhow::Result<bool> {
         }
     }
 
-    let now = app.now();
+    let now = catalogue.now();
     // Every other product gets a deal: 16 running, 3 scheduled, 1 sold out.
     for (n, p) in products.iter().step_by(2).take(20).enumerate() {
         let (starts_at, ends_at, stock) = match n {
@@ -153,7 +174,7 @@ pub async fn demo(app: &Storefront) -> anyhow::Result<bool> {
             ),
         };
         let discount = 10 + (n as i64 * 7) % 50;
-        let deal = app
+        let deal = catalogue
             .create_deal(
                 seller.id,
                 NewDeal {
@@ -169,11 +190,11 @@ pub async fn demo(app: &Storefront) -> anyhow::Result<bool> {
             .await
             .map_err(service_err)?;
         if n == 19 {
-            sell_out(app, buyer.id, &deal.deal).await?;
+            sell_out(ordering, buyer.id, &deal.deal).await?;
         }
     }
     // Sanity: the catalogue is there.
-    let listed = app.running_deals(Page { page: 1, size: 1 });
+    let listed = catalogue.running_deals(Page { page: 1, size: 1 });
     tracing::info!(
         products = products.len(),
         running_deals = listed.total,
@@ -183,26 +204,27 @@ pub async fn demo(app: &Storefront) -> anyhow::Result<bool> {
 }
 
 async fn sell_out(
-    app: &Storefront,
+    ordering: &Ordering,
     buyer: UserId,
     deal: &crate::model::Deal,
 ) -> anyhow::Result<()> {
-    app.place_order(
-        buyer,
-        PlaceOrder {
-            lines: vec![LineDemand {
-                product_id: deal.product_id,
-                deal_id: Some(deal.id),
-                quantity: deal.deal_stock,
-            }],
-            shipping_address: None,
-            coupon_id: None,
-            pay_with_points: false,
-        },
-        None,
-    )
-    .await
-    .map_err(service_err)?;
+    ordering
+        .place_order(
+            buyer,
+            PlaceOrder {
+                lines: vec![LineDemand {
+                    product_id: deal.product_id,
+                    deal_id: Some(deal.id),
+                    quantity: deal.deal_stock,
+                }],
+                shipping_address: None,
+                coupon_id: None,
+                pay_with_points: false,
+            },
+            None,
+        )
+        .await
+        .map_err(service_err)?;
     Ok(())
 }
 

@@ -162,7 +162,7 @@ impl Collector for StorefrontCollector {
                 })
                 .map(|(flow, outcome, n)| ([("flow", flow), ("outcome", outcome)], n)),
         )?;
-        let hasher = app.hasher.stats();
+        let hasher = app.hasher_stats();
         let hash_shed = hasher.map_or(0, |h| h.shed);
         counters(
             &mut enc,
@@ -311,7 +311,7 @@ impl Collector for StorefrontCollector {
         )?;
 
         // Waiting rooms (bounded like the live deals).
-        let queues = app.waiting_room.stats(crate::services::MAX_LIVE);
+        let queues = app.queue_stats(crate::services::MAX_LIVE);
         gauges(
             &mut enc,
             "hotdeal_waiting_room_waiting",

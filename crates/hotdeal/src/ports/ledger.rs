@@ -1,6 +1,10 @@
 //! Points, coupons, idempotency answers and the outbox: the store's second
 //! half, kept apart from catalogue and orders so each trait stays readable.
-//! The SQLite store implements both.
+//! Each part is its own trait because a different service holds it: the
+//! points service its [`PointsLedger`], the coupon service (and, to read
+//! coupons for a discount, the order service) its [`CouponLedger`], the
+//! idempotency keys their [`IdempotencyAnswers`], the event relay the
+//! [`Outbox`]. Both stores implement all four; [`Ledger`] is all of them.
 
 use super::events::{EventSink, SinkError};
 use super::store::{IdempotencyWrite, StoreResult};
@@ -43,9 +47,14 @@ pub struct OutboxEntry {
     pub payload: String,
 }
 
+/// The whole ledger, as an adapter implements it and the wiring opens it.
+pub trait Ledger: PointsLedger + CouponLedger + IdempotencyAnswers + Outbox {}
+
+impl<T> Ledger for T where T: PointsLedger + CouponLedger + IdempotencyAnswers + Outbox {}
+
+/// Point balances, charges and their history (the point context).
 #[async_trait]
-pub trait Ledger: Send + Sync + 'static {
-    // --- points
+pub trait PointsLedger: Send + Sync + 'static {
     async fn point_account(&self, user: UserId) -> StoreResult<Option<PointAccount>>;
     /// Adds `amount` points, with a history row, in one transaction.
     async fn charge(
@@ -56,8 +65,12 @@ pub trait Ledger: Send + Sync + 'static {
         idempotency: Option<&IdempotencyWrite<'_, Charge>>,
     ) -> StoreResult<Charge>;
     async fn point_history(&self, user: UserId, page: Page) -> StoreResult<Paged<PointEntry>>;
+}
 
-    // --- coupons
+/// Coupon definitions and the users' copies (the coupon context; orders
+/// read them to apply a discount).
+#[async_trait]
+pub trait CouponLedger: Send + Sync + 'static {
     async fn insert_coupon(&self, coupon: &Coupon) -> StoreResult<()>;
     async fn coupons(&self) -> StoreResult<Vec<Coupon>>;
     /// One coupon's definition (a cache miss reads through to it).
@@ -70,14 +83,18 @@ pub trait Ledger: Send + Sync + 'static {
     }
     /// Records admitted issues; one answer per issue, in order. An issue
     /// records its user-coupon id in the reservation fence first (see
-    /// [`crate::ports::Store::abort_reservations`]).
+    /// [`crate::ports::ReservationFence::abort_reservations`]).
     async fn issue_coupons(&self, batch: &[IssueWrite]) -> Vec<StoreResult<Issued>>;
     async fn user_coupons(&self, user: UserId, page: Page) -> StoreResult<Paged<UserCoupon>>;
     async fn user_coupon(&self, coupon: Uuid, user: UserId) -> StoreResult<Option<UserCoupon>>;
     /// A user coupon by its own id (the id `GET /users/me/coupons` shows).
     async fn user_coupon_by_id(&self, id: Uuid) -> StoreResult<Option<UserCoupon>>;
+}
 
-    // --- idempotency
+/// Stored answers of idempotency keys. Written by the store in the same
+/// transaction as the change they answer; read before a keyed request runs.
+#[async_trait]
+pub trait IdempotencyAnswers: Send + Sync + 'static {
     async fn idempotent_answer(
         &self,
         user: UserId,
@@ -85,8 +102,11 @@ pub trait Ledger: Send + Sync + 'static {
     ) -> StoreResult<Option<IdempotentAnswer>>;
     /// Forgets answers stored before `before`.
     async fn prune_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+}
 
-    // --- outbox
+/// Committed events waiting to be published, read by the event relay.
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
     async fn unpublished(&self, limit: i64) -> StoreResult<Vec<OutboxEntry>>;
     async fn mark_published(&self, up_to: i64, now: DateTime<Utc>) -> StoreResult<()>;
     /// Deletes events published before `before`; with `unread`, also

@@ -17,10 +17,14 @@ pub use admission::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use events::{CatalogueEvent, EventHandler, EventSink, HandleError, Reload, SinkError};
 pub use hasher::{HashError, PasswordHasher};
-pub use ledger::{Charge, IssueWrite, Issued, Ledger, OutboxEntry};
+pub use ledger::{
+    Charge, CouponLedger, IdempotencyAnswers, IssueWrite, Issued, Ledger, Outbox, OutboxEntry,
+    PointsLedger,
+};
 pub use queue::{NotAdmitted, QueueDeal, QueueError, QueueStore, Ticket, TicketState};
 pub use running::{MarksUnavailable, RunningKeys};
 pub use store::{
-    CancelBy, Cancellation, DealCreation, IdempotencyWrite, OrderWrite, Payment, Placement,
-    Settled, Snapshot, StockChange, Store, StoreError, StoreResult,
+    CancelBy, Cancellation, CatalogStore, DealCreation, IdempotencyWrite, OrderStore, OrderWrite,
+    Payment, Placement, ReservationFence, Settled, Snapshot, StockChange, Store, StoreError,
+    StoreHealth, StoreResult, UserStore,
 };

@@ -76,7 +76,7 @@ pub enum Placement {
     Aborted,
     /// The write's idempotency key has an answer stored already (the
     /// request repeats one answered before): nothing written. Only a store
-    /// that says [`Store::refuses_answered_keys`] answers this.
+    /// that says [`OrderStore::refuses_answered_keys`] answers this.
     KeyAnswered,
 }
 
@@ -198,6 +198,12 @@ impl<T> IdempotencyWrite<'_, T> {
     }
 }
 
+/// The store, split by the context that uses it: each service holds only
+/// the part it reads and writes ([`UserStore`], [`CatalogStore`],
+/// [`OrderStore`]), so a process serving one role never holds the rest.
+/// The adapters implement every part on one connection pool; [`Store`] is
+/// all of them: what an adapter is, and what the wiring opens.
+///
 /// An adapter answers a write as done only after it committed durably; a
 /// write that may not have committed is an error, never a success.
 ///
@@ -208,13 +214,20 @@ impl<T> IdempotencyWrite<'_, T> {
 /// racing callers can never both win (two cancels, a payment and an
 /// expiry, two settlements of one deal); a write that lost a race to a lock
 /// answers [`StoreError::Conflict`] and may be retried.
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: StoreHealth + UserStore + CatalogStore + ReservationFence + OrderStore {}
+
+impl<T> Store for T where T: StoreHealth + UserStore + CatalogStore + ReservationFence + OrderStore {}
+
+/// Whether the store takes writes now: every role's health route asks it.
+pub trait StoreHealth: Send + Sync + 'static {
     /// False after a storage failure, until the store has committed a write
     /// again; writes meanwhile fail fast with [`StoreError::Unavailable`].
     fn writable(&self) -> bool;
+}
 
-    // --- users and sessions
+/// Users and their sessions (the auth context).
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<User>>;
@@ -239,8 +252,12 @@ pub trait Store: Send + Sync + 'static {
         token_hash: Option<&[u8; 32]>,
         now: DateTime<Utc>,
     ) -> StoreResult<u64>;
+}
 
-    // --- catalogue
+/// Products, their stock and deals (the catalogue context; the order
+/// context reads products and deals through it).
+#[async_trait]
+pub trait CatalogStore: Send + Sync + 'static {
     async fn insert_product(&self, product: &Product) -> StoreResult<()>;
     async fn product(&self, id: ProductId) -> StoreResult<Option<Product>>;
     async fn products(&self, category: Option<&str>, page: Page) -> StoreResult<Paged<Product>>;
@@ -280,8 +297,14 @@ pub trait Store: Send + Sync + 'static {
     async fn stock_seed(&self, _key: StockKey) -> StoreResult<Option<(i64, Vec<(UserId, i64)>)>> {
         Err(no_shared_tier())
     }
+}
 
-    // --- the fence of a shared tier's reservations
+/// The fence of a shared tier's reservations. Orders and coupon issues
+/// record their ids in it as they commit; the stock tier's reconciler
+/// (catalogue) and the coupon tier's (coupons) abort the rest, so it is a
+/// part of its own rather than any one context's.
+#[async_trait]
+pub trait ReservationFence: Send + Sync + 'static {
     /// Records `ids` as aborted unless their writes committed first, and
     /// returns those that did commit. A write commits only if it records
     /// its id as committed first (in its own transaction), so exactly one
@@ -289,14 +312,18 @@ pub trait Store: Send + Sync + 'static {
     async fn abort_reservations(&self, _ids: &[uuid::Uuid]) -> StoreResult<Vec<uuid::Uuid>> {
         Err(no_shared_tier())
     }
+}
 
-    // --- orders
+/// Orders: placing, reading, cancelling, paying and expiring them (the
+/// order context).
+#[async_trait]
+pub trait OrderStore: Send + Sync + 'static {
     /// Commits a batch of admitted orders: takes their stock and inserts
     /// them. One answer per order, in order; a refusal or failure of one
     /// order never affects another. Deal stock is only taken from unsettled
     /// deals, within the deal's per-user limit.
     async fn place_orders(&self, batch: &[OrderWrite]) -> Vec<StoreResult<Placement>>;
-    /// Whether [`Store::place_orders`] refuses an order whose idempotency
+    /// Whether [`OrderStore::place_orders`] refuses an order whose idempotency
     /// key has an answer stored already ([`Placement::KeyAnswered`], in the
     /// order's own transaction), so a keyed order may run before its key is
     /// looked up and the stored answer be read only when it is refused. A
@@ -332,11 +359,11 @@ pub trait Store: Send + Sync + 'static {
     /// Unpaid orders with a payment deadline (to arm the expiry timers).
     async fn awaiting_payment(&self) -> StoreResult<Vec<(OrderId, DateTime<Utc>)>>;
 
-    /// Whether payment expiry is driven by [`Store::expire_due`] alone. A
+    /// Whether payment expiry is driven by [`OrderStore::expire_due`] alone. A
     /// store that several instances share says yes: the due orders are
     /// found in the store, so no instance needs timers for orders another
     /// one placed. A store that says no is swept from timers armed from
-    /// [`Store::awaiting_payment`] and at placement.
+    /// [`OrderStore::awaiting_payment`] and at placement.
     fn expires_from_store(&self) -> bool {
         false
     }

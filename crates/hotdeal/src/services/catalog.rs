@@ -1,15 +1,27 @@
-//! Products, stock and deals.
+//! Products, stock and deals (the catalogue context).
 //!
 //! Reads come from the in-memory catalogue with live stock from the
 //! admission tier; writes go to the store first and then update both.
+//!
+//! The order context holds an `Arc<Catalogue>` too: an order is priced
+//! from the catalogue in memory (reading through to the store on a miss)
+//! and its units are held in, and given back to, the stock tier through
+//! it. So a process with the order role builds a catalogue even without
+//! the product role; it serves none of the catalogue's routes.
 
-use super::{Error, Result, Storefront};
+use super::catalog_cache::CatalogCache;
+use super::tier::Seeding;
+use super::{Error, Result};
 use crate::model::{Deal, DealView, Page, Paged, Product, ProductPatch};
-use crate::ports::{DealCreation, Increase, Refused, StockChange, Verdict};
+use crate::observability::metrics::Metrics;
+use crate::ports::{
+    CatalogStore, Clock, DealCreation, Increase, Refused, ReservationFence, StockAdmission,
+    StockChange, Verdict,
+};
 use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealId, DealStatus, DealWindow, ProductId, StockKey, UserId};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 /// A validated new product.
@@ -37,7 +49,70 @@ pub struct NewDeal {
     pub queue_admit_per_sec: Option<i64>,
 }
 
-impl Storefront {
+/// The catalogue context: products, their stock and deals.
+pub struct Catalogue {
+    pub(super) store: Arc<dyn CatalogStore>,
+    /// The shared tier's reservation fence, for the stock reconciler.
+    pub(super) fence: Arc<dyn ReservationFence>,
+    /// Live stock counts and per-user holdings; every order passes here
+    /// before the store.
+    pub admission: Arc<dyn StockAdmission>,
+    /// Products and deals in memory, for the order path and hot reads.
+    pub catalog: CatalogCache,
+    /// Products a seller flagged as hot (`/hotdeal/start`). A hint;
+    /// correctness never depends on it. A std Mutex: held for an insert or
+    /// lookup, never across an await.
+    hot: Mutex<HashSet<ProductId>>,
+    /// Stock keys of a shared tier this instance is seeding now.
+    pub(super) seeding: Seeding,
+    pub(super) clock: Arc<dyn Clock>,
+    /// The tier audit records its drift here.
+    pub(super) metrics: Arc<Metrics>,
+}
+
+impl Catalogue {
+    /// Loads the catalogue and opens its stock in the tier. Seeding only
+    /// fills what the tier lacks: a shared tier keeps the counts other
+    /// instances are selling from. One that cannot be reached now is
+    /// seeded key by key on first use instead.
+    pub async fn start(
+        store: Arc<dyn CatalogStore>,
+        fence: Arc<dyn ReservationFence>,
+        admission: Arc<dyn StockAdmission>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
+        let snapshot = store.snapshot().await?;
+        let catalog = CatalogCache::new();
+        for p in snapshot.products {
+            let _ = admission.open(StockKey::Product(p.id), p.stock, &[]).await;
+            catalog.put_product(p);
+        }
+        let mut held: HashMap<DealId, Vec<(UserId, i64)>> = HashMap::new();
+        for (deal, user, units) in snapshot.held {
+            held.entry(deal).or_default().push((user, units));
+        }
+        for d in snapshot.deals {
+            if d.settled_at.is_none() {
+                let users = held.remove(&d.id).unwrap_or_default();
+                let _ = admission
+                    .open(StockKey::Deal(d.id), d.remaining_stock, &users)
+                    .await;
+            }
+            catalog.put_deal(d);
+        }
+        Ok(Self {
+            store,
+            fence,
+            admission,
+            catalog,
+            hot: Mutex::new(HashSet::new()),
+            seeding: Seeding::default(),
+            clock,
+            metrics,
+        })
+    }
+
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn create_product(&self, seller: UserId, p: NewProduct) -> Result<Product> {
         let now = self.clock.now();
@@ -75,7 +150,7 @@ impl Storefront {
     /// created it, and its event is still on the way). Only found products
     /// are cached, so asking for ids that do not exist costs a read each
     /// time but never memory.
-    pub(super) async fn catalog_product(&self, id: ProductId) -> Result<Option<Arc<Product>>> {
+    pub async fn catalog_product(&self, id: ProductId) -> Result<Option<Arc<Product>>> {
         match self.catalog.product(id) {
             Some(p) => Ok(Some(p)),
             None => self.reload_product(id).await,
@@ -83,8 +158,8 @@ impl Storefront {
     }
 
     /// A deal from the in-memory catalogue, or read through from the store
-    /// (as [`Storefront::catalog_product`]).
-    pub(super) async fn catalog_deal(&self, id: DealId) -> Result<Option<Arc<Deal>>> {
+    /// (as [`Catalogue::catalog_product`]).
+    pub async fn catalog_deal(&self, id: DealId) -> Result<Option<Arc<Deal>>> {
         match self.catalog.deal(id) {
             Some(d) => Ok(Some(d)),
             None => Ok(self.reload_deal(id).await?.map(|(d, _)| d)),
@@ -350,7 +425,7 @@ impl Storefront {
     }
 
     /// Whether a deal takes orders now (scheduled and ended ones do not).
-    pub(super) fn deal_is_open(&self, deal: &Deal, now: DateTime<Utc>) -> Result<()> {
+    pub fn deal_is_open(&self, deal: &Deal, now: DateTime<Utc>) -> Result<()> {
         let status = deal.window.status(now, 1);
         if matches!(status, DealStatus::Scheduled | DealStatus::Ended) || deal.settled_at.is_some()
         {

@@ -2,7 +2,7 @@
 //! the hot reads never query the database.
 //!
 //! Stock figures are not kept here: the admission tier holds the live
-//! counts, and [`Storefront`](super::Storefront) overlays them when it hands
+//! counts, and [`Catalogue`](super::Catalogue) overlays them when it hands
 //! a product or deal out. This cache changes only when a product or deal is
 //! created, edited or settled — rarely, next to the stream of orders — so a
 //! std `RwLock` around each map costs readers almost nothing.

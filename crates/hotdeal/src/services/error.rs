@@ -59,7 +59,7 @@ pub enum Error {
     IdempotencyKeyReused,
     /// The store refused the change: its idempotency key has an answer
     /// stored already. The caller reads that answer and replays it
-    /// ([`crate::services::Storefront::answer_after_failure`]).
+    /// ([`crate::services::Idempotency::answer_after_failure`]).
     #[error("this idempotency key has an answer stored")]
     KeyAnswered,
     #[error("overloaded")]

@@ -8,18 +8,25 @@
 //! publishes those events again after the restart: delivery is at least
 //! once, and never of anything that was not committed.
 //!
-//! In the scaled mode a broker relay ([`Storefront::relay_to`], any
+//! In the scaled mode a broker relay ([`Events::relay_to`], any
 //! instance, every [`RELAY_EVERY`]) hands the outbox to an [`EventSink`]
 //! (NATS JetStream) instead, and every instance follows the catalogue's
-//! events ([`EventHandler`] below): a product, deal or coupon changed on
-//! one instance is reloaded from the store on every other.
+//! events ([`EventHandler`] on [`super::Storefront`]): a product, deal or
+//! coupon changed on one instance is reloaded from the store on every
+//! other.
+//!
+//! Every role writes events, so every process runs a relay. It holds the
+//! outbox and the stock tier: an event that gives units back (a cancel, a
+//! settlement, a restock) reaches the tier before it is marked published,
+//! whichever role relays it.
 
-use super::{Error, Result, Storefront};
+use super::{tier, Error, Result};
 use crate::model::Event;
-use crate::ports::events::{reload_for, EventHandler, EventSink, HandleError, Reload, SinkError};
+use crate::ports::events::{EventSink, SinkError};
+use crate::ports::{Clock, Outbox, StockAdmission};
 use async_trait::async_trait;
 use chrono::Duration;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Most events relayed per round.
@@ -31,31 +38,63 @@ const KEEP_PUBLISHED: i64 = 3600;
 /// index probe; it bounds how late another instance hears of a change.
 pub const RELAY_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
-impl Storefront {
+/// The relay of committed events, and the in-process bus it feeds.
+pub struct Events {
+    outbox: Arc<dyn Outbox>,
+    /// Where the increases of relayed events go.
+    tier: Arc<dyn StockAdmission>,
+    /// Published events, for in-process subscribers.
+    bus: tokio::sync::broadcast::Sender<Event>,
+    /// Set once a broker relay (NATS) owns the outbox: the in-process
+    /// relay stands aside and unpublished events are never pruned.
+    broker_relay: AtomicBool,
+    clock: Arc<dyn Clock>,
+}
+
+impl Events {
+    pub fn new(
+        outbox: Arc<dyn Outbox>,
+        tier: Arc<dyn StockAdmission>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            outbox,
+            tier,
+            bus: tokio::sync::broadcast::channel(1024).0,
+            broker_relay: AtomicBool::new(false),
+            clock,
+        }
+    }
+
+    /// Follows the events this process relays in process.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.bus.subscribe()
+    }
+
     /// Publishes unpublished outbox events; returns how many. With nobody
     /// subscribed there is nobody to publish to, and reading the events
     /// back would only cost the writer time: they wait in the outbox (for
-    /// an hour, see [`Storefront::prune`]) for a subscriber or a broker
+    /// an hour, see [`Events::prune`]) for a subscriber or a broker
     /// adapter to relay them. Once a broker relay runs, it owns the outbox.
     pub async fn relay_events(&self) -> Result<usize> {
-        if self.events.receiver_count() == 0 || self.broker_relay.load(Ordering::Acquire) {
+        if self.bus.receiver_count() == 0 || self.broker_relay.load(Ordering::Acquire) {
             return Ok(0);
         }
         let mut relayed = 0;
         loop {
-            let entries = self.ledger.unpublished(RELAY_BATCH).await?;
+            let entries = self.outbox.unpublished(RELAY_BATCH).await?;
             let Some(last) = entries.last().map(|e| e.seq) else {
                 return Ok(relayed);
             };
             for e in &entries {
                 let payload = serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null);
                 // No subscriber is not an error: the outbox is the record.
-                let _ = self.events.send(Event {
+                let _ = self.bus.send(Event {
                     topic: e.topic.clone(),
                     payload,
                 });
             }
-            self.ledger.mark_published(last, self.clock.now()).await?;
+            self.outbox.mark_published(last, self.clock.now()).await?;
             relayed += entries.len();
             if entries.len() < RELAY_BATCH as usize {
                 return Ok(relayed);
@@ -72,7 +111,7 @@ impl Storefront {
         let sink = TierThen { app: self, sink };
         loop {
             let (published, failed) = self
-                .ledger
+                .outbox
                 .relay_outbox(RELAY_BATCH, &sink, self.clock.now())
                 .await?;
             relayed += published;
@@ -85,7 +124,7 @@ impl Storefront {
         }
     }
 
-    /// Runs [`Storefront::relay_to`] every `every` until aborted. A failure
+    /// Runs [`Events::relay_to`] every `every` until aborted. A failure
     /// is logged once until relaying works again, not every round.
     pub fn spawn_relay(
         self: &Arc<Self>,
@@ -116,49 +155,15 @@ impl Storefront {
         })
     }
 
-    /// Forgets idempotency answers older than two days (the contract keeps
-    /// them at least 24 hours) and long-published events.
+    /// Forgets long-published events.
     pub async fn prune(&self) -> Result<()> {
         let now = self.clock.now();
-        self.ledger
-            .prune_idempotency(now - Duration::days(2))
-            .await?;
         // With nobody subscribed in process and no broker relay, unpublished
         // events are not waited for; a broker relay publishes every one.
-        let unread =
-            self.events.receiver_count() == 0 && !self.broker_relay.load(Ordering::Acquire);
-        self.ledger
+        let unread = self.bus.receiver_count() == 0 && !self.broker_relay.load(Ordering::Acquire);
+        self.outbox
             .prune_outbox(now - Duration::seconds(KEEP_PUBLISHED), unread)
             .await?;
-        Ok(())
-    }
-}
-
-/// The catalogue following the event stream: each change is read again
-/// from the store (the event says what changed, the store what it is now),
-/// which is idempotent, so redelivery or replay is harmless.
-#[async_trait]
-impl EventHandler for Storefront {
-    async fn handle(&self, topic: &str, payload: &[u8]) -> std::result::Result<(), HandleError> {
-        let transient = |e: Error| HandleError::Transient(e.to_string());
-        match reload_for(topic, payload)? {
-            None => {}
-            Some(Reload::Product(id)) => {
-                self.reload_product(id).await.map_err(transient)?;
-                // Stock figures live outside the entry: pages showing them
-                // must be rendered again even if no field changed.
-                self.catalog.touch();
-            }
-            Some(Reload::Deal { deal, product }) => {
-                if self.reload_deal(deal).await.map_err(transient)?.is_none() {
-                    self.reload_product(product).await.map_err(transient)?;
-                }
-                self.catalog.touch();
-            }
-            Some(Reload::Coupon(id)) => {
-                self.reload_coupon(id).await.map_err(transient)?;
-            }
-        }
         Ok(())
     }
 }
@@ -169,7 +174,7 @@ impl EventHandler for Storefront {
 /// back leaves the increase to the relay. Each increase is applied once
 /// (by its event's name), however often the event is relayed.
 struct TierThen<'a> {
-    app: &'a Storefront,
+    app: &'a Events,
     sink: &'a dyn EventSink,
 }
 
@@ -177,7 +182,9 @@ struct TierThen<'a> {
 impl EventSink for TierThen<'_> {
     async fn publish(&self, events: &[crate::ports::OutboxEntry]) -> (usize, Option<SinkError>) {
         for (applied, e) in events.iter().enumerate() {
-            if let Err(err) = self.app.apply_committed_event(&e.topic, &e.payload).await {
+            if let Err(err) =
+                tier::apply_committed_event(&*self.app.tier, &e.topic, &e.payload).await
+            {
                 // Publish those before it; the rest wait for the tier.
                 let (published, failed) = self.sink.publish(&events[..applied]).await;
                 let why = SinkError(format!("the admission tier: {err}"));

@@ -7,21 +7,26 @@
 //! refused changed nothing and stores no answer: a repeat runs again.
 //!
 //! Orders on a store that refuses answered keys itself
-//! ([`crate::ports::Store::refuses_answered_keys`]) skip the read of the
+//! ([`crate::ports::OrderStore::refuses_answered_keys`]) skip the read of the
 //! stored answer before they run: the store writes the answer in the
 //! order's transaction only if the key has none, so a repeat of an
 //! answered request is refused there and changes nothing. A keyed order
 //! that fails for any reason reads the stored answer before answering
-//! ([`Storefront::answer_after_failure`]): a repeat of an order placed
+//! ([`Idempotency::answer_after_failure`]): a repeat of an order placed
 //! before the deal sold out still gets its first answer. Keys this process
 //! stored recently ([`AnsweredKeys`]) are read first, as before: a
 //! client's retry is the usual reason for a repeat, and reading the answer
 //! is cheaper than a refused write.
+//!
+//! [`Idempotency`] is shared, not a context of its own: the order service
+//! holds it (orders and payments), and so does the transport of point
+//! charges; the housekeeping prunes old answers through it in every role.
 
-use super::{Error, Result, Storefront};
+use super::{Error, Result};
 use crate::model::IdempotentAnswer;
-use crate::ports::{IdempotencyWrite, MarksUnavailable, RunningKeys};
+use crate::ports::{Clock, IdempotencyAnswers, IdempotencyWrite, MarksUnavailable, RunningKeys};
 use async_trait::async_trait;
+use chrono::Duration;
 use hotdeal_domain::UserId;
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -162,7 +167,49 @@ pub enum Begun {
     Replay(IdempotentAnswer),
 }
 
-impl Storefront {
+/// Keys of answered orders kept in memory to tell a likely retry (about
+/// 2 MB).
+const ANSWERED_KEYS: usize = 65_536;
+
+/// Idempotency keys: which are running, and the answers stored for them.
+pub struct Idempotency {
+    /// Idempotency keys whose first request is still running.
+    running: Arc<dyn RunningKeys>,
+    answers: Arc<dyn IdempotencyAnswers>,
+    /// The store refuses an order whose idempotency key has an answer
+    /// already, so a keyed order need not look its key up first.
+    keys_refused_on_write: bool,
+    /// Keys of orders this process answered lately.
+    answered: AnsweredKeys,
+    clock: Arc<dyn Clock>,
+}
+
+impl Idempotency {
+    pub fn new(
+        running: Arc<dyn RunningKeys>,
+        answers: Arc<dyn IdempotencyAnswers>,
+        keys_refused_on_write: bool,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            running,
+            answers,
+            keys_refused_on_write,
+            answered: AnsweredKeys::new(ANSWERED_KEYS),
+            clock,
+        }
+    }
+
+    /// Forgets answers older than two days (the contract keeps them at
+    /// least 24 hours).
+    pub async fn prune(&self) -> Result<()> {
+        let now = self.clock.now();
+        self.answers
+            .prune_idempotency(now - Duration::days(2))
+            .await?;
+        Ok(())
+    }
+
     /// Whether a request with `key` of `user` is running now.
     pub async fn is_running(&self, user: UserId, key: &str) -> bool {
         self.running.is_running(user, key).await
@@ -174,11 +221,11 @@ impl Storefront {
         self.begin_keyed(user, key, true).await
     }
 
-    /// As [`Storefront::begin_idempotent`], for an order. On a store that
+    /// As [`Idempotency::begin_idempotent`], for an order. On a store that
     /// refuses answered keys in the order's own transaction the stored
     /// answer is looked up first only for a key this process answered
     /// lately (a likely retry); any other key runs at once, and a failure
-    /// goes through [`Storefront::answer_after_failure`].
+    /// goes through [`Idempotency::answer_after_failure`].
     pub async fn begin_idempotent_order(
         &self,
         user: UserId,
@@ -200,7 +247,7 @@ impl Storefront {
             // not yet cleared (a shared mark is cleared in the background):
             // its stored answer, if any, decides.
             Ok(false) => {
-                return match self.ledger.idempotent_answer(user, &key.key).await? {
+                return match self.answers.idempotent_answer(user, &key.key).await? {
                     Some(a) if a.request_hash == key.request_hash => Ok(Begun::Replay(a)),
                     Some(_) => Err(Error::IdempotencyKeyReused),
                     None => Err(Error::RequestInProgress),
@@ -217,7 +264,7 @@ impl Storefront {
         if !look_up {
             return Ok(Begun::Fresh(guard));
         }
-        match self.ledger.idempotent_answer(user, &key.key).await? {
+        match self.answers.idempotent_answer(user, &key.key).await? {
             None => Ok(Begun::Fresh(guard)),
             Some(a) if a.request_hash == key.request_hash => Ok(Begun::Replay(a)),
             Some(_) => Err(Error::IdempotencyKeyReused),
@@ -239,7 +286,7 @@ impl Storefront {
         if guard.looked_up && !refused {
             return Err(error);
         }
-        match self.ledger.idempotent_answer(guard.user, &key.key).await? {
+        match self.answers.idempotent_answer(guard.user, &key.key).await? {
             Some(a) if a.request_hash == key.request_hash => Ok(a),
             Some(_) => Err(Error::IdempotencyKeyReused),
             // Refused as answered, yet no answer now: it was pruned in

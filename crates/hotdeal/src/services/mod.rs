@@ -2,6 +2,30 @@
 //! deal, on placing and paying an order, on a coupon rush. They validate
 //! against the rules of the domain, ask the ports for data and changes, and
 //! return typed errors that the transport maps to the contract's codes.
+//!
+//! One service per context, each holding only the ports it uses:
+//!
+//! - [`Accounts`] (auth): the [`UserStore`](crate::ports::UserStore), the
+//!   password hasher, the token keys.
+//! - [`Catalogue`] (product): the [`CatalogStore`](crate::ports::CatalogStore),
+//!   the stock tier ([`StockAdmission`]), the catalogue in memory, the
+//!   reservation fence for the stock tier's reconciler.
+//! - [`Ordering`] (order): the [`OrderStore`](crate::ports::OrderStore), the
+//!   order writer, the payment deadlines and the waiting rooms; it reads
+//!   products and deals and holds stock through an `Arc<Catalogue>`, and
+//!   reads coupon definitions through an `Arc<CouponBook>`.
+//! - [`Coupons`] (coupon): the coupon tier ([`CouponAdmission`]), the issue
+//!   writer and the [`CouponBook`] (definitions on the
+//!   [`CouponLedger`](crate::ports::CouponLedger)).
+//! - [`Points`] (point): the [`PointsLedger`](crate::ports::PointsLedger).
+//!
+//! Shared by every role: the token check ([`Authenticator`]), the
+//! idempotency keys ([`Idempotency`]), the event relay ([`Events`]) and the
+//! metrics. [`Storefront`] composes the services of the roles a process
+//! runs and nothing else: a process with `--role order` builds the
+//! catalogue (the order path reads it and holds stock through it), the
+//! coupon book (definitions, for discounts) and the order service, but no
+//! accounts, no coupon tier or issue writer, no points.
 
 mod auth;
 pub mod batcher;
@@ -18,41 +42,76 @@ mod tier;
 pub mod tokens;
 pub mod waiting_room;
 
-pub use auth::{Registration, TokenPair};
-pub use catalog::{NewDeal, NewProduct};
-pub use coupons::NewCoupon;
+pub use auth::{Accounts, Authenticator, Registration, TokenPair};
+pub use catalog::{Catalogue, NewDeal, NewProduct};
+pub use coupons::{CouponBook, Coupons, NewCoupon};
 pub use error::{Error, Result};
-pub use events::RELAY_EVERY;
-pub use idempotency::{Begun, FlightGuard as InFlightGuard, IdempotencyKey, InFlight};
+pub use events::{Events, RELAY_EVERY};
+pub use idempotency::{Begun, FlightGuard as InFlightGuard, Idempotency, IdempotencyKey, InFlight};
 pub use observe::{LiveCoupon, LiveDeal, WriterView, MAX_LIVE};
-pub use orders::{PlaceOrder, RenderOrder};
-pub use points::RenderCharge;
+pub use orders::{Ordering, PlaceOrder, RenderOrder};
+pub use points::{Points, RenderCharge};
 pub use waiting_room::{QueueSettings, QueueView, WaitingRoom};
 
-use crate::model::{Coupon, Order};
+use crate::config::{Role, Roles};
+use crate::observability::metrics::Metrics;
+use crate::ports::events::{reload_for, EventHandler, HandleError, Reload};
+use crate::ports::hasher::HasherStats;
 use crate::ports::{
-    Clock, CouponAdmission, Hold, IssueHold, IssueWrite, Issued, Ledger, OrderWrite,
-    PasswordHasher, Placement, RunningKeys, StockAdmission, Store,
+    CatalogStore, Clock, CouponAdmission, CouponLedger, IdempotencyAnswers, Ledger, OrderStore,
+    Outbox, PasswordHasher, PointsLedger, QueueStore, ReservationFence, RunningKeys,
+    StockAdmission, Store, StoreHealth, UserStore,
 };
-use batcher::Batcher;
-use catalog_cache::CatalogCache;
-use chrono::{DateTime, Duration, Utc};
-use hotdeal_domain::{DealId, OrderId, ProductId, StockKey, UserId};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use async_trait::async_trait;
+use chrono::Duration;
+use std::sync::Arc;
 use tokens::TokenKeys;
 
-/// The engines the storefront runs on.
+/// The store and ledger as the services hold them: one handle per part.
+/// Both backends implement every part on one connection pool, so this
+/// costs a pointer per part; what it buys is that each service names the
+/// part it uses and cannot reach the others.
+#[derive(Clone)]
+pub struct StoreParts {
+    pub health: Arc<dyn StoreHealth>,
+    pub users: Arc<dyn UserStore>,
+    pub catalog: Arc<dyn CatalogStore>,
+    pub orders: Arc<dyn OrderStore>,
+    pub fence: Arc<dyn ReservationFence>,
+    pub points: Arc<dyn PointsLedger>,
+    pub coupons: Arc<dyn CouponLedger>,
+    pub answers: Arc<dyn IdempotencyAnswers>,
+    pub outbox: Arc<dyn Outbox>,
+}
+
+impl StoreParts {
+    /// The parts of one store that is also the ledger (both backends are).
+    pub fn of<S: Store + Ledger>(store: Arc<S>) -> Self {
+        Self {
+            health: store.clone(),
+            users: store.clone(),
+            catalog: store.clone(),
+            orders: store.clone(),
+            fence: store.clone(),
+            points: store.clone(),
+            coupons: store.clone(),
+            answers: store.clone(),
+            outbox: store,
+        }
+    }
+}
+
+/// The engines the storefront runs on. The wiring opens them once per
+/// process; [`Storefront::start`] hands each service the parts it uses.
 pub struct Engines {
-    pub store: Arc<dyn Store>,
-    pub ledger: Arc<dyn Ledger>,
+    pub store: StoreParts,
     pub admission: Arc<dyn StockAdmission>,
     pub coupon_admission: Arc<dyn CouponAdmission>,
     pub clock: Arc<dyn Clock>,
-    pub hasher: Arc<dyn PasswordHasher>,
+    /// Only the auth role hashes passwords: `None` elsewhere.
+    pub hasher: Option<Arc<dyn PasswordHasher>>,
     /// Who waits for which waiting-room deal.
-    pub queue: Arc<dyn crate::ports::QueueStore>,
+    pub queue: Arc<dyn QueueStore>,
     /// Idempotency keys running now, as every instance sees them.
     pub running: Arc<dyn RunningKeys>,
 }
@@ -70,198 +129,185 @@ pub struct WritePath {
     pub waiting_room: QueueSettings,
 }
 
-/// Keys of answered orders kept in memory to tell a likely retry (about
-/// 2 MB).
-const ANSWERED_KEYS: usize = 65_536;
-
-/// Payment deadlines, soonest on top.
-type Deadlines = BinaryHeap<Reverse<(DateTime<Utc>, OrderId)>>;
-
-/// Everything the storefront's use cases need, shared by all requests.
+/// The services of the roles one process runs. A context this process
+/// does not serve is `None`; the HTTP router mounts only the routes of the
+/// services present, and the housekeeping runs only their jobs.
 pub struct Storefront {
-    pub store: Arc<dyn Store>,
-    pub ledger: Arc<dyn Ledger>,
-    /// Live stock counts and per-user holdings; every order passes here
-    /// before the store.
-    pub admission: Arc<dyn StockAdmission>,
-    /// Who holds which coupon and how many are left.
-    pub coupon_admission: Arc<dyn CouponAdmission>,
-    /// Products and deals in memory, for the order path and hot reads.
-    pub catalog: CatalogCache,
-    /// Coupons in memory (their definitions; counts are in the tier).
-    coupons: RwLock<HashMap<uuid::Uuid, Arc<Coupon>>>,
-    /// Writes admitted orders in batches.
-    orders: Batcher<OrderWrite, Placement, Hold>,
-    /// Writes admitted coupon issues in batches.
-    issues: Batcher<IssueWrite, Issued, IssueHold>,
-    /// Payment deadlines of unpaid orders holding deal stock, soonest
-    /// first: expiry pops what is due instead of scanning orders. Unused
-    /// when the store finds due orders itself (`expiry_in_store`).
-    deadlines: Mutex<Deadlines>,
-    /// The store sweeps due orders from its own deadline index (a shared
-    /// database: another instance may have placed them).
-    expiry_in_store: bool,
-    payment_window: Duration,
-    /// Idempotency keys whose first request is still running.
-    running: Arc<dyn RunningKeys>,
-    /// The store refuses an order whose idempotency key has an answer
-    /// already, so a keyed order need not look its key up first.
-    keys_refused_on_write: bool,
-    /// Keys of orders this process answered lately (see `idempotency`).
-    answered: idempotency::AnsweredKeys,
-    /// Published events, for in-process subscribers.
-    pub events: tokio::sync::broadcast::Sender<crate::model::Event>,
-    /// Set once a broker relay (NATS) owns the outbox: the in-process
-    /// relay stands aside and unpublished events are never pruned.
-    broker_relay: std::sync::atomic::AtomicBool,
-    pub clock: Arc<dyn Clock>,
-    pub hasher: Arc<dyn PasswordHasher>,
-    pub tokens: TokenKeys,
-    /// Products a seller flagged as hot (`/hotdeal/start`). A hint;
-    /// correctness never depends on it. A std Mutex: held for an insert or
-    /// lookup, never across an await.
-    hot: Mutex<HashSet<ProductId>>,
+    /// What this process runs.
+    pub roles: Roles,
+    /// Sign-up, login and sessions (the auth role).
+    pub accounts: Option<Arc<Accounts>>,
+    /// Products, stock and deals: the product role's, and the order role's
+    /// to read (an order is priced and held against it).
+    pub catalogue: Option<Arc<Catalogue>>,
+    /// Orders and the waiting rooms (the order role).
+    pub ordering: Option<Arc<Ordering>>,
+    /// Coupon definitions, for the coupon role and for discounts on orders.
+    pub coupon_book: Option<Arc<CouponBook>>,
+    /// Coupon issues (the coupon role).
+    pub coupons: Option<Arc<Coupons>>,
+    /// Balances and charges (the point role).
+    pub points: Option<Arc<Points>>,
+    /// Every route checks the bearer token the auth role signed.
+    pub auth: Arc<Authenticator>,
+    /// Idempotency keys: orders and payments, point charges.
+    pub idempotency: Arc<Idempotency>,
+    /// Committed events: the outbox relay and the in-process bus. Every
+    /// role writes events (a sign-up, a charge, an order).
+    pub events: Arc<Events>,
+    /// Whether the store takes writes (every role's health route).
+    pub health: Arc<dyn StoreHealth>,
     /// Counters of this server, read by `/metrics` and the ops page.
-    pub metrics: Arc<crate::observability::Metrics>,
-    /// The waiting rooms in front of deals that have one.
-    pub waiting_room: WaitingRoom,
-    /// Keys of a shared tier this instance is seeding now.
-    seeding: tier::Seeding,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Storefront {
-    /// Builds the services and loads the catalogue, the admission tiers
-    /// and the payment deadlines from the store. Must run inside a Tokio
-    /// runtime (it starts the writer tasks).
-    pub async fn start(e: Engines, tokens: TokenKeys, path: WritePath) -> Result<Self> {
-        let snapshot = e.store.snapshot().await?;
-        let catalog = CatalogCache::new();
-        // Seeding only fills what the tier lacks: a shared tier keeps the
-        // counts other instances are selling from. One that cannot be
-        // reached now is seeded key by key on first use instead.
-        for p in snapshot.products {
-            let _ = e
-                .admission
-                .open(StockKey::Product(p.id), p.stock, &[])
-                .await;
-            catalog.put_product(p);
-        }
-        let mut held: HashMap<DealId, Vec<(UserId, i64)>> = HashMap::new();
-        for (deal, user, units) in snapshot.held {
-            held.entry(deal).or_default().push((user, units));
-        }
-        for d in snapshot.deals {
-            if d.settled_at.is_none() {
-                let users = held.remove(&d.id).unwrap_or_default();
-                let _ = e
-                    .admission
-                    .open(StockKey::Deal(d.id), d.remaining_stock, &users)
-                    .await;
+    /// Builds the services `roles` need and loads what they keep in
+    /// memory (the catalogue, coupon definitions, payment deadlines) and
+    /// the admission tiers from the store. Must run inside a Tokio runtime
+    /// (it starts the writer tasks).
+    pub async fn start(
+        e: Engines,
+        tokens: TokenKeys,
+        path: WritePath,
+        roles: Roles,
+    ) -> Result<Self> {
+        let metrics: Arc<Metrics> = Arc::default();
+        let (product, order, coupon) = (
+            roles.contains(Role::Product),
+            roles.contains(Role::Order),
+            roles.contains(Role::Coupon),
+        );
+        let store = e.store;
+        let accounts = match (&e.hasher, roles.contains(Role::Auth)) {
+            (Some(hasher), true) => Some(Arc::new(Accounts::new(
+                store.users.clone(),
+                hasher.clone(),
+                e.clock.clone(),
+                tokens.clone(),
+            ))),
+            _ => None,
+        };
+        // The order role reads the catalogue and holds stock through it.
+        let catalogue = if product || order {
+            let catalogue = Catalogue::start(
+                store.catalog.clone(),
+                store.fence.clone(),
+                e.admission.clone(),
+                e.clock.clone(),
+                metrics.clone(),
+            )
+            .await?;
+            Some(Arc::new(catalogue))
+        } else {
+            None
+        };
+        // The order role reads coupon definitions to price a discount.
+        let coupon_book = if coupon || order {
+            Some(Arc::new(CouponBook::load(store.coupons.clone()).await?))
+        } else {
+            None
+        };
+        let idempotency = Arc::new(Idempotency::new(
+            e.running,
+            store.answers.clone(),
+            store.orders.refuses_answered_keys(),
+            e.clock.clone(),
+        ));
+        let coupons = match (&coupon_book, coupon) {
+            (Some(book), true) => Some(Arc::new(
+                Coupons::start(
+                    book.clone(),
+                    store.coupons.clone(),
+                    store.users.clone(),
+                    store.fence.clone(),
+                    e.coupon_admission,
+                    e.clock.clone(),
+                    metrics.clone(),
+                    path,
+                )
+                .await?,
+            )),
+            _ => None,
+        };
+        let ordering = match (&catalogue, &coupon_book, order) {
+            (Some(catalogue), Some(book), true) => {
+                let key = tokens.derive("queue-token");
+                let waiting_room = WaitingRoom::new(e.queue, &key, path.waiting_room);
+                let ordering = Ordering::start(
+                    store.orders.clone(),
+                    catalogue.clone(),
+                    book.clone(),
+                    idempotency.clone(),
+                    waiting_room,
+                    e.clock.clone(),
+                    metrics.clone(),
+                    path,
+                )
+                .await?;
+                Some(Arc::new(ordering))
             }
-            catalog.put_deal(d);
-        }
-        let mut holders: HashMap<uuid::Uuid, Vec<_>> = HashMap::new();
-        for (coupon, user, _) in e.ledger.coupon_holders().await? {
-            holders.entry(coupon).or_default().push(user);
-        }
-        let mut coupons = HashMap::new();
-        for c in e.ledger.coupons().await? {
-            let held = holders.remove(&c.id).unwrap_or_default();
-            let _ = e
-                .coupon_admission
-                .open_coupon(c.id, c.total_quantity, &held)
-                .await;
-            coupons.insert(c.id, Arc::new(c));
-        }
-        let deadlines = e
-            .store
-            .awaiting_payment()
-            .await?
-            .into_iter()
-            .map(|(id, at)| Reverse((at, id)))
-            .collect();
-
-        let store = e.store.clone();
-        let orders = Batcher::start(
-            Box::new(move |writes: Vec<OrderWrite>| {
-                let store = store.clone();
-                Box::pin(async move {
-                    let outcomes = store.place_orders(&writes).await;
-                    (writes, outcomes)
-                })
-            }),
-            tier::order_verdict,
-            {
-                let tier = e.admission.clone();
-                Box::new(move |done| {
-                    let tier = tier.clone();
-                    Box::pin(async move { tier.settle(done).await })
-                })
-            },
-            path.queue,
-            path.max_batch,
-        );
-        let ledger = e.ledger.clone();
-        let issues = Batcher::start(
-            Box::new(move |writes: Vec<IssueWrite>| {
-                let ledger = ledger.clone();
-                Box::pin(async move {
-                    let outcomes = ledger.issue_coupons(&writes).await;
-                    (writes, outcomes)
-                })
-            }),
-            tier::issue_verdict,
-            {
-                let tier = e.coupon_admission.clone();
-                Box::new(move |done| {
-                    let tier = tier.clone();
-                    Box::pin(async move { tier.settle_issues(done).await })
-                })
-            },
-            path.queue,
-            path.max_batch,
-        );
-        let expiry_in_store = e.store.expires_from_store();
-        let keys_refused_on_write = e.store.refuses_answered_keys();
-        let waiting_room =
-            WaitingRoom::new(e.queue, &tokens.derive("queue-token"), path.waiting_room);
+            _ => None,
+        };
+        let points = roles
+            .contains(Role::Point)
+            .then(|| Arc::new(Points::new(store.points.clone(), e.clock.clone())));
         Ok(Self {
-            store: e.store,
-            ledger: e.ledger,
-            admission: e.admission,
-            coupon_admission: e.coupon_admission,
-            catalog,
-            coupons: RwLock::new(coupons),
-            orders,
-            issues,
-            expiry_in_store,
-            deadlines: Mutex::new(deadlines),
-            payment_window: path.payment_window,
-            running: e.running,
-            keys_refused_on_write,
-            answered: idempotency::AnsweredKeys::new(ANSWERED_KEYS),
-            events: tokio::sync::broadcast::channel(1024).0,
-            broker_relay: Default::default(),
+            roles,
+            accounts,
+            catalogue,
+            ordering,
+            coupon_book,
+            coupons,
+            points,
+            auth: Arc::new(Authenticator::new(tokens, e.clock.clone())),
+            idempotency,
+            events: Arc::new(Events::new(store.outbox, e.admission, e.clock.clone())),
+            health: store.health,
+            metrics,
             clock: e.clock,
-            hasher: e.hasher,
-            tokens,
-            hot: Mutex::new(HashSet::new()),
-            metrics: Arc::default(),
-            waiting_room,
-            seeding: Default::default(),
         })
     }
 
-    /// Arms the payment deadline of a placed order.
-    fn arm_deadline(&self, order: &Order) {
-        if self.expiry_in_store {
-            return;
+    /// The password hasher's load, when this process hashes.
+    pub fn hasher_stats(&self) -> Option<HasherStats> {
+        self.accounts.as_ref().and_then(|a| a.hasher_stats())
+    }
+}
+
+/// The catalogue following the event stream: each change is read again
+/// from the store (the event says what changed, the store what it is now),
+/// which is idempotent, so redelivery or replay is harmless. A process
+/// keeps only the parts it serves, and follows only those.
+#[async_trait]
+impl EventHandler for Storefront {
+    async fn handle(&self, topic: &str, payload: &[u8]) -> std::result::Result<(), HandleError> {
+        let transient = |e: Error| HandleError::Transient(e.to_string());
+        match reload_for(topic, payload)? {
+            None => {}
+            Some(Reload::Product(id)) => {
+                if let Some(c) = &self.catalogue {
+                    c.reload_product(id).await.map_err(transient)?;
+                    // Stock figures live outside the entry: pages showing
+                    // them must be rendered again even if no field changed.
+                    c.catalog.touch();
+                }
+            }
+            Some(Reload::Deal { deal, product }) => {
+                if let Some(c) = &self.catalogue {
+                    if c.reload_deal(deal).await.map_err(transient)?.is_none() {
+                        c.reload_product(product).await.map_err(transient)?;
+                    }
+                    c.catalog.touch();
+                }
+            }
+            Some(Reload::Coupon(id)) => {
+                if let Some(book) = &self.coupon_book {
+                    book.reload(id).await.map_err(transient)?;
+                }
+            }
         }
-        if let Some(at) = order.pay_by {
-            self.deadlines
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(Reverse((at, order.id)));
-        }
+        Ok(())
     }
 }

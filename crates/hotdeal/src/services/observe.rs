@@ -1,8 +1,13 @@
 //! What the storefront shows its operators: the live deals and coupons
 //! with their remaining units, and the state of the batch writers. Read by
 //! `/metrics` and the ops page, never on a request path.
+//!
+//! Each context shows its own part ([`Catalogue::live_deals`],
+//! [`Coupons::live_coupons`], the writers of orders and coupon issues);
+//! [`Storefront`] gathers the parts of the roles a process runs, so the
+//! ops page of a split process shows what that process serves.
 
-use super::Storefront;
+use super::{Catalogue, Coupons, Storefront};
 use crate::observability::metrics::WriterStats;
 use chrono::{DateTime, Utc};
 use hotdeal_domain::StockKey;
@@ -39,7 +44,7 @@ pub struct WriterView<'a> {
     pub stats: &'a WriterStats,
 }
 
-impl Storefront {
+impl Catalogue {
     /// The deals running now (at most [`MAX_LIVE`]), soonest end first,
     /// and how many are running in all.
     pub fn live_deals(&self) -> (Vec<LiveDeal>, usize) {
@@ -64,18 +69,18 @@ impl Storefront {
         deals.truncate(MAX_LIVE);
         (deals, total)
     }
+}
 
+impl Coupons {
     /// The coupons that can be issued now (at most [`MAX_LIVE`]).
     pub fn live_coupons(&self) -> (Vec<LiveCoupon>, usize) {
         let now = self.clock.now();
         let mut out: Vec<LiveCoupon> = self
-            .coupons
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
+            .definitions()
+            .into_iter()
             .filter(|c| c.window.is_running(now))
             .map(|c| {
-                let issued = self.coupon_admission.issued(c.id).unwrap_or(c.issued_count);
+                let issued = self.admission.issued(c.id).unwrap_or(c.issued_count);
                 LiveCoupon {
                     id: c.id,
                     name: c.name.clone(),
@@ -90,22 +95,53 @@ impl Storefront {
         out.truncate(MAX_LIVE);
         (out, total)
     }
+}
 
-    /// The order and coupon-issue writers.
-    pub fn writers(&self) -> [WriterView<'_>; 2] {
-        [
-            WriterView {
+impl Storefront {
+    /// The deals running now, if this process keeps a catalogue.
+    pub fn live_deals(&self) -> (Vec<LiveDeal>, usize) {
+        self.catalogue
+            .as_ref()
+            .map_or_else(Default::default, |c| c.live_deals())
+    }
+
+    /// The coupons that can be issued now, if this process issues them.
+    pub fn live_coupons(&self) -> (Vec<LiveCoupon>, usize) {
+        self.coupons
+            .as_ref()
+            .map_or_else(Default::default, |c| c.live_coupons())
+    }
+
+    /// The batch writers this process runs: orders, coupon issues.
+    pub fn writers(&self) -> Vec<WriterView<'_>> {
+        let mut writers = Vec::with_capacity(2);
+        if let Some(o) = &self.ordering {
+            let w = o.writer();
+            writers.push(WriterView {
                 name: "orders",
-                depth: self.orders.depth(),
-                capacity: self.orders.capacity(),
-                stats: self.orders.stats(),
-            },
-            WriterView {
+                depth: w.depth(),
+                capacity: w.capacity(),
+                stats: w.stats(),
+            });
+        }
+        if let Some(c) = &self.coupons {
+            let w = c.writer();
+            writers.push(WriterView {
                 name: "coupon_issues",
-                depth: self.issues.depth(),
-                capacity: self.issues.capacity(),
-                stats: self.issues.stats(),
-            },
-        ]
+                depth: w.depth(),
+                capacity: w.capacity(),
+                stats: w.stats(),
+            });
+        }
+        writers
+    }
+
+    /// The waiting rooms at a glance (at most `limit`), if this process
+    /// runs them.
+    pub fn queue_stats(&self, limit: usize) -> Vec<crate::ports::queue::QueueStats> {
+        self.ordering
+            .as_ref()
+            .map(|o| o.waiting_room.stats(limit))
+            .unwrap_or_default()
     }
 }

@@ -5,21 +5,30 @@
 //! and window, the coupon) happens first; then the admission tier takes the
 //! units in memory, and the batch writer commits the order (with its
 //! coupon use, its points and its idempotency answer) before the answer.
+//!
+//! [`Ordering`] holds the order store and what the order path reads or
+//! holds elsewhere, each named: the [`Catalogue`] (prices, deal windows,
+//! the stock tier), the [`CouponBook`] (a coupon's definition and the
+//! user's copy), the [`Idempotency`] keys, and the waiting rooms.
 
-use super::batcher::QueueFull;
+use super::batcher::{Batcher, QueueFull};
 use super::catalog::refused;
 use super::idempotency::IdempotencyKey;
-use super::{Error, Result, Storefront};
+use super::{tier, Catalogue, CouponBook, Error, Idempotency, Result, WaitingRoom, WritePath};
 use crate::model::{IdempotentAnswer, Order, OrderItem, Page, Paged, ShippingAddress};
-use crate::observability::metrics::{Flow, Outcome, Shed};
+use crate::observability::metrics::{Flow, Metrics, Outcome, Shed};
 use crate::ports::{
-    CancelBy, Cancellation, Increase, LimitClaim, OrderWrite, Payment, Placement, Refused, Verdict,
+    CancelBy, Cancellation, Clock, Hold, Increase, LimitClaim, OrderStore, OrderWrite, Payment,
+    Placement, Refused, Verdict,
 };
+use chrono::{DateTime, Duration, Utc};
 use hotdeal_domain::{
     sum_demands, LineDemand, OrderId, OrderStatus, PaymentStatus, StockKey, UserId,
 };
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 /// Renders an order as the API answers it (for idempotency answers).
@@ -34,7 +43,113 @@ pub struct PlaceOrder {
     pub pay_with_points: bool,
 }
 
-impl Storefront {
+/// Payment deadlines, soonest on top.
+type Deadlines = BinaryHeap<Reverse<(DateTime<Utc>, OrderId)>>;
+
+/// The order context: placing, paying, cancelling and expiring orders,
+/// and the waiting rooms in front of deals.
+pub struct Ordering {
+    store: Arc<dyn OrderStore>,
+    /// Products and deals to price an order from, and the stock tier its
+    /// units are held in.
+    catalogue: Arc<Catalogue>,
+    /// Coupon definitions, for an order's discount.
+    coupons: Arc<CouponBook>,
+    /// Keys of keyed orders and payments.
+    idempotency: Arc<Idempotency>,
+    /// Writes admitted orders in batches.
+    orders: Batcher<OrderWrite, Placement, Hold>,
+    /// Payment deadlines of unpaid orders holding deal stock, soonest
+    /// first: expiry pops what is due instead of scanning orders. Unused
+    /// when the store finds due orders itself (`expiry_in_store`).
+    deadlines: Mutex<Deadlines>,
+    /// The store sweeps due orders from its own deadline index (a shared
+    /// database: another instance may have placed them).
+    expiry_in_store: bool,
+    payment_window: Duration,
+    /// The waiting rooms in front of deals that have one.
+    pub waiting_room: WaitingRoom,
+    pub(super) clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+}
+
+impl Ordering {
+    /// Loads the payment deadlines and starts the order writer.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
+        store: Arc<dyn OrderStore>,
+        catalogue: Arc<Catalogue>,
+        coupons: Arc<CouponBook>,
+        idempotency: Arc<Idempotency>,
+        waiting_room: WaitingRoom,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        path: WritePath,
+    ) -> Result<Self> {
+        let deadlines = store
+            .awaiting_payment()
+            .await?
+            .into_iter()
+            .map(|(id, at)| Reverse((at, id)))
+            .collect();
+        let writer = store.clone();
+        let orders = Batcher::start(
+            Box::new(move |writes: Vec<OrderWrite>| {
+                let store = writer.clone();
+                Box::pin(async move {
+                    let outcomes = store.place_orders(&writes).await;
+                    (writes, outcomes)
+                })
+            }),
+            tier::order_verdict,
+            {
+                let tier = catalogue.admission.clone();
+                Box::new(move |done| {
+                    let tier = tier.clone();
+                    Box::pin(async move { tier.settle(done).await })
+                })
+            },
+            path.queue,
+            path.max_batch,
+        );
+        Ok(Self {
+            expiry_in_store: store.expires_from_store(),
+            store,
+            catalogue,
+            coupons,
+            idempotency,
+            orders,
+            deadlines: Mutex::new(deadlines),
+            payment_window: path.payment_window,
+            waiting_room,
+            clock,
+            metrics,
+        })
+    }
+
+    /// The catalogue this service reads.
+    pub fn catalogue(&self) -> &Arc<Catalogue> {
+        &self.catalogue
+    }
+
+    /// The order writer, for the metrics.
+    pub(super) fn writer(&self) -> &Batcher<OrderWrite, Placement, Hold> {
+        &self.orders
+    }
+
+    /// Arms the payment deadline of a placed order.
+    fn arm_deadline(&self, order: &Order) {
+        if self.expiry_in_store {
+            return;
+        }
+        if let Some(at) = order.pay_by {
+            self.deadlines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Reverse((at, order.id)));
+        }
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(lines = req.lines.len()))]
     pub async fn place_order(
         &self,
@@ -45,7 +160,7 @@ impl Storefront {
         Ok(self.place_order_answered(user, req, idempotency).await?.0)
     }
 
-    /// As [`Storefront::place_order`], with the answer stored for the
+    /// As [`Ordering::place_order`], with the answer stored for the
     /// idempotency key (the order as rendered), so the caller can send
     /// those bytes instead of rendering the order a second time.
     pub async fn place_order_answered(
@@ -62,6 +177,7 @@ impl Storefront {
         let mut holds_deal_stock = false;
         for line in &req.lines {
             let product = self
+                .catalogue
                 .catalog_product(line.product_id)
                 .await?
                 .ok_or(Error::ProductNotFound)?;
@@ -69,13 +185,14 @@ impl Storefront {
                 None => product.price,
                 Some(deal_id) => {
                     let deal = self
+                        .catalogue
                         .catalog_deal(deal_id)
                         .await?
                         .ok_or(Error::DealNotFound)?;
                     if deal.product_id != line.product_id {
                         return Err(Error::DealNotFound);
                     }
-                    self.deal_is_open(&deal, now)?;
+                    self.catalogue.deal_is_open(&deal, now)?;
                     holds_deal_stock = true;
                     if let Some(limit) = deal.per_user_limit {
                         match limits.iter_mut().find(|c| c.deal == deal_id) {
@@ -107,7 +224,10 @@ impl Storefront {
             .fold(0i64, |acc, i| acc.saturating_add(i.subtotal));
         let (coupon_id, discount_amount) = match req.coupon_id {
             Some(id) => {
-                let (coupon, discount) = self.coupon_discount(user, id, &by_seller).await?;
+                let (coupon, discount) = self
+                    .coupons
+                    .discount(self.clock.now(), user, id, &by_seller)
+                    .await?;
                 (Some(coupon), discount)
             }
             None => (None, 0),
@@ -139,6 +259,7 @@ impl Storefront {
         let demand = sum_demands(&req.lines);
         // Sold out or over the limit? Refused here, in microseconds.
         let hold = self
+            .catalogue
             .hold_units(order.id.0, user, &demand, &limits)
             .await
             .inspect_err(|e| {
@@ -164,7 +285,10 @@ impl Storefront {
         let committed = match self.orders.submit(write, hold) {
             Ok(committed) => committed,
             Err(QueueFull(hold)) => {
-                self.admission.settle(vec![(hold, Verdict::Abort)]).await;
+                self.catalogue
+                    .admission
+                    .settle(vec![(hold, Verdict::Abort)])
+                    .await;
                 self.metrics.admission(Flow::Order, Outcome::Shed);
                 self.metrics.shed(Shed::OrderQueue);
                 return Err(Error::Overloaded);
@@ -179,7 +303,7 @@ impl Storefront {
                 self.metrics.orders_placed.fetch_add(1, Relaxed);
                 self.arm_deadline(&write.order);
                 if let Some(a) = &write.answer {
-                    self.note_answered(user, &a.key);
+                    self.idempotency.note_answered(user, &a.key);
                 }
                 Ok((write.order, write.answer.map(|a| a.body)))
             }
@@ -275,8 +399,10 @@ impl Storefront {
     async fn cancelled(&self, outcome: &Cancellation) {
         if let Cancellation::Cancelled { order, returned } = outcome {
             let increases = cancel_increases(order.user_id, returned);
-            self.give_back(&cancel_event(order.id), &increases).await;
-            self.catalog.touch();
+            self.catalogue
+                .give_back(&cancel_event(order.id), &increases)
+                .await;
+            self.catalogue.catalog.touch();
         }
     }
 

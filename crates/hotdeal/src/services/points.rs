@@ -1,15 +1,28 @@
-//! Points: balance, charges and history.
+//! Points: balance, charges and history (the point context). Paying an
+//! order with points is the order service's: the store moves the points
+//! in the order's own transaction.
 
 use super::idempotency::IdempotencyKey;
-use super::{Result, Storefront};
+use super::Result;
 use crate::model::{Page, Paged, PointAccount, PointEntry};
-use crate::ports::Charge;
+use crate::ports::{Charge, Clock, PointsLedger};
 use hotdeal_domain::UserId;
+use std::sync::Arc;
 
 /// Renders a charge as the API answers it (for idempotency answers).
 pub type RenderCharge = fn(&Charge) -> Vec<u8>;
 
-impl Storefront {
+/// The point context: the points ledger and a clock.
+pub struct Points {
+    ledger: Arc<dyn PointsLedger>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Points {
+    pub fn new(ledger: Arc<dyn PointsLedger>, clock: Arc<dyn Clock>) -> Self {
+        Self { ledger, clock }
+    }
+
     /// The balance; a user who never charged has 0.
     pub async fn points(&self, user: UserId) -> Result<PointAccount> {
         Ok(self

@@ -7,13 +7,19 @@
 //! store (never overwriting a count that appeared meanwhile); requests for
 //! the same key arriving while it seeds get a fast 503 instead of piling
 //! onto the store.
+//!
+//! The stock side belongs to the [`Catalogue`] (the order service holds
+//! stock through it), the coupon side to [`Coupons`]; each reconciles its
+//! own tier's reservations against the store's fence. The increases a
+//! committed event carries are applied by the event relay of any role
+//! ([`apply_committed_event`]), which needs the stock tier and nothing else.
 
 use super::catalog::{refused, settle_event};
 use super::orders::{cancel_event, cancel_increases};
-use super::{Error, Result, Storefront};
+use super::{Catalogue, Coupons, Error, Result};
 use crate::ports::{
-    CouponRefused, Hold, Increase, IssueHold, Issued, LimitClaim, Placement, Refused, StoreResult,
-    Verdict,
+    CouponRefused, Hold, Increase, IssueHold, Issued, LimitClaim, Placement, Refused,
+    StockAdmission, StoreResult, Verdict,
 };
 use hotdeal_domain::{OrderId, StockKey, UserId};
 use std::collections::{BTreeMap, HashSet};
@@ -23,7 +29,7 @@ use uuid::Uuid;
 /// Reservations the reconciler settles per round.
 const RECONCILE_BATCH: usize = 500;
 
-/// Keys (and coupons) being seeded by this instance now.
+/// Keys (or coupons) being seeded by this instance now.
 #[derive(Default)]
 pub struct Seeding(Mutex<HashSet<Uuid>>);
 
@@ -76,7 +82,7 @@ pub(super) fn issue_verdict(outcome: &StoreResult<Issued>) -> Verdict {
     }
 }
 
-impl Storefront {
+impl Catalogue {
     /// Holds `demand` and `limits` for `user` under reservation `id`,
     /// seeding a key the shared tier lacks.
     pub(super) async fn hold_units(
@@ -122,38 +128,6 @@ impl Storefront {
         }
     }
 
-    /// Holds one unit of `coupon` for `user` under reservation `id`,
-    /// seeding the coupon if the shared tier lacks it.
-    pub(super) async fn hold_issue(
-        &self,
-        id: Uuid,
-        coupon: Uuid,
-        user: UserId,
-    ) -> std::result::Result<IssueHold, CouponRefused> {
-        for _ in 0..2 {
-            match self.coupon_admission.hold_issue(id, coupon, user).await {
-                Err(CouponRefused::Unseeded) => {
-                    let Some(_guard) = self.seeding.claim(coupon) else {
-                        return Err(CouponRefused::Unavailable);
-                    };
-                    let seed = self
-                        .ledger
-                        .coupon_seed(coupon)
-                        .await
-                        .map_err(|_| CouponRefused::Unavailable)?;
-                    let Some((total, holders)) = seed else {
-                        return Err(CouponRefused::Unavailable);
-                    };
-                    self.coupon_admission
-                        .open_coupon(coupon, total, &holders)
-                        .await?;
-                }
-                other => return other,
-            }
-        }
-        Err(CouponRefused::Unavailable)
-    }
-
     /// Applies a committed change's increases to the tier, once per
     /// `event`. A failure is only logged: the relay of the committed event
     /// applies the same increases under the same name later.
@@ -166,24 +140,11 @@ impl Storefront {
         }
     }
 
-    /// Applies the tier increases a committed outbox event carries (a
-    /// cancelled or expired order, a settled deal, a restock). Called by
-    /// the event relay for every event, before it is marked published;
-    /// an event seen twice changes the tier once.
-    pub async fn apply_committed_event(&self, topic: &str, payload: &str) -> Result<()> {
-        let Some((name, increases)) = increases_of(topic, payload) else {
-            return Ok(());
-        };
-        self.admission
-            .give_back(&name, &increases)
-            .await
-            .map_err(refused)
-    }
-
-    /// Settles reservations that outlived their deadline: the store's fence
-    /// says, for each, whether its write committed (keep the units) or not
-    /// (give them back), and exactly one of the two can win. Runs on any
-    /// instance; two running at once settle each reservation once.
+    /// Settles the stock tier's reservations that outlived their deadline:
+    /// the store's fence says, for each, whether its write committed (keep
+    /// the units) or not (give them back), and exactly one of the two can
+    /// win. Runs on any instance; two running at once settle each
+    /// reservation once.
     pub async fn reconcile(&self) -> Result<usize> {
         let now = self.clock.now();
         let mut settled = 0;
@@ -195,7 +156,7 @@ impl Storefront {
         if !holds.is_empty() {
             let ids: Vec<Uuid> = holds.iter().map(|h| h.id).collect();
             let committed: HashSet<Uuid> = self
-                .store
+                .fence
                 .abort_reservations(&ids)
                 .await?
                 .into_iter()
@@ -221,15 +182,55 @@ impl Storefront {
             }
             self.admission.settle(verdicts).await;
         }
+        Ok(settled)
+    }
+}
+
+impl Coupons {
+    /// Holds one unit of `coupon` for `user` under reservation `id`,
+    /// seeding the coupon if the shared tier lacks it.
+    pub(super) async fn hold_issue(
+        &self,
+        id: Uuid,
+        coupon: Uuid,
+        user: UserId,
+    ) -> std::result::Result<IssueHold, CouponRefused> {
+        for _ in 0..2 {
+            match self.admission.hold_issue(id, coupon, user).await {
+                Err(CouponRefused::Unseeded) => {
+                    let Some(_guard) = self.seeding.claim(coupon) else {
+                        return Err(CouponRefused::Unavailable);
+                    };
+                    let seed = self
+                        .ledger
+                        .coupon_seed(coupon)
+                        .await
+                        .map_err(|_| CouponRefused::Unavailable)?;
+                    let Some((total, holders)) = seed else {
+                        return Err(CouponRefused::Unavailable);
+                    };
+                    self.admission.open_coupon(coupon, total, &holders).await?;
+                }
+                other => return other,
+            }
+        }
+        Err(CouponRefused::Unavailable)
+    }
+
+    /// Settles the coupon tier's issue reservations that outlived their
+    /// deadline, as [`Catalogue::reconcile`] does the stock tier's.
+    pub async fn reconcile(&self) -> Result<usize> {
+        let now = self.clock.now();
+        let mut settled = 0;
         let issues = self
-            .coupon_admission
+            .admission
             .overdue_issues(now, RECONCILE_BATCH)
             .await
             .map_err(|_| Error::Overloaded)?;
         if !issues.is_empty() {
             let ids: Vec<Uuid> = issues.iter().map(|h| h.id).collect();
             let committed: HashSet<Uuid> = self
-                .store
+                .fence
                 .abort_reservations(&ids)
                 .await?
                 .into_iter()
@@ -246,7 +247,7 @@ impl Storefront {
                     (h, v)
                 })
                 .collect();
-            self.coupon_admission.settle_issues(verdicts).await;
+            self.admission.settle_issues(verdicts).await;
         }
         Ok(settled)
     }
@@ -255,7 +256,7 @@ impl Storefront {
 /// Keys compared with the store per audit: the running deals first.
 const AUDIT_KEYS: usize = 200;
 
-impl Storefront {
+impl Catalogue {
     /// Compares the shared tier's counts of the running deals with the
     /// store's and records the drift in the metrics (`hotdeal_tier_drift`).
     /// A tier that rebuilt a key while writes were in flight counts units
@@ -296,6 +297,21 @@ impl Storefront {
         self.metrics.drift_units.store(units, Relaxed);
         Ok(())
     }
+}
+
+/// Applies the tier increases a committed outbox event carries (a
+/// cancelled or expired order, a settled deal, a restock). Called by the
+/// event relay for every event, before it is marked published; an event
+/// seen twice changes the tier once.
+pub(super) async fn apply_committed_event(
+    tier: &dyn StockAdmission,
+    topic: &str,
+    payload: &str,
+) -> Result<()> {
+    let Some((name, increases)) = increases_of(topic, payload) else {
+        return Ok(());
+    };
+    tier.give_back(&name, &increases).await.map_err(refused)
 }
 
 /// The name and increases of a committed event that gives units back.

@@ -16,7 +16,7 @@
 //! state lives, in memory in the embedded mode and in Redis in the scaled
 //! mode.
 
-use super::{Error, Result, Storefront};
+use super::{Error, Ordering, Result};
 use super::{IdempotencyKey, PlaceOrder, RenderOrder};
 use crate::model::{Deal, Order};
 use crate::ports::queue::{
@@ -256,12 +256,13 @@ impl Drop for ClaimGuard {
     }
 }
 
-impl Storefront {
+impl Ordering {
     /// `POST /deals/{deal_id}/queue`: joins the deal's waiting room, or
     /// returns the caller's live token again.
     pub async fn join_queue(&self, user: UserId, deal_id: DealId) -> Result<QueueView> {
         let now = self.clock.now();
         let deal = self
+            .catalogue()
             .catalog_deal(deal_id)
             .await?
             .ok_or(Error::DealNotFound)?;
@@ -298,6 +299,7 @@ impl Storefront {
             return Err(Error::Forbidden);
         }
         let deal = self
+            .catalogue()
             .catalog_deal(claims.deal)
             .await?
             .ok_or(Error::NotFound)?;
@@ -313,7 +315,7 @@ impl Storefront {
         Ok(room.view(claims, &rules, &ticket, now))
     }
 
-    /// Places an order (as [`Storefront::place_order_answered`]); lines on
+    /// Places an order (as [`Ordering::place_order_answered`]); lines on
     /// a waiting-room deal need `queue_token`, admitted, of this user and
     /// that deal. The token is spent only when the order commits.
     pub async fn place_queued_order(
@@ -327,7 +329,7 @@ impl Storefront {
         for id in req.lines.iter().filter_map(|l| l.deal_id) {
             // Read through: another instance may have made the deal a
             // moment ago, before this one's catalogue heard of it.
-            if let Some(deal) = self.catalog_deal(id).await? {
+            if let Some(deal) = self.catalogue().catalog_deal(id).await? {
                 if deal.waiting_room && !gated.iter().any(|g| g.id == deal.id) {
                     gated.push(deal);
                 }
@@ -382,7 +384,7 @@ impl Storefront {
             // Read through, so a queue is not dropped for a deal another
             // instance made before this one's catalogue heard of it; a
             // failed read drops nothing.
-            let Ok(deal) = self.catalog_deal(id).await else {
+            let Ok(deal) = self.catalogue().catalog_deal(id).await else {
                 continue;
             };
             if deal.is_none_or(|d| ended(&d, now)) {

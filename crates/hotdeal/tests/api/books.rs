@@ -13,7 +13,7 @@ use std::sync::Arc;
 async fn race(app: &Arc<TestApp>, buyers: usize, line: serde_json::Value) -> (usize, usize) {
     let mut users = Vec::new();
     for i in 0..buyers {
-        users.push(app.storefront.register(hotdeal::services::Registration {
+        users.push(app.accounts().register(hotdeal::services::Registration {
             email: format!("buyer{i}@x.co"),
             password: "password123".into(),
             name: "Buyer".into(),
@@ -22,7 +22,7 @@ async fn race(app: &Arc<TestApp>, buyers: usize, line: serde_json::Value) -> (us
     let mut tokens = Vec::new();
     for u in users {
         let user = u.await.expect("register");
-        tokens.push(app.storefront.tokens.issue(user.id, app.clock_now()));
+        tokens.push(app.storefront.auth.tokens.issue(user.id, app.clock_now()));
     }
     let tasks: Vec<_> = tokens
         .into_iter()
@@ -126,7 +126,8 @@ async fn run_ops(ops: Vec<Op>) {
     for i in 0..3 {
         buyers.push(UserId::parse(&app.user(&format!("b{i}@x.co")).await.0).expect("id"));
     }
-    let token = |app: &TestApp, i: usize| app.storefront.tokens.issue(buyers[i], app.clock_now());
+    let token =
+        |app: &TestApp, i: usize| app.storefront.auth.tokens.issue(buyers[i], app.clock_now());
     let mut m = Model {
         stock: 18,
         remaining: 12,
@@ -196,7 +197,7 @@ async fn run_ops(ops: Vec<Op>) {
                 }
             }
             Op::Delta(delta) => {
-                let seller = app.storefront.tokens.issue(seller_id, app.clock_now());
+                let seller = app.storefront.auth.tokens.issue(seller_id, app.clock_now());
                 let r = app
                     .patch(
                         &format!("/products/{product}/stock"),
@@ -215,7 +216,7 @@ async fn run_ops(ops: Vec<Op>) {
             Op::EndDeal => {
                 if !m.ended {
                     app.clock.advance(Duration::hours(2));
-                    app.storefront.settle_ended_deals().await.expect("settle");
+                    app.catalogue().settle_ended_deals().await.expect("settle");
                     m.stock += m.remaining;
                     m.remaining = 0;
                     m.ended = true;
@@ -230,7 +231,7 @@ async fn run_ops(ops: Vec<Op>) {
         assert_eq!(stock + remaining + sold, m.total, "units are conserved");
         assert!(stock >= 0 && remaining >= 0);
         // The admission tier agrees with the store.
-        let tier = &app.storefront.admission;
+        let tier = &app.catalogue().admission;
         let product_id = hotdeal_domain::ProductId::parse(&product).expect("id");
         let deal_id = hotdeal_domain::DealId::parse(&deal).expect("id");
         assert_eq!(

@@ -204,7 +204,12 @@ async fn an_idempotent_retry_on_another_instance_waits_then_replays() {
         key: "retry-1".into(),
         request_hash: [0; 32],
     };
-    let Ok(running) = apps[0].storefront.begin_idempotent(user, &key).await else {
+    let Ok(running) = apps[0]
+        .storefront
+        .idempotency
+        .begin_idempotent(user, &key)
+        .await
+    else {
         panic!("the key is free");
     };
     let (status, _) = send(&apps[1], body.clone()).await;
@@ -247,7 +252,7 @@ async fn an_instance_that_dies_holding_units_strands_none_after_reconciling() {
     let deal = apps[0].deal(&seller, &product, 500, 10, None).await;
     // Holds taken by an instance that dies before it writes: straight
     // through the tier, as the order path does before the writer.
-    let tier = &apps[1].storefront.admission;
+    let tier = &apps[1].catalogue().admission;
     let user = hotdeal_domain::UserId::new();
     let key = hotdeal_domain::StockKey::Deal(hotdeal_domain::DealId(deal.parse().expect("uuid")));
     let demand = std::collections::BTreeMap::from([(key, 3)]);
@@ -267,12 +272,9 @@ async fn an_instance_that_dies_holding_units_strands_none_after_reconciling() {
     remaining_everywhere(&apps[..1], &deal, 3).await;
     // Before the deadline nothing moves; after it, the reconciler gives
     // the dead instance's six units back, once, whichever instance runs it.
-    assert_eq!(apps[0].storefront.reconcile().await.expect("reconcile"), 0);
+    assert_eq!(apps[0].reconcile().await.expect("reconcile"), 0);
     apps[0].clock.advance(Duration::minutes(5));
-    let (a, b) = tokio::join!(
-        apps[0].storefront.reconcile(),
-        apps[1].storefront.reconcile()
-    );
+    let (a, b) = tokio::join!(apps[0].reconcile(), apps[1].reconcile());
     assert!(a.expect("reconcile") + b.expect("reconcile") >= 2);
     remaining_everywhere(&apps, &deal, 9).await;
     let mut probe = apps[0].probe().await;
@@ -283,7 +285,7 @@ async fn an_instance_that_dies_holding_units_strands_none_after_reconciling() {
         "the acknowledged order stands"
     );
     // Nothing is left to reconcile.
-    assert_eq!(apps[1].storefront.reconcile().await.expect("reconcile"), 0);
+    assert_eq!(apps[1].reconcile().await.expect("reconcile"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -343,7 +345,7 @@ async fn redis_losing_its_data_mid_rush_is_rebuilt_from_the_store() {
     // a count set wrong by hand shows as drift.
     use std::sync::atomic::Ordering::Relaxed;
     let m = &apps[0].storefront.metrics;
-    apps[0].storefront.audit_tier().await.expect("audit");
+    apps[0].catalogue().audit_tier().await.expect("audit");
     assert_eq!(m.drift_keys_checked.load(Relaxed), 1);
     assert_eq!(
         m.drift_units.load(Relaxed),
@@ -363,7 +365,7 @@ async fn redis_losing_its_data_mid_rush_is_rebuilt_from_the_store() {
         .query_async(&mut conn)
         .await
         .expect("set");
-    apps[0].storefront.audit_tier().await.expect("audit");
+    apps[0].catalogue().audit_tier().await.expect("audit");
     assert_eq!(
         (m.drift_keys.load(Relaxed), m.drift_units.load(Relaxed)),
         (1, 5)

@@ -236,8 +236,12 @@ async fn two_thousand_users_race_for_five_hundred_coupons() {
             password_hash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
             created_at: app.clock_now(),
         };
-        app.storefront.store.insert_user(&user).await.expect("user");
-        tokens.push(app.storefront.tokens.issue(user.id, app.clock_now()));
+        app.accounts()
+            .store()
+            .insert_user(&user)
+            .await
+            .expect("user");
+        tokens.push(app.storefront.auth.tokens.issue(user.id, app.clock_now()));
     }
     // Every user tries twice, at once. A busy server may shed a request
     // with 503 OVERLOADED (nothing issued): the user tries again, as the

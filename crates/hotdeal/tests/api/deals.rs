@@ -49,7 +49,7 @@ async fn a_deal_sets_stock_aside_and_gives_back_what_it_did_not_sell() {
     let r = app.get(&format!("/products/deals/{deal}"), None).await;
     assert_eq!(r.body["status"], "ended");
     assert_eq!(app.get("/products/deals", None).await.body["total"], 0);
-    app.storefront.settle_ended_deals().await.expect("settle");
+    app.catalogue().settle_ended_deals().await.expect("settle");
     assert_eq!(app.stock(&product).await, 96);
     let r = app
         .post(

@@ -155,7 +155,7 @@ async fn stalled_bodies_take_no_request_slots() {
 async fn health_is_never_shed() {
     let app = Arc::new(spawn(|c| c.max_in_flight = 2).await);
     let (_, buyer) = app.user("h@x.co").await;
-    let user = app.storefront.authenticate(&buyer).expect("token");
+    let user = app.storefront.auth.authenticate(&buyer).expect("token");
     // Stall the writer so two charges stay in flight and fill both slots.
     let mut side = app.probe().await;
     side.stall_writes().await;
@@ -177,7 +177,7 @@ async fn health_is_never_shed() {
                 )
                 .await
         }));
-        while !app.storefront.is_running(user, key).await {
+        while !app.storefront.idempotency.is_running(user, key).await {
             tokio::task::yield_now().await;
         }
     }

@@ -16,13 +16,14 @@ use hotdeal::adapters::memory_admission::MemoryAdmission;
 use hotdeal::adapters::memory_queue::MemoryQueue;
 use hotdeal::adapters::nats::{NatsBus, StreamLimits};
 use hotdeal::adapters::postgres::{PgSettings, PgStore};
+use hotdeal::config::Roles;
 use hotdeal::config::Secret;
 use hotdeal::model::{DiscountType, ProductPatch, User};
-use hotdeal::ports::{EventSink, ManualClock};
+use hotdeal::ports::{EventSink, ManualClock, Outbox, UserStore};
 use hotdeal::services::tokens::TokenKeys;
 use hotdeal::services::{
-    Engines, Error, NewCoupon, NewDeal, NewProduct, QueueSettings, Storefront, WritePath,
-    RELAY_EVERY,
+    Catalogue, Coupons, Engines, Error, NewCoupon, NewDeal, NewProduct, QueueSettings, StoreParts,
+    Storefront, WritePath, RELAY_EVERY,
 };
 use hotdeal_domain::{DealWindow, ProductId, UserId};
 use std::collections::HashSet;
@@ -67,9 +68,32 @@ fn limits() -> StreamLimits {
     }
 }
 
-/// One "instance": a storefront on its own connection pool to the shared
-/// schema, with its own catalogue cache.
-async fn instance(pg: &str, schema: &str) -> Arc<Storefront> {
+/// One "instance": a storefront of every role on its own connection pool
+/// to the shared schema, with its own catalogue cache.
+struct Instance {
+    app: Arc<Storefront>,
+    store: Arc<PgStore>,
+}
+
+impl std::ops::Deref for Instance {
+    type Target = Storefront;
+
+    fn deref(&self) -> &Storefront {
+        &self.app
+    }
+}
+
+impl Instance {
+    fn catalogue(&self) -> &Catalogue {
+        self.app.catalogue.as_deref().expect("the product role")
+    }
+
+    fn coupons(&self) -> &Coupons {
+        self.app.coupons.as_deref().expect("the coupon role")
+    }
+}
+
+async fn instance(pg: &str, schema: &str) -> Instance {
     let store = Arc::new(
         PgStore::open_shared(&PgSettings {
             url: pg.to_owned(),
@@ -82,12 +106,13 @@ async fn instance(pg: &str, schema: &str) -> Arc<Storefront> {
     let config = hotdeal::Config::for_tests(&std::env::temp_dir());
     let admission = Arc::new(MemoryAdmission::new());
     let engines = Engines {
-        store: store.clone(),
-        ledger: store,
+        store: StoreParts::of(store.clone()),
         admission: admission.clone(),
         coupon_admission: admission,
         clock: Arc::new(ManualClock::new(t0())),
-        hasher: Arc::new(Argon2Hasher::new(config.argon2, 1, 8).expect("hasher")),
+        hasher: Some(Arc::new(
+            Argon2Hasher::new(config.argon2, 1, 8).expect("hasher"),
+        )),
         queue: Arc::new(MemoryQueue::new(1000)),
         running: Arc::new(hotdeal::services::InFlight::default()),
     };
@@ -102,11 +127,13 @@ async fn instance(pg: &str, schema: &str) -> Arc<Storefront> {
             poll_max: chrono::Duration::seconds(5),
         },
     };
-    Arc::new(
-        Storefront::start(engines, TokenKeys::new(&[7u8; 48]), path)
-            .await
-            .expect("start"),
-    )
+    let app = Storefront::start(engines, TokenKeys::new(&[7u8; 48]), path, Roles::ALL)
+        .await
+        .expect("start");
+    Instance {
+        app: Arc::new(app),
+        store,
+    }
 }
 
 async fn bus(nats: &str, prefix: &str) -> NatsBus {
@@ -117,7 +144,7 @@ async fn bus(nats: &str, prefix: &str) -> NatsBus {
     bus
 }
 
-async fn seller(app: &Storefront) -> UserId {
+async fn seller(app: &Instance) -> UserId {
     let id = UserId::new();
     app.store
         .insert_user(&User {
@@ -186,6 +213,7 @@ async fn every_committed_event_is_published_once_even_with_two_relays_racing() {
     let mut products = Vec::new();
     for i in 0..30 {
         let p = a
+            .catalogue()
             .create_product(user, new_product(1000 + i))
             .await
             .expect("product");
@@ -196,27 +224,30 @@ async fn every_committed_event_is_published_once_even_with_two_relays_racing() {
             price: Some(5),
             ..Default::default()
         };
-        b.update_product(user, *id, patch).await.expect("edit");
+        b.catalogue()
+            .update_product(user, *id, patch)
+            .await
+            .expect("edit");
     }
     // Two relays on two instances, racing over the same rows.
     let (ra, rb) = tokio::join!(
         async {
             let mut n = 0;
             for _ in 0..5 {
-                n += a.relay_to(&bus_a).await.expect("relay a");
+                n += a.events.relay_to(&bus_a).await.expect("relay a");
             }
             n
         },
         async {
             let mut n = 0;
             for _ in 0..5 {
-                n += b.relay_to(&bus_b).await.expect("relay b");
+                n += b.events.relay_to(&bus_b).await.expect("relay b");
             }
             n
         },
     );
     assert_eq!(ra + rb, 40, "every row relayed once between them");
-    assert!(a.ledger.unpublished(10).await.expect("read").is_empty());
+    assert!(a.store.unpublished(10).await.expect("read").is_empty());
 
     // A relay that died after publishing and before marking publishes the
     // same rows again: the stream drops them by their ids.
@@ -283,19 +314,20 @@ async fn an_event_written_while_nats_is_unreachable_is_published_later() {
         .expect("a client that keeps trying");
     let user = seller(&a).await;
     let p = a
+        .catalogue()
         .create_product(user, new_product(700))
         .await
         .expect("product");
 
-    let err = a.relay_to(&down).await.expect_err("NATS is down");
+    let err = a.events.relay_to(&down).await.expect_err("NATS is down");
     assert!(!err.to_string().contains("127.0.0.1:1"), "no URL: {err}");
     assert_eq!(
-        a.ledger.unpublished(10).await.expect("read").len(),
+        a.store.unpublished(10).await.expect("read").len(),
         1,
         "kept"
     );
 
-    assert_eq!(a.relay_to(&good).await.expect("relay"), 1);
+    assert_eq!(a.events.relay_to(&good).await.expect("relay"), 1);
     let messages = stream_messages(&good).await;
     assert_eq!(
         messages,
@@ -320,7 +352,7 @@ async fn a_poison_message_ends_in_the_dead_letters() {
         .subscribe(format!("{prefix}.dead.>"))
         .await
         .expect("subscribe");
-    let follower = bus.follow(bus.catalogue_subjects(), 0, a.clone());
+    let follower = bus.follow(bus.catalogue_subjects(), 0, a.app.clone());
     let subject = format!("{prefix}.product.updated.{}", ProductId::new().0);
     bus.jetstream()
         .publish(subject.clone(), "not json".into())
@@ -353,8 +385,8 @@ async fn a_catalogue_change_on_one_instance_reaches_the_other_within_the_bound()
     // B: starts following where the stream is now, then loads.
     let after = bus_b.position().await.expect("position");
     let b = instance(&pg, &schema).await;
-    let follower = bus_b.follow(bus_b.catalogue_subjects(), after, b.clone());
-    let relay = a.spawn_relay(Arc::new(bus_a.clone()), RELAY_EVERY);
+    let follower = bus_b.follow(bus_b.catalogue_subjects(), after, b.app.clone());
+    let relay = a.events.spawn_relay(Arc::new(bus_a.clone()), RELAY_EVERY);
     let user = seller(&a).await;
 
     // Waits until B's cache (not a read-through) shows what `seen` wants.
@@ -369,31 +401,42 @@ async fn a_catalogue_change_on_one_instance_reaches_the_other_within_the_bound()
         }
     }
 
-    let epoch = b.catalog.epoch();
+    let epoch = b.catalogue().catalog.epoch();
     let p = a
+        .catalogue()
         .create_product(user, new_product(1200))
         .await
         .expect("product");
-    let (_, created) = within("a new product", || b.catalog.product(p.id)).await;
-    assert!(b.catalog.epoch() > epoch, "B's pages invalidated");
+    let (_, created) = within("a new product", || b.catalogue().catalog.product(p.id)).await;
+    assert!(
+        b.catalogue().catalog.epoch() > epoch,
+        "B's pages invalidated"
+    );
 
     let patch = ProductPatch {
         price: Some(990),
         ..Default::default()
     };
-    a.update_product(user, p.id, patch).await.expect("edit");
+    a.catalogue()
+        .update_product(user, p.id, patch)
+        .await
+        .expect("edit");
     let (_, edited) = within("a price edit", || {
-        b.catalog.product(p.id).filter(|q| q.price == 990)
+        b.catalogue()
+            .catalog
+            .product(p.id)
+            .filter(|q| q.price == 990)
     })
     .await;
 
-    let now = a.now();
+    let now = a.catalogue().now();
     let window = DealWindow::new(
         now - chrono::Duration::minutes(1),
         now + chrono::Duration::hours(1),
     )
     .expect("window");
     let deal = a
+        .catalogue()
         .create_deal(
             user,
             NewDeal {
@@ -408,8 +451,10 @@ async fn a_catalogue_change_on_one_instance_reaches_the_other_within_the_bound()
         )
         .await
         .expect("deal");
-    let (_, dealt) = within("a new deal", || b.catalog.deal(deal.deal.id)).await;
-    let listed = b.running_deals(hotdeal::model::Page { page: 1, size: 10 });
+    let (_, dealt) = within("a new deal", || b.catalogue().catalog.deal(deal.deal.id)).await;
+    let listed = b
+        .catalogue()
+        .running_deals(hotdeal::model::Page { page: 1, size: 10 });
     assert_eq!(
         listed.items.len(),
         1,
@@ -435,16 +480,18 @@ async fn a_catalogue_miss_reads_through_and_a_real_404_stays_a_404() {
     let b = instance(&pg, &schema).await;
     let user = seller(&a).await;
     let p = a
+        .catalogue()
         .create_product(user, new_product(300))
         .await
         .expect("product");
-    let now = a.now();
+    let now = a.catalogue().now();
     let window = DealWindow::new(
         now - chrono::Duration::minutes(1),
         now + chrono::Duration::hours(1),
     )
     .expect("window");
     let deal = a
+        .catalogue()
         .create_deal(
             user,
             NewDeal {
@@ -460,6 +507,7 @@ async fn a_catalogue_miss_reads_through_and_a_real_404_stays_a_404() {
         .await
         .expect("deal");
     let coupon = a
+        .coupons()
         .create_coupon(
             user,
             NewCoupon {
@@ -475,19 +523,46 @@ async fn a_catalogue_miss_reads_through_and_a_real_404_stays_a_404() {
         .await
         .expect("coupon");
 
-    assert!(b.catalog.product(p.id).is_none(), "not followed");
-    assert_eq!(b.product(p.id).await.expect("read through").price, 300);
-    assert!(b.catalog.product(p.id).is_some(), "and cached");
-    let view = b.deal(deal.deal.id).await.expect("read through");
+    assert!(
+        b.catalogue().catalog.product(p.id).is_none(),
+        "not followed"
+    );
+    assert_eq!(
+        b.catalogue()
+            .product(p.id)
+            .await
+            .expect("read through")
+            .price,
+        300
+    );
+    assert!(b.catalogue().catalog.product(p.id).is_some(), "and cached");
+    let view = b
+        .catalogue()
+        .deal(deal.deal.id)
+        .await
+        .expect("read through");
     assert_eq!(view.deal.deal_price, 200);
-    assert!(b.catalog.deal(deal.deal.id).is_some());
-    assert_eq!(b.coupon(coupon.id).await.expect("read through").name, "ten");
+    assert!(b.catalogue().catalog.deal(deal.deal.id).is_some());
+    assert_eq!(
+        b.coupons()
+            .coupon(coupon.id)
+            .await
+            .expect("read through")
+            .name,
+        "ten"
+    );
 
     let missing = ProductId::new();
-    assert!(matches!(b.product(missing).await, Err(Error::NotFound)));
-    assert!(b.catalog.product(missing).is_none(), "a 404 caches nothing");
     assert!(matches!(
-        b.coupon(uuid::Uuid::now_v7()).await,
+        b.catalogue().product(missing).await,
+        Err(Error::NotFound)
+    ));
+    assert!(
+        b.catalogue().catalog.product(missing).is_none(),
+        "a 404 caches nothing"
+    );
+    assert!(matches!(
+        b.coupons().coupon(uuid::Uuid::now_v7()).await,
         Err(Error::NotFound)
     ));
     use sqlx::Connection;

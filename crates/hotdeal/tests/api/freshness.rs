@@ -107,12 +107,12 @@ async fn expiries_and_settlements_show_at_once() {
 
     // The unpaid order expires: its units are back on the next read.
     app.clock.advance(Duration::minutes(11));
-    assert_eq!(app.storefront.expire_due_orders().await.expect("expire"), 1);
+    assert_eq!(app.ordering().expire_due_orders().await.expect("expire"), 1);
     assert_eq!(remaining().await, 5, "after an expiry");
 
     // The deal ends: its unsold units go back to the product at once.
     assert_eq!(app.stock(&product).await, 5);
     app.clock.advance(Duration::hours(1));
-    app.storefront.settle_ended_deals().await.expect("settle");
+    app.catalogue().settle_ended_deals().await.expect("settle");
     assert_eq!(app.stock(&product).await, 10, "after settlement");
 }

@@ -15,7 +15,7 @@ async fn app_with(tune: impl FnOnce(&mut hotdeal::Config)) -> Arc<TestApp> {
 
 fn tier_units(app: &TestApp, product: &str) -> Option<i64> {
     let id = ProductId::parse(product).expect("id");
-    app.storefront
+    app.catalogue()
         .admission
         .available(StockKey::Product(id))
         .map(|a| a.0)
@@ -192,12 +192,12 @@ async fn first_come_first_served() {
     side.stall_writes().await;
     let mut tasks = Vec::new();
     for t in &tokens {
-        let before = app.storefront.admission.available(deal_key).map(|a| a.0);
+        let before = app.catalogue().admission.available(deal_key).map(|a| a.0);
         let (app2, t) = (app.clone(), t.clone());
         let line = json!([{"product_id": product, "deal_id": deal, "quantity": 1}]);
         let task = tokio::spawn(async move { app2.order(&t, line).await });
         while !task.is_finished()
-            && app.storefront.admission.available(deal_key).map(|a| a.0) == before
+            && app.catalogue().admission.available(deal_key).map(|a| a.0) == before
         {
             tokio::task::yield_now().await;
         }

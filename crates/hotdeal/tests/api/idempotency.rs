@@ -149,8 +149,8 @@ async fn a_repeat_during_the_first_is_told_to_wait() {
             .await
         })
     };
-    let user = app.storefront.authenticate(&buyer).expect("token");
-    while !app.storefront.is_running(user, "k").await {
+    let user = app.storefront.auth.authenticate(&buyer).expect("token");
+    while !app.storefront.idempotency.is_running(user, "k").await {
         tokio::task::yield_now().await;
     }
     let second = app

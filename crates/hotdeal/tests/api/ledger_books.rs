@@ -46,7 +46,7 @@ fn op() -> impl Strategy<Value = Op> {
 async fn books(app: &TestApp, users: &[UserId], coupon: &str, product: &str, deal: &str) {
     let mut sold = 0;
     for &u in users {
-        let t = app.storefront.tokens.issue(u, app.clock_now());
+        let t = app.storefront.auth.tokens.issue(u, app.clock_now());
         let balance = app.get("/points", Some(&t)).await.body["balance"]
             .as_i64()
             .expect("balance");
@@ -117,7 +117,7 @@ async fn run(ops: Vec<Op>) {
     }
     let mut orders: Vec<(String, usize)> = Vec::new();
     for op in ops {
-        let token = |u: usize| app.storefront.tokens.issue(users[u], app.clock_now());
+        let token = |u: usize| app.storefront.auth.tokens.issue(users[u], app.clock_now());
         match op {
             Op::Charge { user, amount } => {
                 let r = app
@@ -195,8 +195,8 @@ async fn run(ops: Vec<Op>) {
             }
             Op::Expire => {
                 app.clock.advance(Duration::minutes(11));
-                app.storefront.expire_due_orders().await.expect("expire");
-                app.storefront.settle_ended_deals().await.expect("settle");
+                app.ordering().expire_due_orders().await.expect("expire");
+                app.catalogue().settle_ended_deals().await.expect("settle");
             }
             Op::Pay { .. } | Op::Cancel { .. } => {}
         }

@@ -472,7 +472,7 @@ async fn waiting_rooms_are_measured_per_deal() {
     let (token, queue_token) = &buyers[0];
     let r = app.get(&format!("/queue/{queue_token}"), Some(token)).await;
     assert_eq!(r.body["status"], "admitted", "{}", r.body);
-    app.storefront.sweep_queues().await;
+    app.ordering().sweep_queues().await;
     let text = scrape(&app).await;
     let series = |name: &str| format!("{name}{{deal_id=\"{deal}\"}}");
     assert_eq!(sample(&text, &series("hotdeal_waiting_room_waiting")), 3.0);

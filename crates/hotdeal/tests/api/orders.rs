@@ -318,7 +318,7 @@ async fn racing_cancels_and_expiries_return_units_once() {
     for _ in 0..2 {
         let app = app.clone();
         tasks.push(tokio::spawn(async move {
-            app.storefront.expire_due_orders().await.expect("expire")
+            app.ordering().expire_due_orders().await.expect("expire")
         }));
     }
     let mut cancelled = 0;

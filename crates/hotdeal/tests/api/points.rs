@@ -235,13 +235,13 @@ async fn unpaid_deal_orders_expire_and_a_late_payment_is_refused() {
 
     app.clock.advance(Duration::minutes(9));
     assert_eq!(
-        app.storefront.expire_due_orders().await.expect("expire"),
+        app.ordering().expire_due_orders().await.expect("expire"),
         0,
         "not yet"
     );
     app.clock.advance(Duration::minutes(1));
-    assert_eq!(app.storefront.expire_due_orders().await.expect("expire"), 1);
-    let token = app.storefront.tokens.issue(
+    assert_eq!(app.ordering().expire_due_orders().await.expect("expire"), 1);
+    let token = app.storefront.auth.tokens.issue(
         hotdeal_domain::UserId::parse(&buyer_id).expect("id"),
         app.clock_now(),
     );
@@ -301,7 +301,7 @@ async fn payment_racing_expiry_is_decided_once() {
     // The window closes while every payment is in flight.
     app.clock
         .advance(Duration::minutes(10) - Duration::milliseconds(1));
-    let token = app.storefront.tokens.issue(buyer_id, app.clock_now());
+    let token = app.storefront.auth.tokens.issue(buyer_id, app.clock_now());
     let payments: Vec<_> = ids
         .iter()
         .map(|id| {
@@ -317,7 +317,7 @@ async fn payment_racing_expiry_is_decided_once() {
         })
         .collect();
     app.clock.advance(Duration::milliseconds(1));
-    let expired = app.storefront.expire_due_orders().await.expect("expire");
+    let expired = app.ordering().expire_due_orders().await.expect("expire");
     let mut paid = 0;
     for p in payments {
         let r = p.await.expect("join");
@@ -329,7 +329,7 @@ async fn payment_racing_expiry_is_decided_once() {
     }
     // An order a payment held locked when the sweep passed (PostgreSQL's
     // sweep skips locked rows) is swept by the next one.
-    let expired = expired + app.storefront.expire_due_orders().await.expect("expire");
+    let expired = expired + app.ordering().expire_due_orders().await.expect("expire");
     assert_eq!(paid + expired, 20, "each order is either paid or expired");
     assert_eq!(
         balance(&app, &token).await,
@@ -447,7 +447,10 @@ async fn committed_changes_are_published_as_events() {
         .to_owned();
     app.post(&format!("/orders/{id}/cancel"), Some(&buyer), json!({}))
         .await;
-    assert_eq!(app.storefront.relay_events().await.expect("relay"), 3);
+    assert_eq!(
+        app.storefront.events.relay_events().await.expect("relay"),
+        3
+    );
     let created = events.recv().await.expect("event");
     assert_eq!(
         (
@@ -464,7 +467,7 @@ async fn committed_changes_are_published_as_events() {
     let cancelled = events.recv().await.expect("event");
     assert_eq!(cancelled.topic, "order.cancelled");
     assert_eq!(
-        app.storefront.relay_events().await.expect("relay"),
+        app.storefront.events.relay_events().await.expect("relay"),
         0,
         "published once"
     );

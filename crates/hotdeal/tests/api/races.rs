@@ -8,6 +8,7 @@ use crate::support::{config_for, spawn_app, TestApp};
 use chrono::Duration;
 use hotdeal::adapters::postgres::{PgSettings, PgStore};
 use hotdeal::adapters::sqlite::{Durability, SqliteStore};
+use hotdeal::app::OpenStore;
 use hotdeal::model::Order;
 use hotdeal::ports::{CancelBy, Cancellation, Ledger, OrderWrite, Payment, Placement, Store};
 use hotdeal_domain::{DealId, OrderId, StockKey};
@@ -19,6 +20,14 @@ use std::sync::Arc;
 /// The store port and the ledger port of one handle.
 trait Books: Store + Ledger {}
 impl<T: Store + Ledger> Books for T {}
+
+/// The server's own handle.
+fn own_writer(app: &TestApp) -> Arc<dyn Books> {
+    match &app.store {
+        OpenStore::Sqlite(s) => s.clone(),
+        OpenStore::Postgres(s) => s.clone(),
+    }
+}
 
 /// A second handle on the server's database: another writer.
 async fn second_writer(app: &TestApp) -> Arc<dyn Books> {
@@ -76,7 +85,7 @@ async fn deal_remaining<S: Store + ?Sized>(store: &S, deal: &str) -> i64 {
 async fn a_buyers_cancel_and_an_expiry_never_both_win() {
     let app = spawn_app().await;
     let (_, deal, ids) = unpaid_deal_orders(&app, 20).await;
-    let (a, b) = (app.storefront.store.clone(), second_writer(&app).await);
+    let (a, b) = (own_writer(&app), second_writer(&app).await);
     let late = app.clock_now() + Duration::minutes(11);
     let mut races = Vec::new();
     for id in ids.clone() {
@@ -104,15 +113,13 @@ async fn a_buyers_cancel_and_an_expiry_never_both_win() {
 async fn a_payment_and_an_expiry_never_both_win() {
     let app = spawn_app().await;
     let (_, deal, ids) = unpaid_deal_orders(&app, 20).await;
-    let (a, b) = (app.storefront.store.clone(), second_writer(&app).await);
+    let (a, b) = (own_writer(&app), second_writer(&app).await);
     // Every buyer can pay; the clock is right at the deadline's edge for
     // the expiry and just inside it for the payment.
     let mut orders: Vec<Order> = Vec::new();
     for id in &ids {
         let o = a.order(*id).await.expect("read").expect("order");
-        app.storefront
-            .ledger
-            .charge(o.user_id, o.total_amount, app.clock_now(), None)
+        a.charge(o.user_id, o.total_amount, app.clock_now(), None)
             .await
             .expect("charge");
         orders.push(o);
@@ -152,7 +159,7 @@ async fn a_payment_and_an_expiry_never_both_win() {
 async fn a_deal_is_settled_once_by_racing_settlers() {
     let app = spawn_app().await;
     let (product, _, _) = unpaid_deal_orders(&app, 3).await;
-    let (a, b) = (app.storefront.store.clone(), second_writer(&app).await);
+    let (a, b) = (own_writer(&app), second_writer(&app).await);
     let after = app.clock_now() + Duration::hours(2);
     let (x, y) = tokio::join!(a.settle_ended_deals(after), b.settle_ended_deals(after));
     let settled = x.expect("a").len() + y.expect("b").len();
@@ -174,7 +181,7 @@ async fn concurrent_charges_each_read_back_their_own_row() {
     let app = spawn_app().await;
     let (uid, _) = app.user("payer@x.co").await;
     let user = hotdeal_domain::UserId(uid.parse().expect("uuid"));
-    let (a, b) = (app.storefront.ledger.clone(), second_writer(&app).await);
+    let (a, b) = (own_writer(&app), second_writer(&app).await);
     let now = app.clock_now();
     let mut charges = Vec::new();
     for i in 1..=40i64 {

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use hotdeal::ports::ManualClock;
-use hotdeal::services::Storefront;
+use hotdeal::services::{Accounts, Catalogue, Coupons, Ordering, Storefront};
 use hotdeal::{App, Config};
 use http_body_util::{BodyExt, Full};
 use hyper::header::HeaderValue;
@@ -32,6 +32,8 @@ pub struct TestApp {
     pub grpc: Option<std::net::SocketAddr>,
     pub client: HyperClient<HttpConnector, Full<Bytes>>,
     pub storefront: Arc<Storefront>,
+    /// The store the server opened (the services hold only their parts).
+    pub store: hotdeal::app::OpenStore,
     pub clock: Arc<ManualClock>,
     pub dir: PathBuf,
     /// The configuration it runs with (its store, its prefixes).
@@ -151,6 +153,7 @@ pub async fn spawn_app_with(
         .map(|a| format!("http://{a}"))
         .unwrap_or_default();
     let storefront = app.storefront();
+    let store = app.store().clone();
     let grpc = app.grpc_addr();
     let (tx, rx) = oneshot::channel();
     let server = tokio::spawn(app.serve(async {
@@ -169,6 +172,7 @@ pub async fn spawn_app_with(
         grpc,
         client,
         storefront,
+        store,
         clock,
         dir,
         config,
@@ -416,6 +420,35 @@ impl TestApp {
     /// A probe of this server's store, for tests that reach under the API.
     pub async fn probe(&self) -> Probe {
         Probe::connect(&self.config).await
+    }
+
+    /// The auth service (the all-in-one process runs every role).
+    pub fn accounts(&self) -> &Accounts {
+        self.storefront.accounts.as_deref().expect("the auth role")
+    }
+
+    /// The catalogue service.
+    pub fn catalogue(&self) -> &Catalogue {
+        self.storefront
+            .catalogue
+            .as_deref()
+            .expect("the product role")
+    }
+
+    /// The order service.
+    pub fn ordering(&self) -> &Ordering {
+        self.storefront.ordering.as_deref().expect("the order role")
+    }
+
+    /// The coupon service.
+    pub fn coupons(&self) -> &Coupons {
+        self.storefront.coupons.as_deref().expect("the coupon role")
+    }
+
+    /// Settles the overdue reservations of both tiers, as the
+    /// housekeeping of the all-in-one process does; answers how many.
+    pub async fn reconcile(&self) -> hotdeal::services::Result<usize> {
+        Ok(self.catalogue().reconcile().await? + self.coupons().reconcile().await?)
     }
 
     pub fn clock_now(&self) -> DateTime<Utc> {

@@ -7,7 +7,9 @@ use crate::model::{
     Coupon, IdempotentAnswer, Page, Paged, PointAccount, PointEntry, PointKind, UserCoupon,
 };
 use crate::ports::events::{CatalogueEvent, EventSink, SinkError};
-use crate::ports::ledger::{Charge, IssueWrite, Issued, Ledger, OutboxEntry};
+use crate::ports::ledger::{
+    Charge, CouponLedger, IdempotencyAnswers, IssueWrite, Issued, Outbox, OutboxEntry, PointsLedger,
+};
 use crate::ports::store::{IdempotencyWrite, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -141,7 +143,7 @@ async fn charge(
 }
 
 #[async_trait]
-impl Ledger for PgStore {
+impl PointsLedger for PgStore {
     async fn point_account(&self, user: UserId) -> StoreResult<Option<PointAccount>> {
         let row = sqlx::query("SELECT balance, updated_at FROM point_accounts WHERE user_id = $1")
             .bind(user.0)
@@ -202,7 +204,10 @@ impl Ledger for PgStore {
             .collect::<StoreResult<_>>()?;
         Ok(Paged { items, total, page })
     }
+}
 
+#[async_trait]
+impl CouponLedger for PgStore {
     async fn insert_coupon(&self, c: &Coupon) -> StoreResult<()> {
         super::write!(self, |conn| {
             let mut tx = conn.begin().await.pg()?;
@@ -358,7 +363,10 @@ impl Ledger for PgStore {
         .pg()?;
         row.map(|r| user_coupon_from_row(&r)).transpose()
     }
+}
 
+#[async_trait]
+impl IdempotencyAnswers for PgStore {
     async fn idempotent_answer(
         &self,
         user: UserId,
@@ -396,7 +404,10 @@ impl Ledger for PgStore {
                 .map(|d| d.rows_affected())
         })
     }
+}
 
+#[async_trait]
+impl Outbox for PgStore {
     // Known gap: with concurrent writers a lower `seq` can commit after a
     // higher one was read and marked, and `mark_published(up_to)` then
     // marks it unread. Harmless while the only subscribers are in-process

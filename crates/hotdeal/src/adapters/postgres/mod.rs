@@ -27,8 +27,9 @@ mod rows;
 use crate::model::{Deal, Order, Page, Paged, Product, ProductPatch, User};
 use crate::ports::events::CatalogueEvent;
 use crate::ports::store::{
-    CancelBy, Cancellation, DealCreation, IdempotencyWrite, OrderWrite, Payment, Placement,
-    Settled, Snapshot, StockChange, Store, StoreError, StoreResult,
+    CancelBy, Cancellation, CatalogStore, DealCreation, IdempotencyWrite, OrderStore, OrderWrite,
+    Payment, Placement, ReservationFence, Settled, Snapshot, StockChange, StoreError, StoreHealth,
+    StoreResult, UserStore,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -467,12 +468,14 @@ async fn probe_loop(pool: PgPool, health: Arc<Health>) {
     }
 }
 
-#[async_trait]
-impl Store for PgStore {
+impl StoreHealth for PgStore {
     fn writable(&self) -> bool {
         self.health.writable()
     }
+}
 
+#[async_trait]
+impl UserStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn insert_user(&self, u: &User) -> StoreResult<()> {
         write!(self, |c| {
@@ -576,7 +579,10 @@ impl Store for PgStore {
             .map(|r| r.rows_affected())
         })
     }
+}
 
+#[async_trait]
+impl CatalogStore for PgStore {
     async fn insert_product(&self, p: &Product) -> StoreResult<()> {
         write!(self, |c| {
             let mut tx = c.begin().await.pg()?;
@@ -796,11 +802,17 @@ impl Store for PgStore {
         tx.commit().await.pg()?;
         Ok(seed)
     }
+}
 
+#[async_trait]
+impl ReservationFence for PgStore {
     async fn abort_reservations(&self, ids: &[uuid::Uuid]) -> StoreResult<Vec<uuid::Uuid>> {
         write!(self, |c| abort_reservations(c, ids).await)
     }
+}
 
+#[async_trait]
+impl OrderStore for PgStore {
     #[tracing::instrument(skip_all, fields(orders = batch.len()))]
     async fn place_orders(&self, batch: &[OrderWrite]) -> Vec<StoreResult<Placement>> {
         self.place(batch).await
@@ -1019,7 +1031,7 @@ async fn settle_ended_deals(
     Ok(settled)
 }
 
-/// See [`Store::abort_reservations`]: aborted where not committed first,
+/// See [`ReservationFence::abort_reservations`]: aborted where not committed first,
 /// then the committed ones read back.
 async fn abort_reservations(
     conn: &mut PgConnection,

@@ -8,7 +8,9 @@ use crate::model::{
     UserCoupon,
 };
 use crate::ports::events::CatalogueEvent;
-use crate::ports::ledger::{Charge, IssueWrite, Issued, Ledger, OutboxEntry};
+use crate::ports::ledger::{
+    Charge, CouponLedger, IdempotencyAnswers, IssueWrite, Issued, Outbox, OutboxEntry, PointsLedger,
+};
 use crate::ports::store::{IdempotencyWrite, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -197,7 +199,7 @@ async fn issue_one(conn: &mut SqliteConnection, w: &IssueWrite) -> StoreResult<I
 }
 
 #[async_trait]
-impl Ledger for SqliteStore {
+impl PointsLedger for SqliteStore {
     async fn point_account(&self, user: UserId) -> StoreResult<Option<PointAccount>> {
         let row = sqlx::query("SELECT balance, updated_at FROM point_accounts WHERE user_id = ?")
             .bind(user.0)
@@ -272,7 +274,10 @@ impl Ledger for SqliteStore {
             .collect::<StoreResult<_>>()?;
         Ok(Paged { items, total, page })
     }
+}
 
+#[async_trait]
+impl CouponLedger for SqliteStore {
     async fn insert_coupon(&self, c: &Coupon) -> StoreResult<()> {
         let mut w = self.writer().await?;
         let done = insert_coupon(w.conn(), c).await;
@@ -375,7 +380,10 @@ impl Ledger for SqliteStore {
         .await?;
         row.map(|r| user_coupon_from_row(&r)).transpose()
     }
+}
 
+#[async_trait]
+impl IdempotencyAnswers for SqliteStore {
     async fn idempotent_answer(
         &self,
         user: UserId,
@@ -419,7 +427,10 @@ impl Ledger for SqliteStore {
         .await;
         w.settle(done.map(|d| d.rows_affected()).map_err(StoreError::from))
     }
+}
 
+#[async_trait]
+impl Outbox for SqliteStore {
     async fn unpublished(&self, limit: i64) -> StoreResult<Vec<OutboxEntry>> {
         let rows = sqlx::query(
             "SELECT seq, topic, payload FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?",

@@ -16,8 +16,9 @@ mod writer;
 use crate::model::{Deal, Order, Page, Paged, Product, ProductPatch, User};
 use crate::ports::events::CatalogueEvent;
 use crate::ports::store::{
-    CancelBy, Cancellation, DealCreation, IdempotencyWrite, OrderWrite, Payment, Placement,
-    Settled, Snapshot, StockChange, Store, StoreError, StoreResult,
+    CancelBy, Cancellation, CatalogStore, DealCreation, IdempotencyWrite, OrderStore, OrderWrite,
+    Payment, Placement, ReservationFence, Settled, Snapshot, StockChange, StoreError, StoreHealth,
+    StoreResult, UserStore,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -246,12 +247,14 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
+impl StoreHealth for SqliteStore {
     fn writable(&self) -> bool {
         self.health.writable()
     }
+}
 
+#[async_trait]
+impl UserStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn insert_user(&self, u: &User) -> StoreResult<()> {
         let mut w = self.writer().await?;
@@ -351,7 +354,10 @@ impl Store for SqliteStore {
         .await;
         w.settle(revoked.map(|r| r.rows_affected()).map_err(StoreError::from))
     }
+}
 
+#[async_trait]
+impl CatalogStore for SqliteStore {
     async fn insert_product(&self, p: &Product) -> StoreResult<()> {
         let mut w = self.writer().await?;
         let res = insert_product(w.conn(), p).await;
@@ -467,7 +473,13 @@ impl Store for SqliteStore {
             held,
         })
     }
+}
 
+/// No shared tier runs in front of the embedded store: no fence.
+impl ReservationFence for SqliteStore {}
+
+#[async_trait]
+impl OrderStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(batch = batch.len()))]
     async fn place_orders(&self, batch: &[OrderWrite]) -> Vec<StoreResult<Placement>> {
         let mut out: Vec<Option<StoreResult<Placement>>> = batch.iter().map(|_| None).collect();

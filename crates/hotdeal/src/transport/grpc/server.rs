@@ -1,13 +1,14 @@
 //! The product service over gRPC: catalogue reads from the storefront,
 //! and the stock tier's port, served as it is (the tier this process runs:
 //! Redis in a split deployment), with the standard health service and
-//! server reflection beside it.
+//! server reflection beside it. It holds the [`Catalogue`] and nothing
+//! else: the catalogue's reads and its stock tier are all it serves.
 
 use super::convert::{self, uuid, Malformed};
 use super::proto::product_service_server::{ProductService, ProductServiceServer};
 use super::proto::{self, reserve_reply::Outcome};
 use crate::ports::StockAdmission;
-use crate::services::{Error, Storefront};
+use crate::services::{Catalogue, Error};
 use chrono::{TimeZone, Utc};
 use hotdeal_domain::{DealId, ProductId, UserId};
 use std::collections::BTreeMap;
@@ -18,11 +19,11 @@ use tonic::{Request, Response, Status};
 
 /// The product service of one process.
 pub struct ProductGrpc {
-    app: Arc<Storefront>,
+    app: Arc<Catalogue>,
 }
 
 impl ProductGrpc {
-    pub fn new(app: Arc<Storefront>) -> Self {
+    pub fn new(app: Arc<Catalogue>) -> Self {
         Self { app }
     }
 
@@ -35,7 +36,7 @@ impl ProductGrpc {
 /// `shutdown` resolves, then lets running calls finish.
 pub async fn serve(
     listener: TcpListener,
-    app: Arc<Storefront>,
+    app: Arc<Catalogue>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -5,7 +5,8 @@ use super::dto::{
 };
 use super::error::{ApiError, ApiResult};
 use super::extract::{AuthUser, JsonBody, OptionalJsonBody};
-use super::AppState;
+use super::Ctx;
+use crate::services::Accounts;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -22,7 +23,7 @@ use axum::Json;
         (status = 503, body = ErrorBody, description = "OVERLOADED: password hashing saturated; see Retry-After"),
     ))]
 pub async fn register(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Accounts>>,
     JsonBody(body): JsonBody<RegisterIn>,
 ) -> ApiResult<(StatusCode, Json<RegisteredOut>)> {
     let reg = body.parse().map_err(ApiError::validation)?;
@@ -46,7 +47,7 @@ pub async fn register(
         (status = 503, body = ErrorBody, description = "OVERLOADED"),
     ))]
 pub async fn login(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Accounts>>,
     JsonBody(body): JsonBody<LoginIn>,
 ) -> ApiResult<Json<TokensOut>> {
     Ok(Json(app.login(&body.email, body.password).await?.into()))
@@ -60,7 +61,7 @@ pub async fn login(
         (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
     ))]
 pub async fn refresh(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Accounts>>,
     JsonBody(body): JsonBody<RefreshIn>,
 ) -> ApiResult<Json<TokensOut>> {
     Ok(Json(app.refresh(&body.refresh_token).await?.into()))
@@ -85,7 +86,7 @@ pub async fn verify(AuthUser(user): AuthUser) -> Json<VerifyOut> {
         (status = 200, body = UserOut, description = "The user"),
         (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
     ))]
-pub async fn me(State(app): State<AppState>, AuthUser(user): AuthUser) -> ApiResult<Response> {
+pub async fn me(State(app): State<Ctx<Accounts>>, AuthUser(user): AuthUser) -> ApiResult<Response> {
     let body = match app.users.get(user) {
         Some(body) => body,
         None => {
@@ -115,7 +116,7 @@ use super::error::ErrorBody;
         (status = 503, body = ErrorBody, description = "OVERLOADED: the store cannot record it now; see Retry-After"),
     ))]
 pub async fn logout(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Accounts>>,
     AuthUser(user): AuthUser,
     OptionalJsonBody(body): OptionalJsonBody<LogoutIn>,
 ) -> ApiResult<StatusCode> {

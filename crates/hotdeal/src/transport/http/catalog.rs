@@ -7,7 +7,8 @@ use super::dto::{
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AuthUser, JsonBody, PathId, QueryMap};
 use super::page_cache::{PageKey, Stamp};
-use super::AppState;
+use super::Ctx;
+use crate::services::Catalogue;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header;
@@ -20,7 +21,7 @@ use hotdeal_domain::{DealId, ProductId};
 /// Serves `key` from the page cache, rendering it with `render` when the
 /// cached copy is out of date. Only for resources known to exist.
 fn cached_json<T: serde::Serialize>(
-    app: &AppState,
+    app: &Ctx<Catalogue>,
     key: PageKey,
     render: impl FnOnce(DateTime<Utc>) -> T,
 ) -> Response {
@@ -49,7 +50,7 @@ fn cached_json<T: serde::Serialize>(
         (status = 422, body = ErrorBody, description = "VALIDATION_ERROR: bad page or size"),
     ))]
 pub async fn list_products(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Catalogue>>,
     QueryMap(q): QueryMap,
 ) -> ApiResult<Json<ListOf<ProductOut>>> {
     let page = page_of(&q).map_err(ApiError::validation)?;
@@ -69,7 +70,7 @@ pub async fn list_products(
         (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
     ))]
 pub async fn create_product(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Catalogue>>,
     AuthUser(seller): AuthUser,
     JsonBody(body): JsonBody<ProductIn>,
 ) -> ApiResult<(StatusCode, Json<ProductOut>)> {
@@ -86,7 +87,7 @@ pub async fn create_product(
         (status = 404, body = ErrorBody, description = "NOT_FOUND"),
     ))]
 pub async fn get_product(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Catalogue>>,
     PathId(id): PathId<ProductId>,
 ) -> ApiResult<Response> {
     let product = app.product(id).await?;
@@ -107,7 +108,7 @@ pub async fn get_product(
         (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
     ))]
 pub async fn update_product(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Catalogue>>,
     AuthUser(seller): AuthUser,
     PathId(id): PathId<ProductId>,
     JsonBody(body): JsonBody<ProductPatchIn>,
@@ -124,7 +125,7 @@ pub async fn update_product(
         (status = 404, body = ErrorBody, description = "NOT_FOUND"),
     ))]
 pub async fn get_stock(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Catalogue>>,
     PathId(id): PathId<ProductId>,
 ) -> ApiResult<Response> {
     let product = app.product(id).await?;
@@ -146,7 +147,7 @@ pub async fn get_stock(
         (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
     ))]
 pub async fn adjust_stock(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Catalogue>>,
     AuthUser(seller): AuthUser,
     PathId(id): PathId<ProductId>,
     JsonBody(body): JsonBody<StockDeltaIn>,
@@ -164,7 +165,10 @@ pub async fn adjust_stock(
         (status = 200, body = ListOf<DealOut>, description = "A page of running deals"),
         (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
     ))]
-pub async fn list_deals(State(app): State<AppState>, QueryMap(q): QueryMap) -> ApiResult<Response> {
+pub async fn list_deals(
+    State(app): State<Ctx<Catalogue>>,
+    QueryMap(q): QueryMap,
+) -> ApiResult<Response> {
     let page = page_of(&q).map_err(ApiError::validation)?;
     // The hottest read of a flash sale: rendered once per change and
     // served from memory (see `page_cache` for how fresh it stays).
@@ -189,7 +193,7 @@ pub async fn list_deals(State(app): State<AppState>, QueryMap(q): QueryMap) -> A
         (status = 422, body = ErrorBody, description = "VALIDATION_ERROR (e.g. ends_at not after starts_at)"),
     ))]
 pub async fn create_deal(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Catalogue>>,
     AuthUser(seller): AuthUser,
     JsonBody(body): JsonBody<DealIn>,
 ) -> ApiResult<(StatusCode, Json<DealOut>)> {
@@ -206,7 +210,7 @@ pub async fn create_deal(
         (status = 404, body = ErrorBody, description = "NOT_FOUND"),
     ))]
 pub async fn get_deal(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Catalogue>>,
     PathId(id): PathId<DealId>,
 ) -> ApiResult<Response> {
     let deal = app.deal(id).await?;
@@ -216,7 +220,7 @@ pub async fn get_deal(
 }
 
 async fn set_hot(
-    app: AppState,
+    app: Ctx<Catalogue>,
     seller: AuthUser,
     id: ProductId,
     hot: bool,
@@ -238,7 +242,7 @@ async fn set_hot(
         (status = 404, body = ErrorBody, description = "NOT_FOUND"),
     ))]
 pub async fn hot_start(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Catalogue>>,
     seller: AuthUser,
     PathId(id): PathId<ProductId>,
 ) -> ApiResult<Json<HotOut>> {
@@ -255,7 +259,7 @@ pub async fn hot_start(
         (status = 404, body = ErrorBody, description = "NOT_FOUND"),
     ))]
 pub async fn hot_end(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Catalogue>>,
     seller: AuthUser,
     PathId(id): PathId<ProductId>,
 ) -> ApiResult<Json<HotOut>> {

@@ -3,7 +3,8 @@
 use super::dto::{page_of, CouponIn, CouponOut, ListOf, PageQuery, UserCouponOut};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AuthUser, JsonBody, PathId, QueryMap};
-use super::AppState;
+use super::Ctx;
+use crate::services::Coupons;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -18,7 +19,7 @@ use uuid::Uuid;
         (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
     ))]
 pub async fn create(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Coupons>>,
     AuthUser(user): AuthUser,
     JsonBody(body): JsonBody<CouponIn>,
 ) -> ApiResult<(StatusCode, Json<CouponOut>)> {
@@ -37,7 +38,7 @@ pub async fn create(
         (status = 404, body = ErrorBody, description = "NOT_FOUND"),
     ))]
 pub async fn get(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Coupons>>,
     PathId(id): PathId<Uuid>,
 ) -> ApiResult<Json<CouponOut>> {
     Ok(Json(app.coupon(id).await?.into()))
@@ -55,7 +56,7 @@ pub async fn get(
         (status = 503, body = ErrorBody, description = "OVERLOADED"),
     ))]
 pub async fn issue(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Coupons>>,
     AuthUser(user): AuthUser,
     PathId(id): PathId<Uuid>,
 ) -> ApiResult<(StatusCode, Json<UserCouponOut>)> {
@@ -73,7 +74,7 @@ pub async fn issue(
         (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
     ))]
 pub async fn mine(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Coupons>>,
     AuthUser(user): AuthUser,
     QueryMap(q): QueryMap,
 ) -> ApiResult<Json<ListOf<UserCouponOut>>> {

@@ -4,7 +4,7 @@
 //! a bad token → 401 `INVALID_TOKEN`; a path id that is not a UUID → 404.
 
 use super::error::ApiError;
-use super::AppState;
+use super::Ctx;
 use crate::services::Error;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -163,12 +163,12 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
 /// The signed-in user, from `Authorization: Bearer <access_token>`.
 pub struct AuthUser(pub UserId);
 
-impl FromRequestParts<AppState> for AuthUser {
+impl<T: Send + Sync> FromRequestParts<Ctx<T>> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        state: &Ctx<T>,
     ) -> Result<Self, Self::Rejection> {
         let token = parts
             .headers
@@ -179,7 +179,7 @@ impl FromRequestParts<AppState> for AuthUser {
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
             .ok_or(Error::Unauthorized)?;
-        Ok(AuthUser(state.authenticate(token)?))
+        Ok(AuthUser(state.auth.authenticate(token)?))
     }
 }
 

@@ -8,14 +8,15 @@
 
 use super::dto::{HealthOut, UnhealthyBody};
 use super::error::RETRY_AFTER_SECS;
-use super::AppState;
+use crate::ports::StoreHealth;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use std::sync::Arc;
 
-fn answer(app: &AppState, service: &'static str) -> Response {
-    if app.store.writable() {
+fn answer(store: &dyn StoreHealth, service: &'static str) -> Response {
+    if store.writable() {
         return Json(HealthOut {
             status: "healthy",
             service,
@@ -42,8 +43,8 @@ macro_rules! health_route {
                         (status = 200, body = HealthOut, description = "The service is up"),
                         (status = 503, body = UnhealthyBody, description = "`unhealthy`: the store cannot record changes; see Retry-After"),
                     ))]
-        pub async fn $fn(State(app): State<AppState>) -> Response {
-            answer(&app, $service)
+        pub async fn $fn(State(store): State<Arc<dyn StoreHealth>>) -> Response {
+            answer(&*store, $service)
         }
     };
 }

@@ -1,7 +1,7 @@
 //! The HTTP side of idempotency keys: replaying a stored answer.
 
 use super::error::ApiResult;
-use super::AppState;
+use super::Ctx;
 use crate::model::IdempotentAnswer;
 use crate::services::{Begun, IdempotencyKey, InFlightGuard};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -17,28 +17,30 @@ pub enum Proceed {
 }
 
 /// Checks the key, if any: a replay answers at once.
-pub async fn begin(
-    app: &AppState,
+pub async fn begin<T>(
+    app: &Ctx<T>,
     user: UserId,
     key: Option<&IdempotencyKey>,
 ) -> ApiResult<Proceed> {
     let Some(key) = key else {
         return Ok(Proceed::Run(None));
     };
-    Ok(proceed(app.begin_idempotent(user, key).await?))
+    Ok(proceed(app.idempotency.begin_idempotent(user, key).await?))
 }
 
 /// As [`begin`], for `POST /orders`: the key may be looked up only if the
 /// order fails ([`after_failure`]).
-pub async fn begin_order(
-    app: &AppState,
+pub async fn begin_order<T>(
+    app: &Ctx<T>,
     user: UserId,
     key: Option<&IdempotencyKey>,
 ) -> ApiResult<Proceed> {
     let Some(key) = key else {
         return Ok(Proceed::Run(None));
     };
-    Ok(proceed(app.begin_idempotent_order(user, key).await?))
+    Ok(proceed(
+        app.idempotency.begin_idempotent_order(user, key).await?,
+    ))
 }
 
 fn proceed(begun: Begun) -> Proceed {
@@ -51,8 +53,8 @@ fn proceed(begun: Begun) -> Proceed {
 /// A keyed request failed with `error`: the replay of its stored answer
 /// if the key turns out to have one, else the error (or 422 for a key
 /// answered for another request).
-pub async fn after_failure(
-    app: &AppState,
+pub async fn after_failure<T>(
+    app: &Ctx<T>,
     key: Option<&IdempotencyKey>,
     guard: Option<&InFlightGuard>,
     error: crate::services::Error,
@@ -60,7 +62,11 @@ pub async fn after_failure(
     let (Some(key), Some(guard)) = (key, guard) else {
         return Err(error.into());
     };
-    Ok(replay(app.answer_after_failure(key, guard, error).await?))
+    Ok(replay(
+        app.idempotency
+            .answer_after_failure(key, guard, error)
+            .await?,
+    ))
 }
 
 /// The stored answer, sent again.

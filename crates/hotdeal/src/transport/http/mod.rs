@@ -1,5 +1,10 @@
 //! The HTTP API (axum): routes, the error body, extractors and the
 //! generated OpenAPI document.
+//!
+//! Each role's routes get their own state, [`Ctx`] over the one service
+//! they call (`Ctx<Ordering>` for `/orders/*`), plus what every route
+//! shares: the token check and the idempotency keys. A handler cannot
+//! reach a context its role does not serve.
 
 mod auth;
 mod catalog;
@@ -20,7 +25,7 @@ mod user_cache;
 use crate::config::{Role, Roles};
 use crate::observability::metrics::{Metrics, Shed, UNMATCHED};
 use crate::observability::trace_context::TraceParent;
-use crate::services::Storefront;
+use crate::services::{Authenticator, Idempotency, Storefront};
 use axum::body::{Body, HttpBody as _};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
@@ -55,20 +60,36 @@ pub struct HttpLimits {
     pub idle_timeout: Duration,
 }
 
-/// What every handler gets: the services, and the HTTP layer's own cache.
-#[derive(Clone)]
-pub struct AppState {
-    app: Arc<Storefront>,
+/// What a handler of one context gets: that context's service (`Deref`
+/// to it), the token check, the idempotency keys and the HTTP layer's own
+/// caches.
+pub struct Ctx<T> {
+    svc: Arc<T>,
+    auth: Arc<Authenticator>,
+    idempotency: Arc<Idempotency>,
+    /// Rendered catalogue pages (`/products/*`).
     pages: Arc<PageCache>,
     /// Rendered `GET /auth/users/me` answers.
     users: Arc<user_cache::UserCache>,
 }
 
-impl Deref for AppState {
-    type Target = Storefront;
+impl<T> Clone for Ctx<T> {
+    fn clone(&self) -> Self {
+        Self {
+            svc: self.svc.clone(),
+            auth: self.auth.clone(),
+            idempotency: self.idempotency.clone(),
+            pages: self.pages.clone(),
+            users: self.users.clone(),
+        }
+    }
+}
 
-    fn deref(&self) -> &Storefront {
-        &self.app
+impl<T> Deref for Ctx<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.svc
     }
 }
 
@@ -86,8 +107,9 @@ pub fn router(app: Arc<Storefront>, limits: HttpLimits, roles: Roles) -> Router 
     let openapi = openapi::document();
     let metrics = app.metrics.clone();
     let pages = Arc::new(PageCache::new(limits.read_cache_max_age).counting(metrics.clone()));
-    let state = AppState {
-        app,
+    let shared = Shared {
+        auth: app.auth.clone(),
+        idempotency: app.idempotency.clone(),
         pages,
         users: Arc::default(),
     };
@@ -102,67 +124,97 @@ pub fn router(app: Arc<Storefront>, limits: HttpLimits, roles: Roles) -> Router 
     if roles.is_all() {
         health = health.route("/health", get(health::gateway));
     }
-    if roles.contains(Role::Auth) {
+    if let Some(accounts) = app.accounts.as_ref().filter(|_| roles.contains(Role::Auth)) {
         health = health.route("/auth/health", get(health::auth));
-        api = api
-            .route("/auth/register", post(auth::register))
-            .route("/auth/login", post(auth::login))
-            .route("/auth/refresh", post(auth::refresh))
-            .route("/auth/logout", post(auth::logout))
-            .route("/auth/verify", get(auth::verify))
-            .route("/auth/users/me", get(auth::me));
+        api = api.merge(
+            Router::new()
+                .route("/auth/register", post(auth::register))
+                .route("/auth/login", post(auth::login))
+                .route("/auth/refresh", post(auth::refresh))
+                .route("/auth/logout", post(auth::logout))
+                .route("/auth/verify", get(auth::verify))
+                .route("/auth/users/me", get(auth::me))
+                .with_state(shared.ctx(accounts)),
+        );
     }
-    if roles.contains(Role::Product) {
+    // An order process keeps a catalogue too, to read: only the product
+    // role serves it.
+    if let Some(catalogue) = app
+        .catalogue
+        .as_ref()
+        .filter(|_| roles.contains(Role::Product))
+    {
         health = health.route("/products/health", get(health::products));
-        api = api
-            .route(
-                "/products",
-                get(catalog::list_products).post(catalog::create_product),
-            )
-            .route(
-                "/products/deals",
-                get(catalog::list_deals).post(catalog::create_deal),
-            )
-            .route("/products/deals/{deal_id}", get(catalog::get_deal))
-            .route(
-                "/products/{product_id}",
-                get(catalog::get_product).patch(catalog::update_product),
-            )
-            .route(
-                "/products/{product_id}/stock",
-                get(catalog::get_stock).patch(catalog::adjust_stock),
-            )
-            .route(
-                "/products/{product_id}/hotdeal/start",
-                post(catalog::hot_start),
-            )
-            .route("/products/{product_id}/hotdeal/end", post(catalog::hot_end));
+        api = api.merge(
+            Router::new()
+                .route(
+                    "/products",
+                    get(catalog::list_products).post(catalog::create_product),
+                )
+                .route(
+                    "/products/deals",
+                    get(catalog::list_deals).post(catalog::create_deal),
+                )
+                .route("/products/deals/{deal_id}", get(catalog::get_deal))
+                .route(
+                    "/products/{product_id}",
+                    get(catalog::get_product).patch(catalog::update_product),
+                )
+                .route(
+                    "/products/{product_id}/stock",
+                    get(catalog::get_stock).patch(catalog::adjust_stock),
+                )
+                .route(
+                    "/products/{product_id}/hotdeal/start",
+                    post(catalog::hot_start),
+                )
+                .route("/products/{product_id}/hotdeal/end", post(catalog::hot_end))
+                .with_state(shared.ctx(catalogue)),
+        );
     }
-    if roles.contains(Role::Order) {
+    if let Some(ordering) = app
+        .ordering
+        .as_ref()
+        .filter(|_| roles.contains(Role::Order))
+    {
         health = health.route("/orders/health", get(health::orders));
-        api = api
-            .route("/orders", get(orders::list).post(orders::place))
-            .route("/orders/{order_id}", get(orders::get))
-            .route("/orders/{order_id}/cancel", post(orders::cancel))
-            .route("/orders/{order_id}/payments", post(orders::pay))
-            .route("/deals/{deal_id}/queue", post(queue::join))
-            .route("/queue/{token}", get(queue::status));
+        api = api.merge(
+            Router::new()
+                .route("/orders", get(orders::list).post(orders::place))
+                .route("/orders/{order_id}", get(orders::get))
+                .route("/orders/{order_id}/cancel", post(orders::cancel))
+                .route("/orders/{order_id}/payments", post(orders::pay))
+                .route("/deals/{deal_id}/queue", post(queue::join))
+                .route("/queue/{token}", get(queue::status))
+                .with_state(shared.ctx(ordering)),
+        );
     }
-    if roles.contains(Role::Point) {
+    if let Some(points) = app.points.as_ref().filter(|_| roles.contains(Role::Point)) {
         health = health.route("/points/health", get(health::points));
-        api = api
-            .route("/points", get(points::balance))
-            .route("/points/charges", post(points::charge))
-            .route("/points/history", get(points::history));
+        api = api.merge(
+            Router::new()
+                .route("/points", get(points::balance))
+                .route("/points/charges", post(points::charge))
+                .route("/points/history", get(points::history))
+                .with_state(shared.ctx(points)),
+        );
     }
-    if roles.contains(Role::Coupon) {
+    if let Some(coupons) = app
+        .coupons
+        .as_ref()
+        .filter(|_| roles.contains(Role::Coupon))
+    {
         health = health.route("/coupons/health", get(health::coupons));
-        api = api
-            .route("/coupons", post(coupons::create))
-            .route("/coupons/{coupon_id}", get(coupons::get))
-            .route("/coupons/{coupon_id}/issue", post(coupons::issue))
-            .route("/users/me/coupons", get(coupons::mine));
+        api = api.merge(
+            Router::new()
+                .route("/coupons", post(coupons::create))
+                .route("/coupons/{coupon_id}", get(coupons::get))
+                .route("/coupons/{coupon_id}/issue", post(coupons::issue))
+                .route("/users/me/coupons", get(coupons::mine))
+                .with_state(shared.ctx(coupons)),
+        );
     }
+    let health = health.with_state(app.health.clone());
     let api = api
         .route("/docs", get(openapi::docs_page))
         .route(
@@ -187,7 +239,26 @@ pub fn router(app: Arc<Storefront>, limits: HttpLimits, roles: Roles) -> Router 
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn_with_state(limits.body_timeout, buffer_body))
         .layer(from_fn_with_state(metrics, trace_request))
-        .with_state(state)
+}
+
+/// What the contexts' states share.
+struct Shared {
+    auth: Arc<Authenticator>,
+    idempotency: Arc<Idempotency>,
+    pages: Arc<PageCache>,
+    users: Arc<user_cache::UserCache>,
+}
+
+impl Shared {
+    fn ctx<T>(&self, svc: &Arc<T>) -> Ctx<T> {
+        Ctx {
+            svc: svc.clone(),
+            auth: self.auth.clone(),
+            idempotency: self.idempotency.clone(),
+            pages: self.pages.clone(),
+            users: self.users.clone(),
+        }
+    }
 }
 
 /// Reads the whole body within `timeout` before the request goes on, so

@@ -6,8 +6,9 @@ use super::dto::{
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{idempotency_key, AuthUser, JsonWithRaw, OptionalJsonBody, PathId, QueryMap};
 use super::idempotent::{after_failure, begin, begin_order, Proceed};
-use super::AppState;
+use super::Ctx;
 use crate::model::Order;
+use crate::services::Ordering;
 use crate::services::RenderOrder;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -40,7 +41,7 @@ fn render_order(o: &Order) -> Vec<u8> {
         (status = 503, body = ErrorBody, description = "OVERLOADED; see Retry-After"),
     ))]
 pub async fn place(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Ordering>>,
     AuthUser(user): AuthUser,
     headers: HeaderMap,
     JsonWithRaw(body, raw): JsonWithRaw<OrderIn>,
@@ -92,7 +93,7 @@ pub async fn place(
         (status = 422, body = ErrorBody, description = "VALIDATION_ERROR / IDEMPOTENCY_KEY_REUSED"),
     ))]
 pub async fn pay(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Ordering>>,
     AuthUser(user): AuthUser,
     PathId(order_id): PathId<OrderId>,
     headers: HeaderMap,
@@ -125,7 +126,7 @@ pub async fn pay(
         (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
     ))]
 pub async fn list(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Ordering>>,
     AuthUser(user): AuthUser,
     QueryMap(q): QueryMap,
 ) -> ApiResult<Json<ListOf<OrderOut>>> {
@@ -159,7 +160,7 @@ pub async fn list(
         (status = 404, body = ErrorBody, description = "NOT_FOUND"),
     ))]
 pub async fn get(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Ordering>>,
     AuthUser(user): AuthUser,
     PathId(id): PathId<OrderId>,
 ) -> ApiResult<Json<OrderOut>> {
@@ -179,7 +180,7 @@ pub async fn get(
         (status = 422, body = ErrorBody, description = "VALIDATION_ERROR: reason longer than 500"),
     ))]
 pub async fn cancel(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Ordering>>,
     AuthUser(user): AuthUser,
     PathId(id): PathId<OrderId>,
     OptionalJsonBody(body): OptionalJsonBody<CancelIn>,

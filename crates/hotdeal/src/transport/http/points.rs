@@ -4,8 +4,9 @@ use super::dto::{page_of, ChargeIn, ChargeOut, ListOf, PageQuery, PointEntryOut,
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{idempotency_key, AuthUser, JsonWithRaw, QueryMap};
 use super::idempotent::{begin, Proceed};
-use super::AppState;
+use super::Ctx;
 use crate::ports::Charge;
+use crate::services::Points;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +19,7 @@ use axum::Json;
         (status = 401, body = ErrorBody, description = "UNAUTHORIZED / INVALID_TOKEN"),
     ))]
 pub async fn balance(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Points>>,
     AuthUser(user): AuthUser,
 ) -> ApiResult<Json<PointsOut>> {
     Ok(Json(app.points(user).await?.into()))
@@ -39,7 +40,7 @@ fn render_charge(c: &Charge) -> Vec<u8> {
         (status = 422, body = ErrorBody, description = "VALIDATION_ERROR (amount not in 1..10000000) / IDEMPOTENCY_KEY_REUSED"),
     ))]
 pub async fn charge(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Points>>,
     AuthUser(user): AuthUser,
     headers: HeaderMap,
     JsonWithRaw(body, raw): JsonWithRaw<ChargeIn>,
@@ -68,7 +69,7 @@ pub async fn charge(
         (status = 422, body = ErrorBody, description = "VALIDATION_ERROR"),
     ))]
 pub async fn history(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Points>>,
     AuthUser(user): AuthUser,
     QueryMap(q): QueryMap,
 ) -> ApiResult<Json<ListOf<PointEntryOut>>> {

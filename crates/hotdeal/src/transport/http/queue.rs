@@ -4,7 +4,8 @@
 
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{AuthUser, PathId};
-use super::AppState;
+use super::Ctx;
+use crate::services::Ordering;
 use crate::services::QueueView;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -87,7 +88,7 @@ impl From<QueueView> for QueueOut {
         (status = 503, body = ErrorBody, description = "OVERLOADED (also when the waiting rooms are full); see Retry-After"),
     ))]
 pub async fn join(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Ordering>>,
     AuthUser(user): AuthUser,
     PathId(deal): PathId<DealId>,
 ) -> ApiResult<Json<QueueOut>> {
@@ -109,7 +110,7 @@ pub async fn join(
         (status = 503, body = ErrorBody, description = "OVERLOADED: the queue cannot be read right now; see Retry-After"),
     ))]
 pub async fn status(
-    State(app): State<AppState>,
+    State(app): State<Ctx<Ordering>>,
     AuthUser(user): AuthUser,
     token: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<QueueOut>> {
