@@ -230,69 +230,6 @@ pub fn increases_from(list: &[proto::Increase]) -> Result<Vec<Increase>, Malform
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn holds_refusals_and_verdicts_survive_the_wire() {
-        let deal = DealId(Uuid::new_v4());
-        let hold = Hold {
-            id: Uuid::new_v4(),
-            user: UserId(Uuid::new_v4()),
-            taken: vec![
-                (StockKey::Deal(deal), 2),
-                (StockKey::Product(ProductId(Uuid::new_v4())), 1),
-            ],
-            claimed: vec![(deal, 2)],
-        };
-        assert_eq!(hold_from(Some(&hold_to(&hold))).expect("hold"), hold);
-        for r in [
-            Refused::Stock {
-                key: StockKey::Deal(deal),
-                requested: 3,
-                available: 1,
-            },
-            Refused::Limit {
-                deal,
-                limit: 2,
-                held: 2,
-            },
-            Refused::Unavailable,
-            Refused::Unseeded(StockKey::Deal(deal)),
-        ] {
-            assert_eq!(refusal_from(Some(&refusal_to(r))).expect("refusal"), r);
-        }
-        for v in [
-            Verdict::Commit,
-            Verdict::Abort,
-            Verdict::Overcounted(StockKey::Deal(deal)),
-        ] {
-            let pair = (hold.clone(), v);
-            assert_eq!(
-                settlement_from(&settlement_to(&pair)).expect("settlement"),
-                pair
-            );
-        }
-    }
-
-    #[test]
-    fn malformed_messages_are_refused_not_guessed() {
-        let bad = proto::StockKey {
-            key: Some(proto::stock_key::Key::DealId("not-a-uuid".into())),
-        };
-        assert!(key_from(Some(&bad)).is_err());
-        assert!(key_from(Some(&proto::StockKey { key: None })).is_err());
-        assert!(hold_from(None).is_err());
-        let unset = proto::Settlement {
-            hold: Some(proto::Hold::default()),
-            verdict: 0,
-            overcounted: None,
-        };
-        assert!(settlement_from(&unset).is_err());
-    }
-}
-
 /// An instant as milliseconds since the Unix epoch (the proto's unit).
 pub fn millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
@@ -374,4 +311,67 @@ pub fn deal_from(d: proto::Deal) -> Result<Deal, Malformed> {
         waiting_room: d.waiting_room,
         queue_admit_per_sec: d.queue_admit_per_sec,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_refusals_and_verdicts_survive_the_wire() {
+        let deal = DealId(Uuid::new_v4());
+        let hold = Hold {
+            id: Uuid::new_v4(),
+            user: UserId(Uuid::new_v4()),
+            taken: vec![
+                (StockKey::Deal(deal), 2),
+                (StockKey::Product(ProductId(Uuid::new_v4())), 1),
+            ],
+            claimed: vec![(deal, 2)],
+        };
+        assert_eq!(hold_from(Some(&hold_to(&hold))).expect("hold"), hold);
+        for r in [
+            Refused::Stock {
+                key: StockKey::Deal(deal),
+                requested: 3,
+                available: 1,
+            },
+            Refused::Limit {
+                deal,
+                limit: 2,
+                held: 2,
+            },
+            Refused::Unavailable,
+            Refused::Unseeded(StockKey::Deal(deal)),
+        ] {
+            assert_eq!(refusal_from(Some(&refusal_to(r))).expect("refusal"), r);
+        }
+        for v in [
+            Verdict::Commit,
+            Verdict::Abort,
+            Verdict::Overcounted(StockKey::Deal(deal)),
+        ] {
+            let pair = (hold.clone(), v);
+            assert_eq!(
+                settlement_from(&settlement_to(&pair)).expect("settlement"),
+                pair
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_messages_are_refused_not_guessed() {
+        let bad = proto::StockKey {
+            key: Some(proto::stock_key::Key::DealId("not-a-uuid".into())),
+        };
+        assert!(key_from(Some(&bad)).is_err());
+        assert!(key_from(Some(&proto::StockKey { key: None })).is_err());
+        assert!(hold_from(None).is_err());
+        let unset = proto::Settlement {
+            hold: Some(proto::Hold::default()),
+            verdict: 0,
+            overcounted: None,
+        };
+        assert!(settlement_from(&unset).is_err());
+    }
 }
