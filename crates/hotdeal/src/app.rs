@@ -16,7 +16,8 @@ use crate::adapters::redis::{RedisQueue, RedisTier};
 use crate::adapters::sqlite::SqliteStore;
 use crate::config::{Config, Role, Roles, ScaledSettings, StoreBackend, MIN_JWT_SECRET_BYTES};
 use crate::ports::{
-    Clock, CouponAdmission, PasswordHasher, QueueStore, RunningKeys, StockAdmission, SystemClock,
+    CatalogReads, Clock, CouponAdmission, PasswordHasher, QueueStore, RunningKeys, StockAdmission,
+    SystemClock,
 };
 use crate::services::tokens::TokenKeys;
 use crate::services::{
@@ -81,6 +82,7 @@ impl App {
             Some(s) => Tier::shared(s, clock.clone(), config.queue_max_users).await?,
             None => Tier::in_process(config.queue_max_users),
         };
+        let mut remote_catalogue: Option<Arc<dyn CatalogReads>> = None;
         if let Some(url) = config
             .product_url
             .as_deref()
@@ -89,12 +91,15 @@ impl App {
             // The stock tier is the product service's: orders are admitted
             // over gRPC.
             let deadline = Duration::from_millis(config.product_deadline_ms);
-            tier.stock = Arc::new(ProductTierClient::new(url, deadline)?);
-            tracing::info!("stock admission: the product service over gRPC");
+            let product = Arc::new(ProductTierClient::new(url, deadline)?);
+            tier.stock = product.clone();
+            remote_catalogue = Some(product);
+            tracing::info!("catalogue reads and stock admission: the product service over gRPC");
         }
         let engines = Engines {
             store: store.parts(),
             admission: tier.stock,
+            remote_catalogue,
             coupon_admission: tier.coupons,
             running: tier.running,
             clock,

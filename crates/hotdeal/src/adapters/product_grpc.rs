@@ -1,13 +1,15 @@
-//! The stock tier of a product service in another process, reached over
-//! gRPC: the order role of a split deployment admits its orders through
-//! this client, which implements the same port as the in-process and
-//! Redis tiers. One HTTP/2 connection carries every call (multiplexed),
+//! The product service in another process, reached over gRPC: the order
+//! role of a split deployment reads products and deals and admits its
+//! orders through this client, which implements the same ports as the
+//! store (`CatalogReads`) and the in-process and Redis tiers
+//! (`StockAdmission`). One HTTP/2 connection carries every call (multiplexed),
 //! each call has a deadline, and a product service that cannot be reached
 //! reads as [`Refused::Unavailable`]: a fast 503, nothing taken.
 
 use crate::model::{Deal, Product};
 use crate::ports::{
-    Hold, Increase, LimitClaim, Refused, StockAdmission, StoreError, StoreResult, Verdict,
+    CatalogReads, Hold, Increase, LimitClaim, Refused, StockAdmission, StoreError, StoreResult,
+    Verdict,
 };
 use crate::transport::grpc::convert::{self, Malformed};
 use crate::transport::grpc::proto::{self, product_service_client::ProductServiceClient};
@@ -57,10 +59,15 @@ impl ProductTierClient {
         self.changes.fetch_add(1, Ordering::Relaxed);
         self.client.clone()
     }
+}
 
+/// The catalogue as the product service has it: an order role without
+/// the product role reads products and deals here, not in the store.
+#[async_trait]
+impl CatalogReads for ProductTierClient {
     /// One product as the product service has it now; `None` if it has
     /// no such product.
-    pub async fn product(&self, id: ProductId) -> StoreResult<Option<Product>> {
+    async fn product(&self, id: ProductId) -> StoreResult<Option<Product>> {
         let request = proto::GetProductRequest {
             product_id: id.0.to_string(),
         };
@@ -75,7 +82,7 @@ impl ProductTierClient {
 
     /// One deal as the product service has it now, its remaining units
     /// those of the tier; `None` if it has no such deal.
-    pub async fn deal(&self, id: DealId) -> StoreResult<Option<Deal>> {
+    async fn deal(&self, id: DealId) -> StoreResult<Option<Deal>> {
         let request = proto::GetDealRequest {
             deal_id: id.0.to_string(),
         };

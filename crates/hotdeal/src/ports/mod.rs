@@ -24,7 +24,7 @@ pub use ledger::{
 pub use queue::{NotAdmitted, QueueDeal, QueueError, QueueStore, Ticket, TicketState};
 pub use running::{MarksUnavailable, RunningKeys};
 pub use store::{
-    CancelBy, Cancellation, CatalogStore, DealCreation, IdempotencyWrite, OrderStore, OrderWrite,
-    Payment, Placement, ReservationFence, Settled, Snapshot, StockChange, Store, StoreError,
-    StoreHealth, StoreResult, UserStore,
+    CancelBy, Cancellation, CatalogReads, CatalogStore, DealCreation, IdempotencyWrite, OrderStore,
+    OrderWrite, Payment, Placement, ReservationFence, Settled, Snapshot, StockChange, Store,
+    StoreError, StoreHealth, StoreResult, UserStore,
 };

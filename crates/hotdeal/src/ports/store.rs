@@ -254,12 +254,21 @@ pub trait UserStore: Send + Sync + 'static {
     ) -> StoreResult<u64>;
 }
 
-/// Products, their stock and deals (the catalogue context; the order
-/// context reads products and deals through it).
+/// One product or deal at a time: what the order context reads of the
+/// catalogue. The store answers it, and so does a product service in
+/// another process (over gRPC), for an order role that runs without the
+/// product role.
 #[async_trait]
-pub trait CatalogStore: Send + Sync + 'static {
-    async fn insert_product(&self, product: &Product) -> StoreResult<()>;
+pub trait CatalogReads: Send + Sync + 'static {
     async fn product(&self, id: ProductId) -> StoreResult<Option<Product>>;
+    /// One deal (a cache miss reads through to it).
+    async fn deal(&self, id: DealId) -> StoreResult<Option<Deal>>;
+}
+
+/// Products, their stock and deals (the catalogue context).
+#[async_trait]
+pub trait CatalogStore: CatalogReads {
+    async fn insert_product(&self, product: &Product) -> StoreResult<()>;
     async fn products(&self, category: Option<&str>, page: Page) -> StoreResult<Paged<Product>>;
     async fn update_product(
         &self,
@@ -282,8 +291,6 @@ pub trait CatalogStore: Send + Sync + 'static {
     // --- deals
     /// Creates the deal and moves `deal_stock` units from the product to it.
     async fn insert_deal(&self, deal: &Deal) -> StoreResult<DealCreation>;
-    /// One deal (a cache miss reads through to it).
-    async fn deal(&self, id: DealId) -> StoreResult<Option<Deal>>;
     /// Returns the unsold units of every deal that ended at or before `now`
     /// to its product.
     async fn settle_ended_deals(&self, now: DateTime<Utc>) -> StoreResult<Vec<Settled>>;

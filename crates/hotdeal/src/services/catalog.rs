@@ -7,7 +7,9 @@
 //! from the catalogue in memory (reading through to the store on a miss)
 //! and its units are held in, and given back to, the stock tier through
 //! it. So a process with the order role builds a catalogue even without
-//! the product role; it serves none of the catalogue's routes.
+//! the product role; it serves none of the catalogue's routes, and when
+//! the product service runs in another process it reads products and deals
+//! from it (over gRPC, [`CatalogReads`]) instead of loading the store's.
 
 use super::catalog_cache::CatalogCache;
 use super::tier::Seeding;
@@ -15,8 +17,8 @@ use super::{Error, Result};
 use crate::model::{Deal, DealView, Page, Paged, Product, ProductPatch};
 use crate::observability::metrics::Metrics;
 use crate::ports::{
-    CatalogStore, Clock, DealCreation, Increase, Refused, ReservationFence, StockAdmission,
-    StockChange, Verdict,
+    CatalogReads, CatalogStore, Clock, DealCreation, Increase, Refused, ReservationFence, Snapshot,
+    StockAdmission, StockChange, Verdict,
 };
 use chrono::{DateTime, Utc};
 use hotdeal_domain::{DealId, DealStatus, DealWindow, ProductId, StockKey, UserId};
@@ -52,6 +54,10 @@ pub struct NewDeal {
 /// The catalogue context: products, their stock and deals.
 pub struct Catalogue {
     pub(super) store: Arc<dyn CatalogStore>,
+    /// Where a product or deal this process has not seen, or has heard
+    /// changed, is read: the store, or the product service's catalogue
+    /// over gRPC in an order process without the product role.
+    reads: Arc<dyn CatalogReads>,
     /// The shared tier's reservation fence, for the stock reconciler.
     pub(super) fence: Arc<dyn ReservationFence>,
     /// Live stock counts and per-user holdings; every order passes here
@@ -75,15 +81,28 @@ impl Catalogue {
     /// fills what the tier lacks: a shared tier keeps the counts other
     /// instances are selling from. One that cannot be reached now is
     /// seeded key by key on first use instead.
+    ///
+    /// With a `remote` catalogue (the product service's, for an order
+    /// process without the product role) nothing is loaded: the product
+    /// service keeps the catalogue and the stock, and this one reads each
+    /// product and deal from it when first needed, and again when an
+    /// event says it changed.
     pub async fn start(
         store: Arc<dyn CatalogStore>,
+        remote: Option<Arc<dyn CatalogReads>>,
         fence: Arc<dyn ReservationFence>,
         admission: Arc<dyn StockAdmission>,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
     ) -> Result<Self> {
-        let snapshot = store.snapshot().await?;
         let catalog = CatalogCache::new();
+        let (reads, snapshot) = match remote {
+            Some(remote) => (remote, Snapshot::default()),
+            None => (
+                store.clone() as Arc<dyn CatalogReads>,
+                store.snapshot().await?,
+            ),
+        };
         for p in snapshot.products {
             let _ = admission.open(StockKey::Product(p.id), p.stock, &[]).await;
             catalog.put_product(p);
@@ -103,6 +122,7 @@ impl Catalogue {
         }
         Ok(Self {
             store,
+            reads,
             fence,
             admission,
             catalog,
@@ -171,7 +191,7 @@ impl Catalogue {
     /// exist. A copy older than the cached one (a read that raced a newer
     /// write) is not put back.
     pub async fn reload_product(&self, id: ProductId) -> Result<Option<Arc<Product>>> {
-        let Some(fresh) = self.store.product(id).await? else {
+        let Some(fresh) = self.reads.product(id).await? else {
             return Ok(None);
         };
         if let Some(cached) = self.catalog.product(id) {
@@ -187,7 +207,7 @@ impl Catalogue {
     /// Reads a deal and its product from the store into the catalogue (a
     /// new deal, a settled one); `None` if the deal does not exist.
     pub async fn reload_deal(&self, id: DealId) -> Result<Option<(Arc<Deal>, Arc<Product>)>> {
-        let Some(deal) = self.store.deal(id).await? else {
+        let Some(deal) = self.reads.deal(id).await? else {
             return Ok(None);
         };
         // The product first: a deal is listed only with its product.
@@ -353,6 +373,23 @@ impl Catalogue {
                 })
             }
         }
+    }
+
+    /// A product as the store has it now, with its live stock: what the
+    /// product service answers an order process that missed it or heard it
+    /// changed. Read from the store, not this process's memory, so an
+    /// answer is never older than the event that asked for it.
+    pub async fn fresh_product(&self, id: ProductId) -> Result<Product> {
+        let p = self.reload_product(id).await?.ok_or(Error::NotFound)?;
+        Ok(self.live_product(&p))
+    }
+
+    /// A deal as the store has it now (see [`Catalogue::fresh_product`]).
+    pub async fn fresh_deal(&self, id: DealId) -> Result<Deal> {
+        let (d, _) = self.reload_deal(id).await?.ok_or(Error::NotFound)?;
+        // The cache keeps a settlement it saw before the store's copy.
+        let d = self.catalog.deal(id).unwrap_or(d);
+        Ok(self.live_deal(&d))
     }
 
     pub async fn deal(&self, id: DealId) -> Result<DealView> {

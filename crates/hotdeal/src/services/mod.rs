@@ -23,7 +23,8 @@
 //! idempotency keys ([`Idempotency`]), the event relay ([`Events`]) and the
 //! metrics. [`Storefront`] composes the services of the roles a process
 //! runs and nothing else: a process with `--role order` builds the
-//! catalogue (the order path reads it and holds stock through it), the
+//! catalogue (the order path reads it and holds stock through it; with the
+//! product service in another process, both over gRPC), the
 //! coupon book (definitions, for discounts) and the order service, but no
 //! accounts, no coupon tier or issue writer, no points.
 
@@ -58,8 +59,8 @@ use crate::observability::metrics::Metrics;
 use crate::ports::events::{reload_for, EventHandler, HandleError, Reload};
 use crate::ports::hasher::HasherStats;
 use crate::ports::{
-    CatalogStore, Clock, CouponAdmission, CouponLedger, IdempotencyAnswers, Ledger, OrderStore,
-    Outbox, PasswordHasher, PointsLedger, QueueStore, ReservationFence, RunningKeys,
+    CatalogReads, CatalogStore, Clock, CouponAdmission, CouponLedger, IdempotencyAnswers, Ledger,
+    OrderStore, Outbox, PasswordHasher, PointsLedger, QueueStore, ReservationFence, RunningKeys,
     StockAdmission, Store, StoreHealth, UserStore,
 };
 use async_trait::async_trait;
@@ -106,6 +107,10 @@ impl StoreParts {
 pub struct Engines {
     pub store: StoreParts,
     pub admission: Arc<dyn StockAdmission>,
+    /// The product service's catalogue in another process (over gRPC),
+    /// for an order role without the product role: products and deals
+    /// are read from it, not from the store.
+    pub remote_catalogue: Option<Arc<dyn CatalogReads>>,
     pub coupon_admission: Arc<dyn CouponAdmission>,
     pub clock: Arc<dyn Clock>,
     /// Only the auth role hashes passwords: `None` elsewhere.
@@ -193,6 +198,7 @@ impl Storefront {
         let catalogue = if product || order {
             let catalogue = Catalogue::start(
                 store.catalog.clone(),
+                e.remote_catalogue.clone().filter(|_| !product),
                 store.fence.clone(),
                 e.admission.clone(),
                 e.clock.clone(),

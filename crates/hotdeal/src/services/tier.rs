@@ -102,6 +102,34 @@ impl Catalogue {
         Err(Error::Overloaded)
     }
 
+    /// Holds for an order service in another process (the gRPC
+    /// `Reserve`): as [`Catalogue::hold_units`], seeding here, where the
+    /// catalogue's store is, a key the shared tier lacks. A key with
+    /// nothing to seed (no such product, a settled deal) stays
+    /// `Unseeded`, for the caller to answer as it does its own; a seed
+    /// that cannot run now is `Unavailable` (a fast 503).
+    pub async fn reserve(
+        &self,
+        id: Uuid,
+        user: UserId,
+        demand: &BTreeMap<StockKey, i64>,
+        limits: &[LimitClaim],
+    ) -> std::result::Result<Hold, Refused> {
+        for _ in 0..2 {
+            match self.admission.hold(id, user, demand, limits).await {
+                Err(Refused::Unseeded(key)) => match self.seed(key).await {
+                    Ok(()) => {}
+                    Err(Error::ProductNotFound | Error::DealNotActive { .. }) => {
+                        return Err(Refused::Unseeded(key))
+                    }
+                    Err(_) => return Err(Refused::Unavailable),
+                },
+                other => return other,
+            }
+        }
+        Err(Refused::Unavailable)
+    }
+
     /// Seeds `key` from the store, or answers 503 while another request of
     /// this instance does.
     async fn seed(&self, key: StockKey) -> Result<()> {

@@ -108,6 +108,7 @@ async fn instance(pg: &str, schema: &str) -> Instance {
     let engines = Engines {
         store: StoreParts::of(store.clone()),
         admission: admission.clone(),
+        remote_catalogue: None,
         coupon_admission: admission,
         clock: Arc::new(ManualClock::new(t0())),
         hasher: Some(Arc::new(

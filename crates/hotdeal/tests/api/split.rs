@@ -6,7 +6,7 @@
 
 use crate::support::{scaled, scaled_or_skip, schema_for, spawn_app_with, t0, TestApp};
 use hotdeal::config::Roles;
-use hotdeal::ports::ManualClock;
+use hotdeal::ports::{Clock, ManualClock};
 use hotdeal::transport::grpc::proto::product_service_client::ProductServiceClient;
 use hotdeal::transport::grpc::proto::{GetDealRequest, GetProductRequest};
 use hyper::StatusCode;
@@ -155,6 +155,9 @@ async fn order_services_admit_through_the_product_service_and_never_oversell() {
         .expect("GetDeal")
         .into_inner();
     assert_eq!((d.remaining_stock, d.status.as_str()), (0, "sold_out"));
+    // The whole deal, as an order service needs it to price and check one.
+    assert_eq!((d.per_user_limit, d.settled_at_ms), (Some(1), None));
+    assert_eq!(d.created_at_ms, split.clock.now().timestamp_millis());
     let missing = client
         .get_product(GetProductRequest {
             product_id: uuid::Uuid::new_v4().to_string(),
@@ -187,6 +190,54 @@ async fn order_services_admit_through_the_product_service_and_never_oversell() {
     assert_eq!(
         serving.status,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_service_prices_from_the_product_service_and_hears_of_edits() {
+    let Some(split) = Split::new("split catalogue") else {
+        return;
+    };
+    let product = split.product().await;
+    let order = split.start("order", None, Some(grpc_of(&product))).await;
+    let (_, seller) = product.user("seller@x.co").await;
+    let (_, buyer) = product.user("buyer@x.co").await;
+    let item = product.product(&seller, 1_000, 100).await;
+    // Never seen by the order service: read from the product service.
+    let line = json!([{"product_id": item, "quantity": 2}]);
+    let r = order.order(&buyer, line).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["total_amount"], 2_000);
+    // A price edit on the product service is charged by the order service
+    // once its event arrives (it reads the product again over gRPC).
+    let r = product
+        .patch(
+            &format!("/products/{item}"),
+            Some(&seller),
+            json!({"price": 700}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let line = json!([{"product_id": item, "quantity": 1}]);
+    let mut charged = 0;
+    for _ in 0..40 {
+        let r = order.order(&buyer, line.clone()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        charged = r.body["total_amount"].as_i64().expect("total");
+        if charged == 700 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(charged, 700, "the new price reached the order service");
+    // An id the product service does not know is the contract's 404.
+    let unknown = json!([{"product_id": uuid::Uuid::new_v4(), "quantity": 1}]);
+    let r = order.order(&buyer, unknown).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "PRODUCT_NOT_FOUND"),
+        "{}",
+        r.body
     );
 }
 

@@ -27,9 +27,9 @@ mod rows;
 use crate::model::{Deal, Order, Page, Paged, Product, ProductPatch, User};
 use crate::ports::events::CatalogueEvent;
 use crate::ports::store::{
-    CancelBy, Cancellation, CatalogStore, DealCreation, IdempotencyWrite, OrderStore, OrderWrite,
-    Payment, Placement, ReservationFence, Settled, Snapshot, StockChange, StoreError, StoreHealth,
-    StoreResult, UserStore,
+    CancelBy, Cancellation, CatalogReads, CatalogStore, DealCreation, IdempotencyWrite, OrderStore,
+    OrderWrite, Payment, Placement, ReservationFence, Settled, Snapshot, StockChange, StoreError,
+    StoreHealth, StoreResult, UserStore,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -582,6 +582,29 @@ impl UserStore for PgStore {
 }
 
 #[async_trait]
+impl CatalogReads for PgStore {
+    async fn product(&self, id: ProductId) -> StoreResult<Option<Product>> {
+        let row = sqlx::query(&format!(
+            "SELECT {PRODUCT_COLS} FROM products WHERE id = $1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .pg()?;
+        row.map(|r| product_from_row(&r)).transpose()
+    }
+
+    async fn deal(&self, id: DealId) -> StoreResult<Option<Deal>> {
+        let row = sqlx::query(&format!("SELECT {DEAL_COLS} FROM deals WHERE id = $1"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .pg()?;
+        row.map(|r| deal_from_row(&r)).transpose()
+    }
+}
+
+#[async_trait]
 impl CatalogStore for PgStore {
     async fn insert_product(&self, p: &Product) -> StoreResult<()> {
         write!(self, |c| {
@@ -606,17 +629,6 @@ impl CatalogStore for PgStore {
             orders::insert_events(&mut tx, &[event], p.created_at).await?;
             tx.commit().await.pg()
         })
-    }
-
-    async fn product(&self, id: ProductId) -> StoreResult<Option<Product>> {
-        let row = sqlx::query(&format!(
-            "SELECT {PRODUCT_COLS} FROM products WHERE id = $1"
-        ))
-        .bind(id.0)
-        .fetch_optional(&self.pool)
-        .await
-        .pg()?;
-        row.map(|r| product_from_row(&r)).transpose()
     }
 
     async fn products(&self, category: Option<&str>, page: Page) -> StoreResult<Paged<Product>> {
@@ -700,15 +712,6 @@ impl CatalogStore for PgStore {
 
     async fn insert_deal(&self, d: &Deal) -> StoreResult<DealCreation> {
         write!(self, |c| insert_deal(c, d).await)
-    }
-
-    async fn deal(&self, id: DealId) -> StoreResult<Option<Deal>> {
-        let row = sqlx::query(&format!("SELECT {DEAL_COLS} FROM deals WHERE id = $1"))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .pg()?;
-        row.map(|r| deal_from_row(&r)).transpose()
     }
 
     async fn settle_ended_deals(&self, now: DateTime<Utc>) -> StoreResult<Vec<Settled>> {

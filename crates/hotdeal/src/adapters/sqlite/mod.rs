@@ -16,9 +16,9 @@ mod writer;
 use crate::model::{Deal, Order, Page, Paged, Product, ProductPatch, User};
 use crate::ports::events::CatalogueEvent;
 use crate::ports::store::{
-    CancelBy, Cancellation, CatalogStore, DealCreation, IdempotencyWrite, OrderStore, OrderWrite,
-    Payment, Placement, ReservationFence, Settled, Snapshot, StockChange, StoreError, StoreHealth,
-    StoreResult, UserStore,
+    CancelBy, Cancellation, CatalogReads, CatalogStore, DealCreation, IdempotencyWrite, OrderStore,
+    OrderWrite, Payment, Placement, ReservationFence, Settled, Snapshot, StockChange, StoreError,
+    StoreHealth, StoreResult, UserStore,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -357,13 +357,7 @@ impl UserStore for SqliteStore {
 }
 
 #[async_trait]
-impl CatalogStore for SqliteStore {
-    async fn insert_product(&self, p: &Product) -> StoreResult<()> {
-        let mut w = self.writer().await?;
-        let res = insert_product(w.conn(), p).await;
-        w.settle(res)
-    }
-
+impl CatalogReads for SqliteStore {
     async fn deal(&self, id: DealId) -> StoreResult<Option<Deal>> {
         let row = sqlx::query(&format!("SELECT {DEAL_COLS} FROM deals WHERE id = ?"))
             .bind(id.0)
@@ -371,12 +365,22 @@ impl CatalogStore for SqliteStore {
             .await?;
         row.map(|r| deal_from_row(&r)).transpose()
     }
+
     async fn product(&self, id: ProductId) -> StoreResult<Option<Product>> {
         let row = sqlx::query(&format!("SELECT {PRODUCT_COLS} FROM products WHERE id = ?"))
             .bind(id.0)
             .fetch_optional(&self.reader)
             .await?;
         row.map(|r| product_from_row(&r)).transpose()
+    }
+}
+
+#[async_trait]
+impl CatalogStore for SqliteStore {
+    async fn insert_product(&self, p: &Product) -> StoreResult<()> {
+        let mut w = self.writer().await?;
+        let res = insert_product(w.conn(), p).await;
+        w.settle(res)
     }
 
     async fn products(&self, category: Option<&str>, page: Page) -> StoreResult<Paged<Product>> {

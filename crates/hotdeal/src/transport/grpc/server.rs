@@ -78,7 +78,7 @@ impl ProductService for ProductGrpc {
         request: Request<proto::GetProductRequest>,
     ) -> Result<Response<proto::Product>, Status> {
         let id = ProductId(uuid(&request.get_ref().product_id, "product id")?);
-        let p = self.app.product(id).await.map_err(status)?;
+        let p = self.app.fresh_product(id).await.map_err(status)?;
         Ok(Response::new(convert::product_to(p)))
     }
 
@@ -87,8 +87,7 @@ impl ProductService for ProductGrpc {
         request: Request<proto::GetDealRequest>,
     ) -> Result<Response<proto::Deal>, Status> {
         let id = DealId(uuid(&request.get_ref().deal_id, "deal id")?);
-        let view = self.app.deal(id).await.map_err(status)?;
-        let d = view.deal;
+        let d = self.app.fresh_deal(id).await.map_err(status)?;
         let status = serde_json::to_value(d.status(self.app.now()))
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -108,7 +107,7 @@ impl ProductService for ProductGrpc {
             *demand.entry(key).or_insert(0) += units;
         }
         let limits = convert::limits_from(&r.limits)?;
-        let outcome = match self.tier().hold(id, user, &demand, &limits).await {
+        let outcome = match self.app.reserve(id, user, &demand, &limits).await {
             Ok(hold) => Outcome::Hold(convert::hold_to(&hold)),
             Err(refused) => Outcome::Refused(convert::refusal_to(refused)),
         };
