@@ -227,7 +227,7 @@ async fn two_thousand_users_race_for_five_hundred_coupons() {
     let (_, admin) = app.user("a@x.co").await;
     let id = coupon(&app, &admin, fixed(&app, 1000, 500, 0)).await;
     // Users straight into the store: this test is about the rush, not sign-up.
-    let mut tokens = Vec::new();
+    let mut users = Vec::new();
     for i in 0..2000 {
         let user = User {
             id: UserId::new(),
@@ -241,23 +241,40 @@ async fn two_thousand_users_race_for_five_hundred_coupons() {
             .insert_user(&user)
             .await
             .expect("user");
-        tokens.push(app.storefront.auth.tokens.issue(user.id, app.clock_now()));
+        let token = app.storefront.auth.tokens.issue(user.id, app.clock_now());
+        users.push((user.id, token));
     }
-    // Every user tries twice, at once. A busy server may shed a request
-    // with 503 OVERLOADED (nothing issued): the user tries again, as the
-    // contract tells clients to.
-    let tasks: Vec<_> = tokens
+    // Every user tries twice, at once, and goes on until the answer is
+    // final, as the contract tells clients to: after a 503 OVERLOADED
+    // (nothing issued), and after a connection that failed before its
+    // answer came (issued or not: the next try says which). An issue is
+    // one per user, so trying again is safe.
+    let tasks: Vec<_> = users
         .iter()
-        .chain(tokens.iter())
-        .map(|t| {
-            let (app, t, id) = (app.clone(), t.clone(), id.clone());
+        .chain(users.iter())
+        .map(|(user, t)| {
+            let (app, user, t, id) = (app.clone(), *user, t.clone(), id.clone());
             tokio::spawn(async move {
+                let auth = format!("Bearer {t}");
+                let headers = [
+                    ("authorization", auth.as_str()),
+                    ("content-type", "application/json"),
+                ];
+                let mut lost = false;
                 loop {
-                    let r = app
-                        .post(&format!("/coupons/{id}/issue"), Some(&t), json!({}))
-                        .await;
-                    if (r.status, r.code()) != (StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED") {
-                        return r;
+                    let path = format!("/coupons/{id}/issue");
+                    match app
+                        .try_raw(hyper::Method::POST, &path, &headers, "{}")
+                        .await
+                    {
+                        Ok(r)
+                            if (r.status, r.code())
+                                != (StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED") =>
+                        {
+                            return (user, r, lost);
+                        }
+                        Ok(_) => {}
+                        Err(_) => lost = true,
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
@@ -265,16 +282,34 @@ async fn two_thousand_users_race_for_five_hundred_coupons() {
         })
         .collect();
     let (mut issued, mut dup, mut sold_out) = (0, 0, 0);
+    // Who holds the coupon by the answers: a 201, or "already issued"
+    // after an answer that was lost on the way.
+    let mut holders = std::collections::HashSet::new();
+    let mut answered_201 = std::collections::HashSet::new();
     for t in tasks {
-        let r = t.await.expect("join");
+        let (user, r, lost) = t.await.expect("join");
         match (r.status, r.code()) {
-            (StatusCode::CREATED, _) => issued += 1,
-            (StatusCode::CONFLICT, "COUPON_ALREADY_ISSUED") => dup += 1,
+            (StatusCode::CREATED, _) => {
+                issued += 1;
+                assert!(answered_201.insert(user.0), "a second 201 for one user");
+                holders.insert(user.0);
+            }
+            (StatusCode::CONFLICT, "COUPON_ALREADY_ISSUED") => {
+                dup += 1;
+                if lost {
+                    holders.insert(user.0);
+                }
+            }
             (StatusCode::CONFLICT, "COUPON_SOLD_OUT") => sold_out += 1,
             other => panic!("unexpected {other:?}: {}", r.body),
         }
     }
-    assert_eq!(issued, 500);
+    assert!(issued <= 500, "{issued} coupons answered 201");
+    assert_eq!(
+        holders.len(),
+        500,
+        "every coupon went to a user who was told"
+    );
     assert_eq!(issued + dup + sold_out, 4000);
     let c = app.get(&format!("/coupons/{id}"), None).await;
     assert_eq!(

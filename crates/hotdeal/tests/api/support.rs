@@ -159,7 +159,7 @@ pub async fn spawn_app_with(
     let server = tokio::spawn(app.serve(async {
         let _ = rx.await;
     }));
-    let client = HyperClient::builder(TokioExecutor::new()).build_http();
+    let client = http_client();
     let direct = base.clone();
     let (base, gateway) = match via_gateway(&base, &config, &clock).await {
         Some((gateway_base, stop)) => (gateway_base, Some(stop)),
@@ -180,6 +180,18 @@ pub async fn spawn_app_with(
         server: Some(server),
         gateway,
     }
+}
+
+/// The tests' HTTP client. It lets a pooled connection go after 2 s idle,
+/// well before the server's idle timeout closes it: a request sent on a
+/// connection the server is closing at that moment is reset, and a client
+/// cannot tell whether a reset POST was taken. Any client of a server with
+/// an idle timeout should do the same.
+fn http_client() -> HyperClient<HttpConnector, Full<Bytes>> {
+    HyperClient::builder(TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(2))
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build_http()
 }
 
 /// With `HOTDEAL_TEST_VIA_GATEWAY=1`, a gateway in front of the server at
@@ -251,6 +263,21 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Res {
+        self.try_raw(method, path, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("send: {e}"))
+    }
+
+    /// As [`TestApp::raw`], with a connection that failed before the whole
+    /// answer came (reset, closed) as an error: the request may or may not
+    /// have been taken, which a test of a rush may need to tell apart.
+    pub async fn try_raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Res, String> {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{}", self.base, path));
@@ -258,10 +285,19 @@ impl TestApp {
             req = req.header(*k, HeaderValue::from_str(v).expect("header"));
         }
         let req = req.body(Full::new(body.into())).expect("request");
-        let res = self.client.request(req).await.expect("send");
+        let res = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
         let status = res.status();
         let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.expect("body").to_bytes();
+        let bytes = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("{e:?}"))?
+            .to_bytes();
         let body = if bytes.is_empty() {
             Value::Null
         } else {
@@ -272,11 +308,11 @@ impl TestApp {
                 )
             })
         };
-        Res {
+        Ok(Res {
             status,
             body,
             headers,
-        }
+        })
     }
 
     pub async fn send(
@@ -474,7 +510,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str) -> Self {
-        let http = HyperClient::builder(TokioExecutor::new()).build_http();
+        let http = http_client();
         Self {
             base: base.to_owned(),
             http,
