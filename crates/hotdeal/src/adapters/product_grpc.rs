@@ -71,13 +71,8 @@ impl CatalogReads for ProductTierClient {
         let request = proto::GetProductRequest {
             product_id: id.0.to_string(),
         };
-        match self.client.clone().get_product(request).await {
-            Ok(reply) => convert::product_from(reply.into_inner())
-                .map(Some)
-                .map_err(|e| read_failed("GetProduct", e)),
-            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
-            Err(status) => Err(read_failed("GetProduct", status)),
-        }
+        let reply = self.client.clone().get_product(request).await;
+        found("GetProduct", reply, convert::product_from)
     }
 
     /// One deal as the product service has it now, its remaining units
@@ -86,13 +81,24 @@ impl CatalogReads for ProductTierClient {
         let request = proto::GetDealRequest {
             deal_id: id.0.to_string(),
         };
-        match self.client.clone().get_deal(request).await {
-            Ok(reply) => convert::deal_from(reply.into_inner())
-                .map(Some)
-                .map_err(|e| read_failed("GetDeal", e)),
-            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
-            Err(status) => Err(read_failed("GetDeal", status)),
-        }
+        let reply = self.client.clone().get_deal(request).await;
+        found("GetDeal", reply, convert::deal_from)
+    }
+}
+
+/// The answer of a catalogue read: what it found, `None` for NOT_FOUND,
+/// and any other failure or a reply that does not parse as unavailable.
+fn found<M, T>(
+    what: &'static str,
+    reply: Result<tonic::Response<M>, tonic::Status>,
+    read: fn(M) -> Result<T, Malformed>,
+) -> StoreResult<Option<T>> {
+    match reply {
+        Ok(reply) => read(reply.into_inner())
+            .map(Some)
+            .map_err(|e| read_failed(what, e)),
+        Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+        Err(status) => Err(read_failed(what, status)),
     }
 }
 
