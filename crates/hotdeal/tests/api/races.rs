@@ -10,8 +10,10 @@ use hotdeal::adapters::postgres::{PgSettings, PgStore};
 use hotdeal::adapters::sqlite::{Durability, SqliteStore};
 use hotdeal::app::OpenStore;
 use hotdeal::model::Order;
-use hotdeal::ports::{CancelBy, Cancellation, Ledger, OrderWrite, Payment, Placement, Store};
-use hotdeal_domain::{DealId, OrderId, StockKey};
+use hotdeal::ports::{
+    CancelBy, Cancellation, Ledger, OrderWrite, Payment, Placement, Store, StoreError,
+};
+use hotdeal_domain::{DealId, OrderId, ProductId, StockKey, UserId};
 use hyper::StatusCode;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -215,6 +217,92 @@ async fn concurrent_charges_each_read_back_their_own_row() {
     }
     let max = seen.iter().map(|c| c.balance).max();
     assert_eq!(max, Some(total), "balances are a running sum");
+}
+
+async fn product_stock<S: Store + ?Sized>(store: &S, product: &str) -> i64 {
+    let snapshot = store.snapshot().await.expect("snapshot");
+    snapshot
+        .products
+        .iter()
+        .find(|p| p.id.0.to_string() == product)
+        .expect("product")
+        .stock
+}
+
+/// One order a batch cannot write — its buyer is not in the store (a
+/// foreign key, which SQLite checks at `COMMIT`), or it wants more units
+/// than are left — is refused alone: the batch's other orders are placed,
+/// the refused ones take nothing, and the writer goes on writing.
+#[tokio::test]
+async fn one_bad_order_in_a_batch_is_refused_alone() {
+    let app = spawn_app().await;
+    let (_, seller) = app.user("seller@x.co").await;
+    let (_, buyer) = app.user("buyer@x.co").await;
+    let product = app.product(&seller, 1000, 10).await;
+    let r = app
+        .order(&buyer, json!([{"product_id": product, "quantity": 1}]))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let store = second_writer(&app).await;
+    let template = store
+        .order(OrderId(
+            r.body["id"].as_str().expect("id").parse().expect("uuid"),
+        ))
+        .await
+        .expect("read")
+        .expect("order");
+    let product_id = ProductId(product.parse().expect("uuid"));
+    let write = |quantity: i64, buyer: Option<UserId>| {
+        let mut order = template.clone();
+        order.id = OrderId::new();
+        for item in &mut order.items {
+            item.id = uuid::Uuid::now_v7();
+            item.quantity = quantity;
+            item.subtotal = item.unit_price * quantity;
+        }
+        order.total_amount = template.items[0].unit_price * quantity;
+        order.user_id = buyer.unwrap_or(template.user_id);
+        order.created_at = app.clock_now();
+        OrderWrite {
+            order,
+            demand: BTreeMap::from([(StockKey::Product(product_id), quantity)]),
+            answer: None,
+        }
+    };
+    let ghost = UserId(uuid::Uuid::now_v7());
+    let outcomes = store
+        .place_orders(&[write(1, None), write(1, Some(ghost)), write(2, None)])
+        .await;
+    assert!(matches!(outcomes[0], Ok(Placement::Placed)), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[1], Err(StoreError::UnknownUser)),
+        "{outcomes:?}"
+    );
+    assert!(matches!(outcomes[2], Ok(Placement::Placed)), "{outcomes:?}");
+    assert_eq!(product_stock(&*store, &product).await, 10 - 1 - 1 - 2);
+
+    let outcomes = store
+        .place_orders(&[write(100, None), write(1, None)])
+        .await;
+    assert!(
+        matches!(
+            outcomes[0],
+            Ok(Placement::Insufficient {
+                requested: 100,
+                available: 6,
+                ..
+            })
+        ),
+        "{outcomes:?}"
+    );
+    assert!(matches!(outcomes[1], Ok(Placement::Placed)), "{outcomes:?}");
+    let outcomes = store.place_orders(&[write(1, None)]).await;
+    assert!(matches!(outcomes[0], Ok(Placement::Placed)), "{outcomes:?}");
+    assert_eq!(
+        product_stock(&*store, &product).await,
+        4,
+        "refused orders took nothing"
+    );
 }
 
 /// The batch path checks what the one-by-one path checks: a batch whose

@@ -180,6 +180,9 @@ async fn place_batch(
     batch: &[&OrderWrite],
     debits: Debits,
 ) -> StoreResult<Batch> {
+    if debits == Debits::InRows && batch.iter().all(|w| w.order.coupon_id.is_none()) {
+        return place_at_once(conn, batch).await;
+    }
     let mut tx = writer::begin(conn).await?;
     let mut placements = vec![Placement::Placed; batch.len()];
     let mut rows = NewRows::for_orders(batch.len());
@@ -364,6 +367,103 @@ async fn place_batch(
     }
     tx.commit().await?;
     Ok(Batch::Placed(placements))
+}
+
+/// Stock keys a batch may touch and still go as one query with its rows;
+/// a batch touching more sends its stock updates as a query of their own,
+/// so the shapes the statement cache keeps stay few.
+const STOCK_KEYS_WITH_ROWS: usize = 2;
+
+/// [`place_batch`] for a batch without coupons whose debits go with the
+/// rows: the whole transaction as one multi-statement query, so one
+/// hand-off to the connection's thread (and back) instead of one per
+/// statement — `BEGIN IMMEDIATE`, the rows, the guarded stock updates,
+/// `COMMIT`. The stock comes last: within the transaction the order does
+/// not matter, and the rows' query shapes stay the ones [`NewRows`] uses.
+/// Every statement rolls the whole transaction back when it refuses a row
+/// ([`OnRefusal::RollBack`], foreign keys deferred to the `COMMIT`), so
+/// SQLite keeps no statement journal. A failed guard (`batch_guard`,
+/// migration 0006), a unique key or a short debit stops the query with
+/// nothing written; the batch is reported as the step-by-step path would
+/// report it.
+async fn place_at_once(conn: &mut SqliteConnection, batch: &[&OrderWrite]) -> StoreResult<Batch> {
+    let now = batch
+        .iter()
+        .map(|w| micros(w.order.created_at))
+        .max()
+        .unwrap_or(0);
+    let mut rows = NewRows::for_orders(batch.len());
+    let mut demand: BTreeMap<StockKey, i64> = BTreeMap::new();
+    let mut held: BTreeMap<(DealId, UserId), i64> = BTreeMap::new();
+    for w in batch {
+        rows.order(&w.order)?;
+        rows.order_event("order.placed", &w.order);
+        if let Some(a) = &w.answer {
+            rows.answer(a)?;
+        }
+        if w.order.payment_status == PaymentStatus::Paid {
+            rows.debit(&w.order);
+        }
+        for (&key, &qty) in &w.demand {
+            *demand.entry(key).or_insert(0) += qty;
+            if let StockKey::Deal(d) = key {
+                *held.entry((d, w.order.user_id)).or_insert(0) += qty;
+            }
+        }
+    }
+    let mut queries = rows.queries(now, OnRefusal::RollBack)?;
+    if queries.is_empty() || demand.len() > STOCK_KEYS_WITH_ROWS {
+        queries.push(Query {
+            on_refusal: OnRefusal::RollBack,
+            ..Query::default()
+        });
+    }
+    if let Some(first) = queries.first_mut() {
+        first.sql.insert_str(0, "BEGIN IMMEDIATE;\n");
+    }
+    if let Some(last) = queries.last_mut() {
+        last.take_stock(&demand, &held, now);
+        last.sql.push_str("COMMIT;\n");
+    }
+    let mut run = Ok(());
+    for q in queries {
+        run = q.execute(&mut *conn).await;
+        if run.is_err() {
+            break;
+        }
+    }
+    let Err(e) = run else {
+        return Ok(Batch::Placed(vec![Placement::Placed; batch.len()]));
+    };
+    let refused = if is_guard(&e) {
+        Ok(Batch::OneByOne)
+    } else if is_unique_violation(&e) {
+        Ok(Batch::Duplicate)
+    } else if is_refused_debit(&e) {
+        Ok(Batch::Short)
+    } else {
+        Err(StoreError::from(e))
+    };
+    // A refused row or guard rolled the transaction back already; any
+    // other failure (a foreign key at COMMIT, storage) may have left it
+    // open. If the rollback fails otherwise, the error stands and the
+    // writer retires the connection.
+    match sqlx::query("ROLLBACK").execute(&mut *conn).await {
+        Err(r) if refused.is_ok() && !is_no_transaction(&r) => Err(r.into()),
+        _ => refused,
+    }
+}
+
+/// `ROLLBACK` with no transaction open.
+fn is_no_transaction(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.message().contains("no transaction is active"))
+}
+
+/// The rollback of a failed `batch_guard` check.
+fn is_guard(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.message() == "batch guard")
 }
 
 async fn place_one(conn: &mut SqliteConnection, w: &OrderWrite) -> StoreResult<Placement> {
@@ -870,50 +970,88 @@ const TABLES: [(&str, &str, usize); 5] = [
     ),
 ];
 
-/// `INSERT INTO <table> (...) VALUES (?, ...), ...;` for each table and
-/// each size of [`CHUNKS`], written once.
-fn insert_sql(table: usize, rows: usize) -> &'static str {
-    static SQL: OnceLock<Vec<Vec<String>>> = OnceLock::new();
+/// What a refused row (a unique key taken, a `CHECK` failed) does to the
+/// transaction it is written in.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum OnRefusal {
+    /// Its statement is undone and the transaction goes on (the savepoints
+    /// of the step-by-step path need that). SQLite keeps a statement
+    /// journal for it: every page a multi-row statement changes is copied
+    /// first.
+    #[default]
+    UndoStatement,
+    /// The whole transaction is rolled back (`INSERT OR ROLLBACK`): no
+    /// statement journal. For a transaction that is all or nothing anyway
+    /// ([`place_at_once`]).
+    RollBack,
+}
+
+impl OnRefusal {
+    fn insert(self) -> &'static str {
+        match self {
+            Self::UndoStatement => "INSERT INTO",
+            Self::RollBack => "INSERT OR ROLLBACK INTO",
+        }
+    }
+
+    fn update(self) -> &'static str {
+        match self {
+            Self::UndoStatement => "UPDATE",
+            Self::RollBack => "UPDATE OR ROLLBACK",
+        }
+    }
+}
+
+/// `INSERT INTO <table> (...) VALUES (?, ...), ...;` for each table, each
+/// size of [`CHUNKS`] and each [`OnRefusal`], written once.
+fn insert_sql(table: usize, rows: usize, on_refusal: OnRefusal) -> &'static str {
+    static SQL: OnceLock<[Vec<Vec<String>>; 2]> = OnceLock::new();
     let sql = SQL.get_or_init(|| {
-        TABLES
-            .iter()
-            .map(|(name, cols, n)| {
-                CHUNKS
-                    .iter()
-                    .map(|&size| {
-                        let row = format!("({})", vec!["?"; *n].join(", "));
-                        format!(
-                            "INSERT INTO {name} ({cols}) VALUES {};\n",
-                            vec![row; size].join(", ")
-                        )
-                    })
-                    .collect()
-            })
-            .collect()
+        [OnRefusal::UndoStatement, OnRefusal::RollBack].map(|on_refusal| {
+            TABLES
+                .iter()
+                .map(|(name, cols, n)| {
+                    CHUNKS
+                        .iter()
+                        .map(|&size| {
+                            let row = format!("({})", vec!["?"; *n].join(", "));
+                            format!(
+                                "{} {name} ({cols}) VALUES {};\n",
+                                on_refusal.insert(),
+                                vec![row; size].join(", ")
+                            )
+                        })
+                        .collect()
+                })
+                .collect()
+        })
     });
     let size = CHUNKS.iter().position(|&c| c == rows).unwrap_or(0);
-    &sql[table][size]
+    &sql[on_refusal as usize][table][size]
 }
 
 /// `INSERT INTO point_history … VALUES …;` for paid orders' history rows
 /// whose balance is read from the account (see [`Query::debits`]), for
-/// each size of [`CHUNKS`], written once.
-fn debit_history_sql(rows: usize) -> &'static str {
-    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+/// each size of [`CHUNKS`] and each [`OnRefusal`], written once.
+fn debit_history_sql(rows: usize, on_refusal: OnRefusal) -> &'static str {
+    static SQL: OnceLock<[Vec<String>; 2]> = OnceLock::new();
     let sql = SQL.get_or_init(|| {
         let row = "(?, ?, 'payment', ?, (SELECT balance FROM point_accounts WHERE user_id = ?) + ?, ?, ?)";
-        CHUNKS
-            .iter()
-            .map(|&size| {
-                format!(
-                    "INSERT INTO point_history (id, user_id, kind, amount, balance_after, order_id, created_at) VALUES {};\n",
-                    vec![row; size].join(", ")
-                )
-            })
-            .collect()
+        [OnRefusal::UndoStatement, OnRefusal::RollBack].map(|on_refusal| {
+            CHUNKS
+                .iter()
+                .map(|&size| {
+                    format!(
+                        "{} point_history (id, user_id, kind, amount, balance_after, order_id, created_at) VALUES {};\n",
+                        on_refusal.insert(),
+                        vec![row; size].join(", ")
+                    )
+                })
+                .collect()
+        })
     });
     let size = CHUNKS.iter().position(|&c| c == rows).unwrap_or(0);
-    &sql[size]
+    &sql[on_refusal as usize][size]
 }
 
 /// Adds one argument; encoding these types cannot fail.
@@ -1002,56 +1140,61 @@ impl<'a> NewRows<'a> {
     /// As [`NewRows::insert`], with SQLite's own error (to tell a unique
     /// key from other failures).
     async fn insert_rows(self, conn: &mut SqliteConnection, now: i64) -> sqlx::Result<()> {
+        for q in self.queries(now, OnRefusal::UndoStatement)? {
+            q.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// The multi-statement queries that insert every row, in order; none
+    /// is empty.
+    fn queries(&self, now: i64, on_refusal: OnRefusal) -> sqlx::Result<Vec<Query<'_>>> {
         let full = CHUNKS[0];
+        let fresh = || Query {
+            on_refusal,
+            ..Query::default()
+        };
         let mut queries = Vec::new();
-        let mut tail = Query::default();
+        let mut tail = fresh();
         let split = |n: usize| n / full * full;
         let (windows, rest) = self.orders.split_at(split(self.orders.len()));
         for window in windows.chunks(full) {
-            let mut q = Query::default();
+            let mut q = fresh();
             q.orders(window)?;
             queries.push(q);
         }
         tail.orders(rest)?;
         let (windows, rest) = self.events.split_at(split(self.events.len()));
         for window in windows.chunks(full) {
-            let mut q = Query::default();
+            let mut q = fresh();
             q.events(window, now);
             queries.push(q);
         }
         tail.events(rest, now);
         let (windows, rest) = self.answers.split_at(split(self.answers.len()));
         for window in windows.chunks(full) {
-            let mut q = Query::default();
+            let mut q = fresh();
             q.answers(window, now);
             queries.push(q);
         }
         tail.answers(rest, now);
         let (windows, rest) = self.history.split_at(split(self.history.len()));
         for window in windows.chunks(full) {
-            let mut q = Query::default();
+            let mut q = fresh();
             q.history(window);
             queries.push(q);
         }
         tail.history(rest);
         let (windows, rest) = self.debits.split_at(split(self.debits.len()));
         for window in windows.chunks(full) {
-            let mut q = Query::default();
+            let mut q = fresh();
             q.debits(window, now);
             queries.push(q);
         }
         tail.debits(rest, now);
         queries.push(tail);
-        for q in queries {
-            if q.sql.is_empty() {
-                continue;
-            }
-            sqlx::query_with(&q.sql, q.args)
-                .persistent(true)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Ok(())
+        queries.retain(|q| !q.sql.is_empty());
+        Ok(queries)
     }
 }
 
@@ -1060,14 +1203,81 @@ impl<'a> NewRows<'a> {
 struct Query<'q> {
     sql: String,
     args: SqliteArguments<'q>,
+    on_refusal: OnRefusal,
 }
 
 impl<'q> Query<'q> {
+    /// Runs the query, its statement prepared once per shape and cached.
+    async fn execute(self, conn: &mut SqliteConnection) -> sqlx::Result<()> {
+        sqlx::query_with(&self.sql, self.args)
+            .persistent(true)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The batch's stock taken, each update followed by its guard (see
+    /// [`place_at_once`]): enough stock, the deal running, and then each
+    /// buyer within the deal's limit.
+    fn take_stock(
+        &mut self,
+        demand: &BTreeMap<StockKey, i64>,
+        held: &BTreeMap<(DealId, UserId), i64>,
+        now: i64,
+    ) {
+        const PRODUCT: &str = "UPDATE OR ROLLBACK products SET stock = stock - ?, updated_at = ? \
+             WHERE id = ? AND stock >= ?;\n";
+        const DEAL: &str = "UPDATE OR ROLLBACK deals SET remaining_stock = remaining_stock - ? \
+             WHERE id = ? AND remaining_stock >= ? AND settled_at IS NULL \
+             AND starts_at <= ? AND ends_at > ?;\n";
+        const TAKEN: &str = "INSERT INTO batch_guard (ok) VALUES (changes() = 1);\n";
+        const HOLD: &str = "INSERT OR ROLLBACK INTO deal_purchases (deal_id, user_id, quantity) \
+             SELECT unhex(value->>0), unhex(value->>1), value->>2 FROM json_each(?) WHERE true \
+             ON CONFLICT (deal_id, user_id) DO UPDATE SET quantity = quantity + excluded.quantity;\n";
+        const WITHIN_LIMITS: &str = "INSERT INTO batch_guard (ok) SELECT NOT EXISTS (\
+             SELECT 1 FROM json_each(?) AS j \
+             JOIN deal_purchases AS p ON p.deal_id = unhex(j.value->>0) AND p.user_id = unhex(j.value->>1) \
+             JOIN deals AS d ON d.id = p.deal_id WHERE p.quantity > d.per_user_limit);\n";
+        let args = &mut self.args;
+        for (&key, &qty) in demand {
+            match key {
+                StockKey::Product(p) => {
+                    self.sql.push_str(PRODUCT);
+                    arg(args, qty);
+                    arg(args, now);
+                    arg(args, p.0);
+                    arg(args, qty);
+                }
+                StockKey::Deal(d) => {
+                    self.sql.push_str(DEAL);
+                    arg(args, qty);
+                    arg(args, d.0);
+                    arg(args, qty);
+                    arg(args, now);
+                    arg(args, now);
+                }
+            }
+            self.sql.push_str(TAKEN);
+        }
+        if !held.is_empty() {
+            let mut claims = JsonRows::with_capacity(held.len() * 80);
+            for ((deal, user), qty) in held {
+                claims.row().uuid(deal.0).uuid(user.0).int(*qty);
+            }
+            let claims = claims.finish();
+            self.sql.push_str(HOLD);
+            self.sql.push_str(WITHIN_LIMITS);
+            arg(args, claims.clone());
+            arg(args, claims);
+        }
+    }
+
     /// Orders, then their items (which refer to them).
     fn orders(&mut self, orders: &[&'q Order]) -> sqlx::Result<()> {
         let args = &mut self.args;
         for chunk in fixed_chunks(orders) {
-            self.sql.push_str(insert_sql(0, chunk.len()));
+            self.sql
+                .push_str(insert_sql(0, chunk.len(), self.on_refusal));
             for o in chunk {
                 let address = o
                     .shipping_address
@@ -1095,7 +1305,8 @@ impl<'q> Query<'q> {
             .flat_map(|o| o.items.iter().enumerate().map(move |(n, i)| (o.id, n, i)))
             .collect();
         for chunk in fixed_chunks(&items) {
-            self.sql.push_str(insert_sql(1, chunk.len()));
+            self.sql
+                .push_str(insert_sql(1, chunk.len(), self.on_refusal));
             for &(order, n, i) in chunk {
                 arg(args, order.0);
                 arg(args, n as i64);
@@ -1113,7 +1324,8 @@ impl<'q> Query<'q> {
 
     fn events(&mut self, events: &'q [(&'static str, String)], now: i64) {
         for chunk in fixed_chunks(events) {
-            self.sql.push_str(insert_sql(2, chunk.len()));
+            self.sql
+                .push_str(insert_sql(2, chunk.len(), self.on_refusal));
             for (topic, payload) in chunk {
                 arg(&mut self.args, *topic);
                 arg(&mut self.args, payload.as_str());
@@ -1124,7 +1336,8 @@ impl<'q> Query<'q> {
 
     fn answers(&mut self, answers: &[&'q IdempotentAnswer], now: i64) {
         for chunk in fixed_chunks(answers) {
-            self.sql.push_str(insert_sql(3, chunk.len()));
+            self.sql
+                .push_str(insert_sql(3, chunk.len(), self.on_refusal));
             for a in chunk {
                 arg(&mut self.args, a.user_id.0);
                 arg(&mut self.args, a.key.as_str());
@@ -1145,7 +1358,7 @@ impl<'q> Query<'q> {
     fn debits(&mut self, orders: &[&'q Order], now: i64) {
         // A payer without an account is refused by the history row: its
         // balance reads NULL, and the column is NOT NULL.
-        const DEBIT: &str = "UPDATE point_accounts SET balance = balance - ?, updated_at = ? \
+        const DEBIT: &str = " point_accounts SET balance = balance - ?, updated_at = ? \
              WHERE user_id = ?;\n";
         let mut payers: Vec<(UserId, i64)> = Vec::with_capacity(orders.len());
         for o in orders {
@@ -1155,6 +1368,7 @@ impl<'q> Query<'q> {
             }
         }
         for &(user, total) in &payers {
+            self.sql.push_str(self.on_refusal.update());
             self.sql.push_str(DEBIT);
             arg(&mut self.args, total);
             arg(&mut self.args, now);
@@ -1172,7 +1386,8 @@ impl<'q> Query<'q> {
         }
         let mut at = 0;
         for chunk in fixed_chunks(orders) {
-            self.sql.push_str(debit_history_sql(chunk.len()));
+            self.sql
+                .push_str(debit_history_sql(chunk.len(), self.on_refusal));
             for o in chunk {
                 let args = &mut self.args;
                 arg(args, uuid::Uuid::now_v7());
@@ -1189,7 +1404,8 @@ impl<'q> Query<'q> {
 
     fn history(&mut self, history: &[History]) {
         for chunk in fixed_chunks(history) {
-            self.sql.push_str(insert_sql(4, chunk.len()));
+            self.sql
+                .push_str(insert_sql(4, chunk.len(), self.on_refusal));
             for h in chunk {
                 arg(&mut self.args, uuid::Uuid::now_v7());
                 arg(&mut self.args, h.user.0);
