@@ -168,13 +168,15 @@ fn is_refused_debit(e: &sqlx::Error) -> bool {
     })
 }
 
-/// See [`SqliteStore::place_batch`]. Statements per batch, whatever its
-/// size: `BEGIN`, one guarded update per stock key, one for per-user deal
-/// counts (when there are any), one hand-off for every insert (and, with
-/// [`Debits::InRows`], the payers' debits), `COMMIT`; with
-/// [`Debits::Guarded`], one more for the payers' points. An idempotency answer goes in with
-/// a plain insert: a key answered before fails it on the table's unique
-/// key, and the whole batch rolls back ([`Batch::Duplicate`]).
+/// See [`SqliteStore::place_batch`]. A batch without coupons whose debits
+/// go with the rows is one query ([`place_at_once`]). Otherwise, hand-offs
+/// per batch, whatever its size: `BEGIN`, the coupon orders' savepoints,
+/// one guarded update per stock key, one for per-user deal counts (when
+/// there are any), one for every insert (and, with [`Debits::InRows`], the
+/// payers' debits), `COMMIT`; with [`Debits::Guarded`], one more for the
+/// payers' points. An idempotency answer goes in with a plain insert: a
+/// key answered before fails it on the table's unique key, and the whole
+/// batch rolls back ([`Batch::Duplicate`]).
 async fn place_batch(
     conn: &mut SqliteConnection,
     batch: &[&OrderWrite],

@@ -61,9 +61,12 @@ pub struct HttpLimits {
 }
 
 /// What a handler of one context gets: that context's service (`Deref`
-/// to it), the token check, the idempotency keys and the HTTP layer's own
-/// caches.
-pub struct Ctx<T> {
+/// to it, through [`CtxParts`]), the token check, the idempotency keys and
+/// the HTTP layer's own caches. axum clones a route's state for every
+/// request: one shared `Arc` makes that one count instead of one per part.
+pub struct Ctx<T>(Arc<CtxParts<T>>);
+
+pub struct CtxParts<T> {
     svc: Arc<T>,
     auth: Arc<Authenticator>,
     idempotency: Arc<Idempotency>,
@@ -75,17 +78,19 @@ pub struct Ctx<T> {
 
 impl<T> Clone for Ctx<T> {
     fn clone(&self) -> Self {
-        Self {
-            svc: self.svc.clone(),
-            auth: self.auth.clone(),
-            idempotency: self.idempotency.clone(),
-            pages: self.pages.clone(),
-            users: self.users.clone(),
-        }
+        Self(self.0.clone())
     }
 }
 
 impl<T> Deref for Ctx<T> {
+    type Target = CtxParts<T>;
+
+    fn deref(&self) -> &CtxParts<T> {
+        &self.0
+    }
+}
+
+impl<T> Deref for CtxParts<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
@@ -251,13 +256,13 @@ struct Shared {
 
 impl Shared {
     fn ctx<T>(&self, svc: &Arc<T>) -> Ctx<T> {
-        Ctx {
+        Ctx(Arc::new(CtxParts {
             svc: svc.clone(),
             auth: self.auth.clone(),
             idempotency: self.idempotency.clone(),
             pages: self.pages.clone(),
             users: self.users.clone(),
-        }
+        }))
     }
 }
 
