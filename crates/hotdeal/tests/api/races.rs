@@ -4,7 +4,7 @@
 //! own, straight through the store port, past the batcher and the
 //! admission tier — on SQLite and on PostgreSQL.
 
-use crate::support::{config_for, spawn_app, TestApp};
+use crate::support::{config_for, spawn_app, Res, TestApp};
 use chrono::Duration;
 use hotdeal::adapters::postgres::{PgSettings, PgStore};
 use hotdeal::adapters::sqlite::{Durability, SqliteStore};
@@ -229,6 +229,26 @@ async fn product_stock<S: Store + ?Sized>(store: &S, product: &str) -> i64 {
         .stock
 }
 
+/// The order a 201 answered, as the store holds it.
+async fn stored_order<S: Store + ?Sized>(store: &S, r: &Res) -> Order {
+    let id = r.body["id"].as_str().expect("id").parse().expect("uuid");
+    store
+        .order(OrderId(id))
+        .await
+        .expect("read")
+        .expect("order")
+}
+
+/// `template` again under new order and line ids: another order to write.
+fn fresh_copy(template: &Order) -> Order {
+    let mut order = template.clone();
+    order.id = OrderId::new();
+    for item in &mut order.items {
+        item.id = uuid::Uuid::now_v7();
+    }
+    order
+}
+
 /// One order a batch cannot write — its buyer is not in the store (a
 /// foreign key, which SQLite checks at `COMMIT`), or it wants more units
 /// than are left — is refused alone: the batch's other orders are placed,
@@ -244,19 +264,11 @@ async fn one_bad_order_in_a_batch_is_refused_alone() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let store = second_writer(&app).await;
-    let template = store
-        .order(OrderId(
-            r.body["id"].as_str().expect("id").parse().expect("uuid"),
-        ))
-        .await
-        .expect("read")
-        .expect("order");
+    let template = stored_order(&*store, &r).await;
     let product_id = ProductId(product.parse().expect("uuid"));
     let write = |quantity: i64, buyer: Option<UserId>| {
-        let mut order = template.clone();
-        order.id = OrderId::new();
+        let mut order = fresh_copy(&template);
         for item in &mut order.items {
-            item.id = uuid::Uuid::now_v7();
             item.quantity = quantity;
             item.subtotal = item.unit_price * quantity;
         }
@@ -323,20 +335,10 @@ async fn the_batch_path_keeps_per_user_limits_and_deal_windows() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let store = second_writer(&app).await;
-    let template = store
-        .order(OrderId(
-            r.body["id"].as_str().expect("id").parse().expect("uuid"),
-        ))
-        .await
-        .expect("read")
-        .expect("order");
+    let template = stored_order(&*store, &r).await;
     let deal_id = DealId(deal.parse().expect("uuid"));
     let write = |at: chrono::DateTime<chrono::Utc>| {
-        let mut order = template.clone();
-        order.id = OrderId::new();
-        for item in &mut order.items {
-            item.id = uuid::Uuid::now_v7();
-        }
+        let mut order = fresh_copy(&template);
         order.created_at = at;
         OrderWrite {
             order,

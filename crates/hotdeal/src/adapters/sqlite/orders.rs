@@ -218,11 +218,7 @@ async fn place_batch(
         }
     }
     if !payers.is_empty() {
-        let now = batch
-            .iter()
-            .map(|w| micros(w.order.created_at))
-            .max()
-            .unwrap_or(0);
+        let now = latest(batch);
         let mut spends = JsonRows::with_capacity(payers.len() * 48);
         for (user, (total, _)) in &payers {
             spends.row().uuid(user.0).int(*total);
@@ -275,21 +271,8 @@ async fn place_batch(
         .filter(|(_, p)| **p == Placement::Placed)
         .map(|(w, _)| *w)
         .collect();
-    let mut demand: BTreeMap<StockKey, i64> = BTreeMap::new();
-    let mut held: BTreeMap<(DealId, UserId), i64> = BTreeMap::new();
-    for w in &accepted {
-        for (&key, &qty) in &w.demand {
-            *demand.entry(key).or_insert(0) += qty;
-            if let StockKey::Deal(d) = key {
-                *held.entry((d, w.order.user_id)).or_insert(0) += qty;
-            }
-        }
-    }
-    let now = accepted
-        .iter()
-        .map(|w| micros(w.order.created_at))
-        .max()
-        .unwrap_or(0);
+    let (demand, held) = units_taken(&accepted);
+    let now = latest(&accepted);
     // The same conditions as the one-by-one path, checked for the batch
     // as a whole: enough stock, the deal running, each user within the
     // deal's limit. Any miss and nothing is written: `None` sends the batch
@@ -324,17 +307,13 @@ async fn place_batch(
         }
     }
     if !held.is_empty() {
-        let mut claims = JsonRows::with_capacity(held.len() * 80);
-        for ((deal, user), qty) in &held {
-            claims.row().uuid(deal.0).uuid(user.0).int(*qty);
-        }
         let holds: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
             "INSERT INTO deal_purchases (deal_id, user_id, quantity) \
              SELECT unhex(value->>0), unhex(value->>1), value->>2 FROM json_each(?1) WHERE true \
              ON CONFLICT (deal_id, user_id) DO UPDATE SET quantity = quantity + excluded.quantity \
              RETURNING deal_id, quantity",
         )
-        .bind(claims.finish())
+        .bind(claims_json(&held))
         .fetch_all(&mut *tx)
         .await?;
         for (deal, holds) in holds {
@@ -389,14 +368,9 @@ const STOCK_KEYS_WITH_ROWS: usize = 2;
 /// nothing written; the batch is reported as the step-by-step path would
 /// report it.
 async fn place_at_once(conn: &mut SqliteConnection, batch: &[&OrderWrite]) -> StoreResult<Batch> {
-    let now = batch
-        .iter()
-        .map(|w| micros(w.order.created_at))
-        .max()
-        .unwrap_or(0);
+    let now = latest(batch);
+    let (demand, held) = units_taken(batch);
     let mut rows = NewRows::for_orders(batch.len());
-    let mut demand: BTreeMap<StockKey, i64> = BTreeMap::new();
-    let mut held: BTreeMap<(DealId, UserId), i64> = BTreeMap::new();
     for w in batch {
         rows.order(&w.order)?;
         rows.order_event("order.placed", &w.order);
@@ -405,12 +379,6 @@ async fn place_at_once(conn: &mut SqliteConnection, batch: &[&OrderWrite]) -> St
         }
         if w.order.payment_status == PaymentStatus::Paid {
             rows.debit(&w.order);
-        }
-        for (&key, &qty) in &w.demand {
-            *demand.entry(key).or_insert(0) += qty;
-            if let StockKey::Deal(d) = key {
-                *held.entry((d, w.order.user_id)).or_insert(0) += qty;
-            }
         }
     }
     let mut queries = rows.queries(now, OnRefusal::RollBack)?;
@@ -460,6 +428,43 @@ async fn place_at_once(conn: &mut SqliteConnection, batch: &[&OrderWrite]) -> St
 fn is_no_transaction(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .is_some_and(|d| d.message().contains("no transaction is active"))
+}
+
+/// The latest order time of `writes`: the batch's "now" for the stock
+/// rows and the deals' windows.
+fn latest(writes: &[&OrderWrite]) -> i64 {
+    writes
+        .iter()
+        .map(|w| micros(w.order.created_at))
+        .max()
+        .unwrap_or(0)
+}
+
+/// What `writes` take together: units per stock key, and units per buyer
+/// of each deal (for the deals' per-user limits).
+fn units_taken(
+    writes: &[&OrderWrite],
+) -> (BTreeMap<StockKey, i64>, BTreeMap<(DealId, UserId), i64>) {
+    let mut demand: BTreeMap<StockKey, i64> = BTreeMap::new();
+    let mut held: BTreeMap<(DealId, UserId), i64> = BTreeMap::new();
+    for w in writes {
+        for (&key, &qty) in &w.demand {
+            *demand.entry(key).or_insert(0) += qty;
+            if let StockKey::Deal(d) = key {
+                *held.entry((d, w.order.user_id)).or_insert(0) += qty;
+            }
+        }
+    }
+    (demand, held)
+}
+
+/// Units per deal and buyer as `[deal, user, units]` rows for `json_each`.
+fn claims_json(held: &BTreeMap<(DealId, UserId), i64>) -> String {
+    let mut claims = JsonRows::with_capacity(held.len() * 80);
+    for ((deal, user), qty) in held {
+        claims.row().uuid(deal.0).uuid(user.0).int(*qty);
+    }
+    claims.finish()
 }
 
 /// The rollback of a failed `batch_guard` check.
@@ -1262,11 +1267,7 @@ impl<'q> Query<'q> {
             self.sql.push_str(TAKEN);
         }
         if !held.is_empty() {
-            let mut claims = JsonRows::with_capacity(held.len() * 80);
-            for ((deal, user), qty) in held {
-                claims.row().uuid(deal.0).uuid(user.0).int(*qty);
-            }
-            let claims = claims.finish();
+            let claims = claims_json(held);
             self.sql.push_str(HOLD);
             self.sql.push_str(WITHIN_LIMITS);
             arg(args, claims.clone());
